@@ -26,7 +26,7 @@ test: venv system-deps
 	$(BIN)/python -m pytest -q --timeout=900
 
 bench: venv
-	$(BIN)/memload matrix
+	SCALES=$${SCALES:-100000} $(BIN)/memload matrix
 
 up: venv
 	$(BIN)/memload up

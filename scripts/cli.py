@@ -16,6 +16,7 @@ from scripts.options import add_option
 COMMAND_MODULES = [
     "scripts.cmd_db",
     "scripts.check_indexes",
+    "scripts.cmd_matrix",
 ]
 
 

@@ -1,0 +1,253 @@
+"""Configuration of `memload matrix`: every variable of the peer's phase-d-matrix.sh, validated, profiles applied.
+
+The peer set BENCH_PACE_MS and MAX_RATE_LIMIT_RETRIES before its profile `case`, so profile values were never
+applied. Here a profile supplies defaults for every variable the user did not set, and the resolved value of each
+variable (with where it came from: env, profile or default) is echoed first and stored in manifest.json.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from memload.config import parse_bool
+from memload.contract import TENANT_ID_RE
+from memload.errors import ConfigError
+
+PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
+
+# Profile defaults (contract §6 "Profile"); applied for real, unlike the peer.
+PROFILE_DEFAULTS: dict[str, dict[str, str]] = {
+    "balanced": {},
+    "recall_slo": {
+        "BENCH_MODE": "recall", "RECALL_REQUESTS": "300", "RECALL_CONCURRENCY": "6", "RUN_EXPLAIN": "false",
+        "RUN_WORKER_BENCHMARK": "false", "BENCH_PACE_MS": "50", "MAX_RATE_LIMIT_RETRIES": "10",
+        "AUTO_ADAPT_RATE_LIMIT": "true", "BENCH_FAIL_ON_TRANSPORT_ERROR_RATE": "0",
+    },
+    "write_slo": {
+        "BENCH_MODE": "write", "BENCH_WARMUP": "10", "WRITE_REQUESTS": "200", "WRITE_CONCURRENCY": "2",
+        "RUN_EXPLAIN": "false", "RUN_WORKER_BENCHMARK": "false", "BENCH_PACE_MS": "150",
+        "MAX_RATE_LIMIT_RETRIES": "10", "AUTO_ADAPT_RATE_LIMIT": "true", "BENCH_FAIL_ON_TRANSPORT_ERROR_RATE": "0",
+    },
+    "worker_slo": {
+        "BENCH_MODE": "recall", "RECALL_REQUESTS": "60", "RECALL_CONCURRENCY": "4", "BENCH_PACE_MS": "40",
+        "MAX_RATE_LIMIT_RETRIES": "10", "WORKER_BACKLOG_WRITES": "200", "RUN_WORKER_BENCHMARK": "true",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    default: str
+    parse: Callable[[str, str], Any]
+    help: str
+
+
+def _int(lo: int, hi: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name}: {value} is out of range [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name}: {value} is out of range [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+def _opt_float(lo: float, hi: float) -> Callable[[str, str], float | None]:
+    inner = _float(lo, hi)
+    return lambda name, raw: None if raw == "" else inner(name, raw)
+
+
+def _bool(name: str, raw: str) -> bool:
+    return parse_bool(raw, name=name)
+
+
+def _choice(*options: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        if raw not in options:
+            raise ConfigError(f"{name}: must be one of {', '.join(options)}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _scales(name: str, raw: str) -> list[int]:
+    out: list[int] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part.isdigit() or not 100 <= int(part) <= 1_000_000:
+            raise ConfigError(f"{name}: each scale must be an integer in [100, 1000000], got {part!r}")
+        out.append(int(part))
+    if not out:
+        raise ConfigError(f"{name}: at least one scale is required")
+    return out
+
+
+_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _ident(name: str, raw: str) -> str:
+    if not _IDENT.match(raw):
+        raise ConfigError(f"{name}: must match {_IDENT.pattern}, got {raw!r}")
+    return raw
+
+
+def _ident_or_empty(name: str, raw: str) -> str:
+    return raw if raw == "" else _ident(name, raw)
+
+
+def _tenant(name: str, raw: str) -> str:
+    if not TENANT_ID_RE.match(raw):
+        raise ConfigError(f"{name}: invalid tenant id {raw!r} (pattern {TENANT_ID_RE.pattern})")
+    return raw
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _url(name: str, raw: str) -> str:
+    if raw and not re.match(r"^https?://[^/\s]+", raw):
+        raise ConfigError(f"{name}: expected an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+VARS: list[Var] = [
+    Var("SCALES", "100000,300000,1000000", _scales, "comma-separated event counts"),
+    Var("TOPIC_RATIO", "100", _int(1, 100_000), "topics = scale / TOPIC_RATIO"),
+    Var("PERF_PROFILE", "balanced", _choice(*PROFILES), "balanced | recall_slo | write_slo | worker_slo"),
+    Var("BASE_URL", "", _url, "target API; empty = start the local stack"),
+    Var("TENANT_ID", "default", _tenant, "tenant of the perf scopes"),
+    Var("SRC_TENANT_ID", "default", _tenant, "tenant of the source scope"),
+    Var("SRC_SCOPE", "default", _ident, "source scope (seed's source vector; worker benchmark scope)"),
+    Var("SCOPE_PREFIX", "perf_d", _ident, "prefix of perf scope names"),
+    Var("SCOPE_STRATEGY", "isolated", _choice("isolated", "fixed"), "isolated = unique scope per run"),
+    Var("RESET_MODE", "auto", _choice("auto", "always", "never"), "auto resets only fixed scopes"),
+    Var("RESET_IMPL", "scope_purge", _choice("scope_purge", "perf_seed"), "purge job, or seed --reset"),
+    Var("RESET_PURGE_MODE", "partition", _choice("auto", "partition", "delete"), "purge mode"),
+    Var("RESET_PURGE_ALLOW_FALLBACK_DELETE", "false", _bool, "partition mode may fall back to DELETE"),
+    Var("RESET_PURGE_FAIL_ON_DELETE", "true", _bool, "refuse (before deleting) when purge would DELETE"),
+    Var("PERF_OFFLINE_WINDOW", "false", _bool, "required for any reset of a fixed scope"),
+    Var("BENCH_MODE", "all", _choice("all", "recall", "write"), "benchmark cases"),
+    Var("BENCH_WARMUP", "20", _int(0, 10_000), "sequential warmup recalls"),
+    Var("EMBED_ON_WRITE", "false", _bool, "auto_embed on benchmark writes"),
+    Var("RECALL_REQUESTS", "200", _int(0, 10_000_000), "recall requests per attempt"),
+    Var("RECALL_CONCURRENCY", "12", _int(1, 1000), "recall users"),
+    Var("WRITE_REQUESTS", "100", _int(0, 10_000_000), "write requests per attempt"),
+    Var("WRITE_CONCURRENCY", "4", _int(1, 1000), "write users"),
+    Var("BENCH_PACE_MS", "0", _int(0, 60_000), "sleep per request per user (ms)"),
+    Var("BENCH_TIMEOUT_MS", "15000", _int(100, 600_000), "request timeout (ms)"),
+    Var("BENCH_FAIL_ON_TRANSPORT_ERROR_RATE", "", _opt_float(0.0, 1.0), "transport-error gate; empty = off"),
+    Var("RUN_EXPLAIN", "true", _bool, "run EXPLAIN after each scale"),
+    Var("RUN_WORKER_BENCHMARK", "true", _bool, "run the worker benchmark"),
+    Var("WORKER_ITERATIONS", "8", _int(1, 1000), "worker benchmark iterations"),
+    Var("WORKER_BACKLOG_WRITES", "120", _int(0, 1_000_000), "auto_embed writes made before the worker benchmark"),
+    Var("WORKER_BACKLOG_CONCURRENCY", "1", _int(1, 64), "concurrency of the backlog writes"),
+    Var("WORKER_SCOPE", "", _text, "worker_slo: scope of the backlog (default: first scale's scope)"),
+    Var("AUTO_ADAPT_RATE_LIMIT", "false", _bool, "re-run the benchmark with halved concurrency on 429s"),
+    Var("MAX_RATE_LIMIT_RETRIES", "4", _int(0, 100), "adaptive attempts after the first"),
+    Var("PACE_STEP_MS", "25", _int(0, 10_000), "pace added per adaptive step (× 4/3/2/1 by 429 ratio)"),
+    Var("PACE_MAX_MS", "2000", _int(0, 60_000), "pace cap"),
+    Var("SLO_RECALL_P95_MS", "300", _float(0.001, 1e7), "recall p95 target (ms)"),
+    Var("SLO_WRITE_P95_MS", "500", _float(0.001, 1e7), "write p95 target (ms)"),
+    Var("SLO_MAX_ERROR_RATE", "0", _float(0.0, 1.0), "max error ratio"),
+    Var("SLO_WORKER_MIN_JOBS_PER_SEC", "50", _float(0.0, 1e9), "worker throughput target"),
+    Var("MATRIX_TAG", "", _ident_or_empty, "run tag; default timestamp"),
+    Var("OUT_DIR", "", _text, "artifact directory; default artifacts/perf/<MATRIX_TAG>"),
+    Var("SEED_VECTORS", "clustered", _choice("clustered", "copy"), "seeded vectors (copy = the peer's dataset)"),
+    Var("SEED_RANDOM_SEED", "42", _int(0, 2**31 - 1), "seeder --seed"),
+    Var("LOCAL_RATE_LIMIT_PROFILE", "benchmark", _choice("default", "benchmark"),
+        "local stack only: rate limits of the API it starts (benchmark = the peer's benchmark.env limits)"),
+]
+
+# The peer's benchmark.env limits (contract §2 "Later additions"), used for the local stack by default.
+BENCHMARK_RATE_LIMITS = {
+    "RECALL_RATE_LIMIT_RPS": "200", "RECALL_RATE_LIMIT_BURST": "400",
+    "TENANT_RECALL_RPS": "400", "TENANT_RECALL_BURST": "800",
+    "WRITE_RATE_LIMIT_RPS": "80", "WRITE_RATE_LIMIT_BURST": "160",
+    "TENANT_WRITE_RPS": "120", "TENANT_WRITE_BURST": "240",
+}
+
+
+@dataclass(frozen=True)
+class MatrixConfig:
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def scope_for(self, scale: int) -> str:
+        if self["SCOPE_STRATEGY"] == "isolated":
+            return f"{self['SCOPE_PREFIX']}_{scale}_{self['MATRIX_TAG']}"
+        return f"{self['SCOPE_PREFIX']}_{scale}"
+
+    def topics_for(self, scale: int) -> int:
+        return max(1, scale // self["TOPIC_RATIO"])
+
+    def should_reset(self) -> bool:
+        mode = self["RESET_MODE"]
+        return mode == "always" or (mode == "auto" and self["SCOPE_STRATEGY"] == "fixed")
+
+    def echo(self) -> str:
+        width = max(len(v.name) for v in VARS)
+        lines = ["memload matrix configuration:"]
+        for v in VARS:
+            lines.append(f"  {v.name:<{width}} = {self.values[v.name]!s:<24} ({self.sources[v.name]})")
+        return "\n".join(lines)
+
+
+def resolve(env: Mapping[str, str] | None = None) -> MatrixConfig:
+    """Resolve every variable: env beats profile beats default. Errors name the variable."""
+    env = os.environ if env is None else env
+    profile_raw = env.get("PERF_PROFILE", "balanced") or "balanced"
+    profile = _choice(*PROFILES)("PERF_PROFILE", profile_raw)
+    profile_defaults = PROFILE_DEFAULTS[profile]
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for var in VARS:
+        if env.get(var.name) not in (None, ""):
+            raw, src = env[var.name], "env"
+        elif var.name in profile_defaults:
+            raw, src = profile_defaults[var.name], f"profile {profile}"
+        else:
+            raw, src = var.default, "default"
+        values[var.name] = var.parse(var.name, raw)
+        sources[var.name] = src
+    if not values["MATRIX_TAG"]:
+        values["MATRIX_TAG"] = time.strftime("%Y%m%d_%H%M%S")
+        sources["MATRIX_TAG"] = "generated"
+    cfg = MatrixConfig(values, sources)
+    if cfg.should_reset() and cfg["SCOPE_STRATEGY"] == "fixed" and not cfg["PERF_OFFLINE_WINDOW"]:
+        raise ConfigError(
+            "PERF_OFFLINE_WINDOW: resetting a fixed scope (SCOPE_STRATEGY=fixed, RESET_MODE="
+            f"{cfg['RESET_MODE']}) requires PERF_OFFLINE_WINDOW=true; nothing was touched"
+        )
+    if cfg["RESET_PURGE_MODE"] == "partition" and cfg["RESET_PURGE_ALLOW_FALLBACK_DELETE"] and cfg[
+            "RESET_PURGE_FAIL_ON_DELETE"]:
+        raise ConfigError("RESET_PURGE_ALLOW_FALLBACK_DELETE=true contradicts RESET_PURGE_FAIL_ON_DELETE=true")
+    for scale in cfg["SCALES"]:
+        if cfg.scope_for(scale) in (cfg["SRC_SCOPE"],) and cfg["TENANT_ID"] == cfg["SRC_TENANT_ID"]:
+            raise ConfigError(f"SCOPE_PREFIX: perf scope {cfg.scope_for(scale)!r} equals SRC_SCOPE")
+    return cfg
