@@ -78,6 +78,69 @@ E_NO_PROVIDER: Final = "no_embedding_provider"
 E_PRIVATE_RULE_OWNER: Final = "invalid_private_rule_owner"
 
 
+# memload's codes for client mistakes the peer answered with 500 (contract §1 "better than the peer on errors")
+E_INVALID_JSON: Final = "invalid_json"
+E_UNSUPPORTED_MEDIA_TYPE: Final = "unsupported_media_type"
+E_PAYLOAD_TOO_LARGE: Final = "payload_too_large"
+E_NOT_FOUND: Final = "not_found"
+E_METHOD_NOT_ALLOWED: Final = "method_not_allowed"
+E_UNKNOWN_CLIENT_ID_REF: Final = "unknown_client_id_ref"
+E_EDGE_ENDPOINT_NOT_FOUND: Final = "edge_endpoint_not_found"
+E_CROSS_SCOPE_EDGE: Final = "cross_scope_edge"
+E_CROSS_SCOPE_NODE: Final = "cross_scope_node"
+E_SELF_LOOP_EDGE: Final = "self_loop_edge"
+E_CLIENT_ID_MISMATCH: Final = "client_id_id_mismatch"
+E_PARENT_COMMIT_NOT_FOUND: Final = "parent_commit_not_found"
+E_INVALID_RULE_TARGET: Final = "invalid_rule_target"
+E_CONFLICT: Final = "conflict"
+E_DEBUG_REQUIRES_RETURN_DEBUG: Final = "debug_embeddings_requires_return_debug"
+E_DEBUG_NOT_ALLOWED: Final = "debug_embeddings_not_allowed"
+E_DEBUG_LIMIT_TOO_HIGH: Final = "debug_embeddings_limit_too_high"
+E_UPSTREAM_RATE_LIMITED: Final = "upstream_embedding_rate_limited"
+E_UPSTREAM_UNAVAILABLE: Final = "upstream_embedding_unavailable"
+E_UPSTREAM_BAD_RESPONSE: Final = "upstream_embedding_bad_response"
+E_SERVICE_UNAVAILABLE: Final = "service_unavailable"
+
+# --- rate limiting (contract §2) ---
+RATE_KINDS: Final = ("recall", "write", "debug_embeddings")
+JWT_CLOCK_SKEW_S: Final = 30
+
+
+def rate_limited_message(kind: str, *, tenant: bool) -> str:
+    """Message of a 429 body, exactly as the peer words it."""
+    return f"tenant quota exceeded ({kind}); retry later" if tenant else f"rate limited ({kind}); retry later"
+
+
+# --- write request: node/edge score fields, all in [0, 1] ---
+NODE_SCORE_FIELDS: Final = ("salience", "importance", "confidence")
+EDGE_SCORE_FIELDS: Final = ("weight", "confidence", "decay_rate")
+DEFAULT_ACTOR: Final = "system"
+DEFAULT_LANE: Final = "private"
+DEFAULT_TIER: Final = "hot"
+CLIENT_EMBEDDING_MODEL: Final = "client"
+EMBED_ERR_NO_TEXT: Final = "no_embed_text"
+EMBED_ERR_DISABLED: Final = "auto_embed_disabled_or_no_provider"
+OUTBOX_EMBED_NODES: Final = "embed_nodes"
+OUTBOX_TOPIC_CLUSTER: Final = "topic_cluster"
+
+# --- recall stage 2 budgets (contract §4) ---
+EDGE_FETCH_BUDGET_MAX: Final = 1000
+EDGE_FETCH_MULT: Final = 5
+HOP_BUDGET_MIN: Final = 50
+HOP_BUDGET_MAX: Final = 500
+NODE_FETCH_BUDGET_MAX: Final = 800
+NODE_FETCH_MULT: Final = 4
+SEED_ACTIVATION_WEIGHTS: Final = (0.75, 0.25)  # similarity, salience
+DRAFT_TOPIC_BUDGET_MAX: Final = 10
+CONTEXT_LIMITS: Final = {"topic_concept": 4, "entity": 6, "event_evidence": 10, "rule": 6}
+DEBUG_EMBED_MAX_NODES: Final = 5
+DEBUG_EMBED_PREVIEW_DIMS: Final = 16
+
+# --- response headers ---
+REQUEST_ID_HEADER: Final = "x-request-id"
+SERVER_TIMING_HEADER: Final = "server-timing"
+
+
 def rate_limited_code(kind: str, *, tenant: bool) -> str:
     """Error code of a 429: `rate_limited_<kind>` (per client) or `tenant_rate_limited_<kind>` (per tenant)."""
     return f"tenant_rate_limited_{kind}" if tenant else f"rate_limited_{kind}"

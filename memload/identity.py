@@ -12,6 +12,8 @@ import math
 import uuid
 from typing import Any
 
+_MAX_SAFE_INT = 2**53 - 1
+
 
 def sha256_hex(text: str | bytes) -> str:
     data = text.encode("utf-8") if isinstance(text, str) else text
@@ -27,21 +29,51 @@ def stable_uuid(name: str) -> str:
 
 
 def js_number(value: float | int) -> str:
-    """Format a number as JavaScript's JSON.stringify would."""
+    """Format a number as JavaScript's Number#toString / JSON.stringify would (ECMA-262 Number::toString).
+
+    Python's repr gives the same shortest round-trip digits; only the switch to exponent notation differs
+    (JS: decimal exponent n in (-6, 21]; Python: exponent in [-4, 16)), so the digits are re-laid out here.
+    Integers beyond 2**53 are formatted as the double JavaScript would have parsed.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        if abs(value) <= _MAX_SAFE_INT:
+            return str(value)
+        value = float(value)
     if not math.isfinite(value):
         return "null"
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
+    if value == 0:
+        return "0"
     text = repr(value)
-    if "e" in text:
-        mantissa, exp = text.split("e")
-        sign = "-" if exp.startswith("-") else "+"
-        text = f"{mantissa}e{sign}{int(exp.lstrip('+-'))}"
-    return text
+    if "e" not in text and "." in text and not text.endswith(".0") and abs(value) >= 1e-4:
+        return text  # fast path: plain decimal, same in both languages
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp = repr(abs(value)).partition("e")
+    int_part, _, frac_part = mantissa.partition(".")
+    digits = (int_part + frac_part).lstrip("0")
+    # value = 0.<digits> * 10**n
+    n = len(int_part.lstrip("0")) + (int(exp) if exp else 0)
+    if not int_part.lstrip("0"):
+        n -= len(frac_part) - len(frac_part.lstrip("0"))
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        out = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        out = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        out = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        esign = "+" if e >= 0 else "-"
+        out = (digits if k == 1 else digits[0] + "." + digits[1:]) + f"e{esign}{abs(e)}"
+    return sign + out
+
+
+def js_vector_literal(values: Any) -> str:
+    """`[v1,v2,...]` with JavaScript number formatting: the peer's toVectorLiteral (hashed into recall audits)."""
+    return "[" + ",".join(js_number(float(v)) if not isinstance(v, int) else js_number(v) for v in values) + "]"
 
 
 def stable_stringify(value: Any) -> str:
@@ -82,13 +114,26 @@ def commit_hash(
         "diffSha": sha256_hex(stable_stringify(diff)),
         "scope": scope_key,
         "actor": actor,
+        # The peer passes `parsed.model_version ?? null`, so absent versions hash as null (not dropped).
+        "model_version": model_version,
+        "prompt_version": prompt_version,
     }
-    # JS `undefined` fields are dropped by the stringifier; null is kept.
-    if model_version is not None:
-        payload["model_version"] = model_version
-    if prompt_version is not None:
-        payload["prompt_version"] = prompt_version
     return sha256_hex(stable_stringify(payload))
+
+
+def outbox_job_key(*, scope_key: str, commit_id: str, event_type: str, payload: Any) -> tuple[str, str]:
+    """(job_key, payload_sha256) of an outbox row, as the peer's write path computes them.
+
+    payload_sha256 = sha256(stableStringify(payload)); job_key = sha256(stableStringify({v:1, scope, commit_id,
+    event_type, payloadSha})). The unique (scope, event_type, job_key) makes enqueueing idempotent across retries.
+    """
+    payload_sha = sha256_hex(stable_stringify(payload))
+    job_key = sha256_hex(
+        stable_stringify(
+            {"v": 1, "scope": scope_key, "commit_id": commit_id, "event_type": event_type, "payloadSha": payload_sha}
+        )
+    )
+    return job_key, payload_sha
 
 
 def scope_key(scope: str, tenant_id: str, default_tenant_id: str = "default") -> str:

@@ -16,7 +16,14 @@ from scripts.options import add_option
 COMMAND_MODULES = [
     "scripts.cmd_db",
     "scripts.check_indexes",
+    "scripts.cmd_seed",
+    "scripts.cmd_api",
     "scripts.cmd_matrix",
+    "scripts.cmd_report",
+    "scripts.cmd_worker",
+    "scripts.cmd_up",
+    "scripts.cmd_explain",
+    "scripts.cmd_bench",
 ]
 
 

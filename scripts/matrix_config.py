@@ -239,10 +239,10 @@ def resolve(env: Mapping[str, str] | None = None) -> MatrixConfig:
         values["MATRIX_TAG"] = time.strftime("%Y%m%d_%H%M%S")
         sources["MATRIX_TAG"] = "generated"
     cfg = MatrixConfig(values, sources)
-    if cfg.should_reset() and cfg["SCOPE_STRATEGY"] == "fixed" and not cfg["PERF_OFFLINE_WINDOW"]:
+    if cfg.should_reset() and not cfg["PERF_OFFLINE_WINDOW"]:
         raise ConfigError(
-            "PERF_OFFLINE_WINDOW: resetting a fixed scope (SCOPE_STRATEGY=fixed, RESET_MODE="
-            f"{cfg['RESET_MODE']}) requires PERF_OFFLINE_WINDOW=true; nothing was touched"
+            f"PERF_OFFLINE_WINDOW: a reset (SCOPE_STRATEGY={cfg['SCOPE_STRATEGY']}, RESET_MODE={cfg['RESET_MODE']}) "
+            "requires PERF_OFFLINE_WINDOW=true; nothing was touched"
         )
     if cfg["RESET_PURGE_MODE"] == "partition" and cfg["RESET_PURGE_ALLOW_FALLBACK_DELETE"] and cfg[
             "RESET_PURGE_FAIL_ON_DELETE"]:

@@ -1,0 +1,344 @@
+"""Discover and load a run directory's artifacts (docs/ARTIFACTS.md), validating every key the report uses.
+
+Loading is strict about what is present (a wrong type names the file and key) and lenient about what is absent
+(absent files are listed, so the report can say what is missing instead of failing).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.errors import MalformedArtifact
+from analysis.jsonio import Doc, load_json
+
+RECALL_ENDPOINTS = ("recall_text", "recall")
+WRITE_ENDPOINTS = ("write",)
+KNOWN_ENDPOINTS = (*RECALL_ENDPOINTS, *WRITE_ENDPOINTS)
+
+_ATTEMPT_RE = re.compile(r"^benchmark_(?P<scale>.+)_attempt(?P<n>\d+)\.json$")
+_ADAPT_RE = re.compile(r"^benchmark_adapt_(?P<scale>.+)\.json$")
+_BENCH_RE = re.compile(r"^benchmark_(?P<scale>.+)\.json$")
+_SEED_RE = re.compile(r"^seed_(?P<scale>.+)\.json$")
+_EXPLAIN_RE = re.compile(r"^explain_(?P<scale>.+)\.txt$")
+_STATS_RE = re.compile(r"^(?P<prefix>.+)_stats\.csv$")
+PACING_COLUMNS = ("timestamp", "endpoint_class", "pace_ms", "count_429", "count_ok")
+
+
+_STATUS_SUFFIX_RE = re.compile(r"\s*\[\d{3}\]$")
+
+
+def status_suffix(name: str) -> str | None:
+    """'recall_text [429]' -> '429': the suite books 429s under a separate Locust row so the main row's percentiles
+    hold no rate-limited responses."""
+    m = _STATUS_SUFFIX_RE.search(name.strip())
+    return m.group(0).strip(" []") if m else None
+
+
+def endpoint_key(name: str) -> str:
+    """Map a Locust request name or case name to `recall_text` / `recall` / `write` (else the name itself)."""
+    text = _STATUS_SUFFIX_RE.sub("", name.strip())
+    last = re.split(r"[/\s:]+", text.lower().rstrip("/"))[-1]
+    return last if last in KNOWN_ENDPOINTS else text
+
+
+def scale_sort_key(scale: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(scale), scale)
+    except ValueError:
+        return (1, 0.0, scale)
+
+
+# ----------------------------------------------------------------------------------------------- typed artifacts
+@dataclass
+class SeedInfo:
+    scope: str
+    tenant_id: str | None
+    scope_key: str | None
+    nodes: int
+    edges: int
+    topics: int | None
+    events: int | None
+    elapsed_ms: float | None
+    vectors: str | None
+
+
+@dataclass
+class BenchCase:
+    name: str
+    total: int
+    ok: int
+    failed: int
+    rps: float | None
+    latency_ms: dict[str, float | None]
+    by_status: dict[str, int]
+    errors: dict[str, int] | None
+    open_model: dict[str, float | None]
+    pacing: dict[str, float | None]
+    server_timing_ms: dict[str, float | None]
+
+
+@dataclass
+class Benchmark:
+    path: Path
+    ok: bool | None
+    scope: str | None
+    tenant_id: str | None
+    params: dict[str, Any]
+    cases: list[BenchCase]
+    csv_prefix: str | None
+
+
+@dataclass
+class ExactEndpoint:
+    count: int
+    min_ms: float | None
+    max_ms: float | None
+    mean_ms: float | None
+    percentiles_ms: dict[str, float | None]
+    cdf: list[tuple[float, float]]
+
+
+@dataclass
+class WorkerBaseline:
+    scope: str | None
+    mode: str | None
+    iterations: int | None
+    claimed: int
+    processed: int
+    failed_marked: int
+    throughput: float
+    elapsed_ms_sum: float | None
+    elapsed_ms_wall: float | None
+    outbox_before: dict[str, float | None]
+    outbox_after: dict[str, float | None]
+    per_iteration: pd.DataFrame
+
+
+@dataclass
+class ScaleFiles:
+    scale: str
+    seed: Path | None = None
+    benchmark: Path | None = None
+    attempts: list[Path] = field(default_factory=list)
+    adapt: Path | None = None
+    csv_prefix: str | None = None
+    exact: Path | None = None
+    pacing: Path | None = None
+    explain: Path | None = None
+
+
+@dataclass
+class RunFiles:
+    directory: Path
+    scales: dict[str, ScaleFiles]
+    worker: Path | None
+    manifest: Path | None
+
+
+# ----------------------------------------------------------------------------------------------- discovery
+def discover(directory: Path) -> RunFiles:
+    """Group the directory's files by scale (the `<scale>` of the seed document's names)."""
+    scales: dict[str, ScaleFiles] = {}
+
+    def at(scale: str) -> ScaleFiles:
+        return scales.setdefault(scale, ScaleFiles(scale))
+
+    names = sorted(p.name for p in directory.iterdir() if p.is_file())
+    for name in names:
+        path = directory / name
+        if m := _ATTEMPT_RE.match(name):
+            at(m["scale"]).attempts.append(path)
+        elif m := _ADAPT_RE.match(name):
+            at(m["scale"]).adapt = path
+        elif m := _BENCH_RE.match(name):
+            at(m["scale"]).benchmark = path
+        elif m := _SEED_RE.match(name):
+            at(m["scale"]).seed = path
+        elif m := _EXPLAIN_RE.match(name):
+            at(m["scale"]).explain = path
+    # Locust CSV prefixes: `locust_<scale>` by convention; any other prefix becomes its own "scale" label.
+    for name in names:
+        if m := _STATS_RE.match(name):
+            prefix = m["prefix"]
+            scale = prefix[len("locust_"):] if prefix.startswith("locust_") else prefix
+            sf = at(scale)
+            sf.csv_prefix = prefix
+    for sf in scales.values():
+        prefix = sf.csv_prefix or f"locust_{sf.scale}"
+        exact, pacing = directory / f"{prefix}_exact.json", directory / f"{prefix}_pacing.csv"
+        sf.exact = exact if exact.is_file() else None
+        sf.pacing = pacing if pacing.is_file() else None
+        sf.attempts.sort(key=lambda p: int(_ATTEMPT_RE.match(p.name)["n"]))  # type: ignore[index]
+    worker = directory / "worker_baseline.json"
+    manifest = directory / "manifest.json"
+    ordered = dict(sorted(scales.items(), key=lambda kv: scale_sort_key(kv[0])))
+    return RunFiles(directory, ordered, worker if worker.is_file() else None,
+                    manifest if manifest.is_file() else None)
+
+
+# ----------------------------------------------------------------------------------------------- loaders
+def load_seed(path: Path) -> SeedInfo:
+    doc = Doc(path, load_json(path))
+    totals = doc.obj("totals_in_scope")
+    inserted = doc.obj("inserted", required=False)
+    assert totals is not None
+    return SeedInfo(
+        scope=doc.str_("scope") or "",
+        tenant_id=doc.str_("tenant_id", required=False),
+        scope_key=doc.str_("scope_key", required=False),
+        nodes=totals.int_("nodes") or 0,
+        edges=totals.int_("edges") or 0,
+        topics=inserted.int_("topics", required=False) if inserted else None,
+        events=inserted.int_("events", required=False) if inserted else None,
+        elapsed_ms=doc.num("elapsed_ms", required=False),
+        vectors=doc.str_("vectors", required=False),
+    )
+
+
+def load_benchmark(path: Path) -> Benchmark:
+    doc = Doc(path, load_json(path))
+    cases = []
+    for c in doc.items("cases"):
+        errors = c.counts("errors", required=False) if c.has("errors") else None
+        cases.append(BenchCase(
+            name=c.str_("name") or "",
+            total=c.int_("total") or 0,
+            ok=c.int_("ok") or 0,
+            failed=c.int_("failed") or 0,
+            rps=c.num("rps", required=False, nullable=True),
+            latency_ms=c.numbers("latency_ms"),
+            by_status=c.counts("by_status"),
+            errors=errors,
+            open_model=c.numbers("open_model", required=False, strict=False),
+            pacing=c.numbers("pacing", required=False, strict=False),
+            server_timing_ms=c.numbers("server_timing_ms", required=False, strict=False),
+        ))
+    for case in cases:
+        for key in ("p50", "p95", "p99"):
+            if key not in case.latency_ms:
+                raise MalformedArtifact(path, f"key cases[{cases.index(case)}].latency_ms.{key}: missing")
+    params = doc.obj("params", required=False)
+    arts = doc.obj("artifacts", required=False)
+    return Benchmark(
+        path=path,
+        ok=doc.bool_("ok", required=False),
+        scope=doc.str_("scope", required=False),
+        tenant_id=doc.str_("tenant_id", required=False),
+        params=dict(params.value) if params else {},
+        cases=cases,
+        csv_prefix=arts.str_("csv_prefix", required=False) if arts else None,
+    )
+
+
+def load_adapt(path: Path) -> dict[str, Any]:
+    doc = Doc(path, load_json(path))
+    initial, final = doc.obj("initial"), doc.obj("final")
+    assert initial is not None and final is not None
+    out: dict[str, Any] = {
+        "auto_adapt": doc.bool_("auto_adapt", required=False),
+        "max_rate_limit_retries": doc.int_("max_rate_limit_retries", required=False),
+        "retries_used": doc.int_("retries_used", required=False),
+        "attempts_total": doc.int_("attempts_total", required=False),
+        "exhausted": doc.bool_("exhausted", required=False),
+        "initial": {k: initial.num(k, required=False, nullable=True)
+                    for k in ("recall_concurrency", "write_concurrency", "pace_ms")},
+        "final": {k: final.num(k, required=False, nullable=True)
+                  for k in ("recall_concurrency", "write_concurrency", "pace_ms", "last_429", "last_total_requests",
+                            "last_allowed_429", "last_429_rate")},
+    }
+    return out
+
+
+def load_exact(path: Path) -> dict[str, ExactEndpoint]:
+    doc = Doc(path, load_json(path))
+    endpoints = doc.obj("endpoints")
+    assert endpoints is not None
+    out: dict[str, ExactEndpoint] = {}
+    for name in endpoints.value:
+        ep = endpoints.obj(name)
+        assert ep is not None
+        pct = ep.numbers("percentiles_ms")
+        for key in ("50", "95", "99"):
+            if key not in pct:
+                raise MalformedArtifact(path, f"key {ep.key}.percentiles_ms.{key}: missing")
+        cdf: list[tuple[float, float]] = []
+        for i, point in enumerate(ep.items("cdf", required=False)):
+            v = point.value
+            if (not isinstance(v, list) or len(v) != 2
+                    or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)):
+                raise MalformedArtifact(path, f"key {ep.key}.cdf[{i}]: expected [ms, fraction], got {v!r}")
+            cdf.append((float(v[0]), float(v[1])))
+        out[endpoint_key(name)] = ExactEndpoint(
+            count=ep.int_("count") or 0, min_ms=ep.num("min_ms", required=False, nullable=True),
+            max_ms=ep.num("max_ms", required=False, nullable=True),
+            mean_ms=ep.num("mean_ms", required=False, nullable=True), percentiles_ms=pct, cdf=cdf)
+    return out
+
+
+def load_pacing(path: Path) -> pd.DataFrame:
+    """`timestamp,endpoint_class,pace_ms,count_429,count_ok`; timestamp as epoch seconds or ISO-8601."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise MalformedArtifact(path, "empty file (no header row)") from None
+    except pd.errors.ParserError as exc:
+        raise MalformedArtifact(path, f"not a readable CSV: {str(exc).splitlines()[0]}") from None
+    for col in PACING_COLUMNS:
+        if col not in frame.columns:
+            raise MalformedArtifact(path, f"missing column {col!r}")
+    out = pd.DataFrame({"endpoint_class": frame["endpoint_class"].astype(str)})
+    for col in ("pace_ms", "count_429", "count_ok"):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any():
+            i = int(values.isna().to_numpy().nonzero()[0][0])
+            raise MalformedArtifact(path, f"column {col!r} line {i + 2}: not a number: {frame[col].iloc[i]!r}")
+        out[col] = values
+    ts = pd.to_numeric(frame["timestamp"], errors="coerce")
+    if ts.isna().any():
+        parsed = pd.to_datetime(frame["timestamp"], errors="coerce", utc=True, format="ISO8601")
+        if parsed.isna().any():
+            i = int(parsed.isna().to_numpy().nonzero()[0][0])
+            raise MalformedArtifact(path, f"column 'timestamp' line {i + 2}: not epoch seconds or ISO-8601: "
+                                          f"{frame['timestamp'].iloc[i]!r}")
+        ts = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    out["timestamp"] = ts.astype(float)
+    return out
+
+
+def load_worker(path: Path) -> WorkerBaseline:
+    doc = Doc(path, load_json(path))
+    totals = doc.obj("totals")
+    assert totals is not None
+    before = doc.numbers("outbox_before", required=False)
+    after = doc.numbers("outbox_after", required=False)
+    rows = []
+    for it in doc.items("per_iteration", required=False):
+        rows.append({"iteration": it.int_("iteration"), "claimed": it.int_("claimed", required=False),
+                     "processed": it.int_("processed"), "failed_marked": it.int_("failed_marked", required=False),
+                     "elapsed_ms": it.num("elapsed_ms", required=False),
+                     "throughput": it.num("throughput_processed_per_sec", required=False, nullable=True)})
+    return WorkerBaseline(
+        scope=doc.str_("scope", required=False), mode=doc.str_("mode", required=False),
+        iterations=doc.int_("iterations", required=False),
+        claimed=totals.int_("claimed") or 0, processed=totals.int_("processed") or 0,
+        failed_marked=totals.int_("failed_marked") or 0,
+        throughput=totals.num("throughput_processed_per_sec") or 0.0,
+        elapsed_ms_sum=totals.num("elapsed_ms_sum", required=False),
+        elapsed_ms_wall=totals.num("elapsed_ms_wall", required=False),
+        outbox_before=before, outbox_after=after,
+        per_iteration=pd.DataFrame(rows, columns=["iteration", "claimed", "processed", "failed_marked",
+                                                  "elapsed_ms", "throughput"]),
+    )
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    value = load_json(path)
+    if not isinstance(value, dict):
+        raise MalformedArtifact(path, "key <root>: expected an object")
+    return value
+

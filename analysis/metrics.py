@@ -1,0 +1,343 @@
+"""Numbers of a run: per scale and endpoint latency, throughput and the error split, each with its source.
+
+Source order for latency percentiles (the first that has the endpoint wins, and the report says which):
+1. `locust_<scale>_exact.json` — the suite's exact listener (unrounded, successful requests only);
+2. `benchmark_<scale>.json` `latency_ms` — exact as well (same listener, the peer's schema);
+3. `locust_<scale>_stats.csv` — Locust's bucketed nearest-rank values (2 significant digits, failures included).
+Requests, failures and the error split come from the benchmark JSON when present (its `by_status` and `errors`),
+else from Locust's stats and failures CSVs (failure messages classified by the status code they contain).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import artifacts as art
+from analysis.explain import ExplainInfo, parse_explain
+from analysis.jsonio import dig
+from analysis.locust_csv import LocustRun, read_locust_run
+
+ERROR_CATEGORIES = ("rate_limited_429", "client_4xx", "server_5xx", "transport", "empty_recall", "invalid_body",
+                    "other")
+ERROR_LABELS = {"rate_limited_429": "429", "client_4xx": "other 4xx", "server_5xx": "5xx", "transport": "transport",
+                "empty_recall": "empty recall", "invalid_body": "invalid body", "other": "other"}
+
+SRC_EXACT = "exact (suite listener)"
+SRC_BENCH = "exact (benchmark JSON)"
+SRC_LOCUST = "Locust CSV (bucketed)"
+
+
+@dataclass
+class EndpointMetrics:
+    scale: str
+    name: str
+    requests: int | None = None
+    ok: int | None = None
+    failed: int | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    errors_source: str = "not recorded"
+    by_status: dict[str, int] = field(default_factory=dict)
+    rps: float | None = None
+    rps_source: str = "not recorded"
+    latency: dict[str, float | None] = field(default_factory=dict)  # p50 p95 p99 min max mean (ms)
+    latency_source: str = "not recorded"
+    locust: dict[str, float | None] = field(default_factory=dict)  # bucketed p50/p95/p99, requests, failures, rps
+    open_model: dict[str, float | None] = field(default_factory=dict)
+    pacing: dict[str, float | None] = field(default_factory=dict)
+    server_timing_ms: dict[str, float | None] = field(default_factory=dict)
+    exact_count: int | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        """failed / requests (every non-success: 429, 4xx, 5xx, transport, empty recall, invalid body)."""
+        if not self.requests or self.failed is None:
+            return None
+        return self.failed / self.requests
+
+    def share(self, category: str) -> float | None:
+        if not self.requests:
+            return None
+        return self.errors.get(category, 0) / self.requests
+
+    def p(self, key: str) -> float | None:
+        return self.latency.get(key)
+
+
+@dataclass
+class ScaleMetrics:
+    scale: str
+    files: art.ScaleFiles
+    seed: art.SeedInfo | None = None
+    benchmark: art.Benchmark | None = None
+    endpoints: dict[str, EndpointMetrics] = field(default_factory=dict)
+    locust: LocustRun | None = None
+    exact: dict[str, art.ExactEndpoint] | None = None
+    pacing: pd.DataFrame | None = None
+    explain: ExplainInfo | None = None
+    adapt: dict[str, Any] | None = None
+    missing: list[str] = field(default_factory=list)
+    used: list[str] = field(default_factory=list)
+
+    @property
+    def scope(self) -> str | None:
+        if self.seed:
+            return self.seed.scope
+        return self.benchmark.scope if self.benchmark else None
+
+    @property
+    def tenant_id(self) -> str | None:
+        if self.seed and self.seed.tenant_id:
+            return self.seed.tenant_id
+        return self.benchmark.tenant_id if self.benchmark else None
+
+    @property
+    def dataset_nodes(self) -> float | None:
+        """Dataset size for the p95-vs-size plot: seeded nodes, else the numeric scale label (events)."""
+        if self.seed:
+            return float(self.seed.nodes)
+        try:
+            return float(self.scale)
+        except ValueError:
+            return None
+
+    def recall_endpoints(self) -> list[EndpointMetrics]:
+        return [self.endpoints[n] for n in art.RECALL_ENDPOINTS if n in self.endpoints]
+
+    def write_endpoints(self) -> list[EndpointMetrics]:
+        return [self.endpoints[n] for n in art.WRITE_ENDPOINTS if n in self.endpoints]
+
+
+@dataclass
+class RunMetrics:
+    directory: Path
+    files: art.RunFiles
+    scales: list[ScaleMetrics]
+    worker: art.WorkerBaseline | None
+    manifest: dict[str, Any] | None
+    missing: list[str] = field(default_factory=list)
+
+    def config(self, name: str) -> Any:
+        return dig(self.manifest or {}, f"config.{name}", name)
+
+
+# ---------------------------------------------------------------------------------------------- error split
+def split_by_status(by_status: dict[str, int]) -> dict[str, int]:
+    """The peer's `by_status` keys into the report's categories (used when the file has no `errors` object)."""
+    out = dict.fromkeys(ERROR_CATEGORIES, 0)
+    for key, count in by_status.items():
+        k = key.strip()
+        if k.startswith("error:"):
+            out["transport"] += count
+        elif k in ("empty_recall", "invalid_body"):
+            out[k] += count
+        elif k.isdigit():
+            code = int(k)
+            if 200 <= code < 300:
+                continue
+            if code == 429:
+                out["rate_limited_429"] += count
+            elif 400 <= code < 500:
+                out["client_4xx"] += count
+            elif code >= 500:
+                out["server_5xx"] += count
+            else:
+                out["other"] += count
+        else:
+            out["other"] += count
+    return out
+
+
+_WRAPPED_RE = re.compile(r"^\w+\((['\"])(.*)\1\)$", re.DOTALL)
+_STATUS_IN_MESSAGE = re.compile(r"(?<![\d.])([1-5]\d\d)(?![\d.])")
+
+
+def classify_failure_message(message: str) -> str:
+    """Category of a Locust failure message (HTTPError('429 Client Error…'), CatchResponseError('…'), …)."""
+    low = message.lower().strip()
+    wrapped = _WRAPPED_RE.match(low)  # Locust stores failures as repr(exception): CatchResponseError('...')
+    if wrapped:
+        low = wrapped.group(2).strip()
+    for category in ERROR_CATEGORIES:  # the suite's own failure messages start with the category
+        if low == category or low.startswith(category + ":"):
+            return category
+    if "empty_recall" in low or "empty recall" in low:
+        return "empty_recall"
+    if "invalid_body" in low or "invalid body" in low:
+        return "invalid_body"
+    m = _STATUS_IN_MESSAGE.search(message)
+    if m:
+        code = int(m.group(1))
+        if code == 429:
+            return "rate_limited_429"
+        if 400 <= code < 500:
+            return "client_4xx"
+        if code >= 500:
+            return "server_5xx"
+    if any(w in low for w in ("status code 0", "connection", "timeout", "timed out", "refused", "reset",
+                                "disconnected", "error(")):
+        return "transport"
+    return "other"
+
+
+# ---------------------------------------------------------------------------------------------- collection
+def _num(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _locust_endpoints(run: LocustRun) -> dict[str, dict[str, float | None]]:
+    """Per endpoint: counts summed over its rows (`recall_text` + `recall_text [429]`, or GET+POST of one name);
+    latency from its main row (no status suffix, most requests; a suffixed row only when there is no other)."""
+    rows: dict[str, list[pd.Series]] = {}
+    for _, row in run.entries().iterrows():
+        rows.setdefault(art.endpoint_key(str(row["Name"])), []).append(row)
+    out: dict[str, dict[str, float | None]] = {}
+    for key, group in rows.items():
+        def rank(r: pd.Series) -> tuple[bool, float]:
+            return (art.status_suffix(str(r["Name"])) is None, _num(r["Request Count"]) or 0.0)
+
+        best = max(group, key=rank)
+        has_requests = (_num(best["Request Count"]) or 0) > 0
+        out[key] = {
+            "requests": sum(_num(r["Request Count"]) or 0 for r in group),
+            "failures": sum(_num(r["Failure Count"]) or 0 for r in group),
+            "rps": sum(_num(r["Requests/s"]) or 0 for r in group),
+            **{k: (_num(best[c]) if has_requests else None) for k, c in
+               (("p50", "50%"), ("p95", "95%"), ("p99", "99%"), ("min", "Min Response Time"),
+                ("max", "Max Response Time"), ("mean", "Average Response Time"))},
+        }
+    return out
+
+
+def _locust_failures(run: LocustRun) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    if run.failures is None:
+        return out
+    for _, row in run.failures.iterrows():
+        key = art.endpoint_key(str(row["Name"]))
+        cat = classify_failure_message(str(row["Error"]))
+        bucket = out.setdefault(key, dict.fromkeys(ERROR_CATEGORIES, 0))
+        bucket[cat] += int(_num(row["Occurrences"]) or 0)
+    return out
+
+
+def _endpoint_order(names: list[str]) -> list[str]:
+    known = [n for n in art.KNOWN_ENDPOINTS if n in names]
+    return known + sorted(n for n in names if n not in known)
+
+
+def collect_scale(directory: Path, files: art.ScaleFiles) -> ScaleMetrics:
+    sm = ScaleMetrics(files.scale, files)
+    if files.seed:
+        sm.seed = art.load_seed(files.seed)
+        sm.used.append(files.seed.name)
+    if files.benchmark:
+        sm.benchmark = art.load_benchmark(files.benchmark)
+        sm.used.append(files.benchmark.name)
+        if sm.benchmark.csv_prefix and (directory / f"{sm.benchmark.csv_prefix}_stats.csv").is_file():
+            files.csv_prefix = sm.benchmark.csv_prefix
+    prefix = files.csv_prefix or f"locust_{files.scale}"
+    run = read_locust_run(directory, prefix)
+    if run.stats is not None or run.history is not None:
+        sm.locust = run
+        sm.used += [f"{prefix}{s}" for s in ("_stats.csv", "_stats_history.csv", "_failures.csv", "_exceptions.csv")
+                    if f"{prefix}{s}" not in run.missing]
+    sm.missing += run.missing
+    exact_path = directory / f"{prefix}_exact.json"
+    if exact_path.is_file():
+        sm.exact = art.load_exact(exact_path)
+        sm.used.append(exact_path.name)
+    else:
+        sm.missing.append(exact_path.name)
+    pacing_path = directory / f"{prefix}_pacing.csv"
+    if pacing_path.is_file():
+        sm.pacing = art.load_pacing(pacing_path)
+        sm.used.append(pacing_path.name)
+    else:
+        sm.missing.append(pacing_path.name)
+    if files.explain:
+        sm.explain = parse_explain(files.explain)
+        sm.used.append(files.explain.name)
+    if files.adapt:
+        sm.adapt = art.load_adapt(files.adapt)
+        sm.used.append(files.adapt.name)
+    for label, present in ((f"seed_{files.scale}.json", files.seed), (f"benchmark_{files.scale}.json",
+                           files.benchmark), (f"explain_{files.scale}.txt", files.explain),
+                           (f"benchmark_adapt_{files.scale}.json", files.adapt)):
+        if present is None:
+            sm.missing.append(label)
+    _build_endpoints(sm)
+    return sm
+
+
+def _build_endpoints(sm: ScaleMetrics) -> None:
+    bench_cases = {art.endpoint_key(c.name): c for c in (sm.benchmark.cases if sm.benchmark else [])}
+    locust_eps = _locust_endpoints(sm.locust) if sm.locust and sm.locust.stats is not None else {}
+    locust_fail = _locust_failures(sm.locust) if sm.locust else {}
+    exact = sm.exact or {}
+    names = _endpoint_order(list({*bench_cases, *locust_eps, *exact}))
+    for name in names:
+        ep = EndpointMetrics(sm.scale, name)
+        case, loc, ex = bench_cases.get(name), locust_eps.get(name), exact.get(name)
+        if loc:
+            ep.locust = {k: loc[k] for k in ("requests", "failures", "rps", "p50", "p95", "p99", "max")}
+        if case:
+            ep.requests, ep.ok, ep.failed = case.total, case.ok, case.failed
+            ep.by_status = dict(case.by_status)
+            split = split_by_status(case.by_status)
+            if case.errors is not None:
+                split.update({k: v for k, v in case.errors.items() if k in ERROR_CATEGORIES})
+                ep.errors_source = "benchmark JSON `errors`"
+            else:
+                ep.errors_source = "benchmark JSON `by_status`"
+            ep.errors = split
+            ep.rps, ep.rps_source = case.rps, ("benchmark JSON (requests / case wall time)"
+                                               if case.rps is not None else "not recorded")
+            ep.open_model, ep.pacing, ep.server_timing_ms = case.open_model, case.pacing, case.server_timing_ms
+        elif loc:
+            req, fail = int(loc["requests"] or 0), int(loc["failures"] or 0)
+            ep.requests, ep.failed, ep.ok = req, fail, req - fail
+            ep.errors = locust_fail.get(name, dict.fromkeys(ERROR_CATEGORIES, 0))
+            ep.errors_source = "Locust failures CSV (messages classified by status code)"
+            ep.rps, ep.rps_source = loc["rps"], "Locust stats CSV (requests / run time)"
+        if ex and ex.count > 0:
+            ep.latency = {"p50": ex.percentiles_ms.get("50"), "p95": ex.percentiles_ms.get("95"),
+                          "p99": ex.percentiles_ms.get("99"), "min": ex.min_ms, "max": ex.max_ms,
+                          "mean": ex.mean_ms}
+            ep.latency_source, ep.exact_count = SRC_EXACT, ex.count
+        elif case and case.ok > 0 and case.latency_ms.get("p95") is not None:
+            ep.latency = {k: case.latency_ms.get(k) for k in ("p50", "p95", "p99", "min", "max", "mean")}
+            ep.latency_source = SRC_BENCH
+        elif loc and (loc["requests"] or 0) > 0 and loc["p95"] is not None:
+            ep.latency = {k: loc[k] for k in ("p50", "p95", "p99", "min", "max", "mean")}
+            ep.latency_source = SRC_LOCUST
+        sm.endpoints[name] = ep
+
+
+def collect_run(directory: Path) -> RunMetrics:
+    """Load everything in `directory` (strict on malformed files, lenient on absent ones)."""
+    files = art.discover(directory)
+    scales = [collect_scale(directory, sf) for sf in files.scales.values()]
+    # A benchmark may name a CSV prefix other than `locust_<scale>`; discovery then also made a group of that
+    # prefix alone. Keep the CSVs with the benchmark's scale only.
+    claimed = {sm.benchmark.csv_prefix for sm in scales if sm.benchmark and sm.benchmark.csv_prefix}
+    scales = [sm for sm in scales if not (sm.benchmark is None and sm.seed is None and sm.files.csv_prefix in claimed
+                                          and any(o is not sm and o.files.csv_prefix == sm.files.csv_prefix
+                                                  for o in scales))]
+    worker = art.load_worker(files.worker) if files.worker else None
+    manifest = art.load_manifest(files.manifest) if files.manifest else None
+    missing = []
+    if worker is None:
+        missing.append("worker_baseline.json")
+    if manifest is None:
+        missing.append("manifest.json")
+    return RunMetrics(directory, files, scales, worker, manifest, missing)

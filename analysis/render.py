@@ -1,0 +1,693 @@
+"""Fill docs/PERFORMANCE_REPORT_V1_TEMPLATE.md: each `{{ field }}` is a function of the run's data.
+
+Formatting states its source: exact latencies are printed with two decimals, Locust's bucketed values as whole
+milliseconds with "(Locust buckets)", and absent values as "not recorded" — never a blank or a guess.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis import rules as R
+from analysis.errors import TemplateError
+from analysis.jsonio import dig
+from analysis.metrics import ERROR_CATEGORIES, ERROR_LABELS, SRC_LOCUST, EndpointMetrics, RunMetrics, ScaleMetrics
+from analysis.plots import Plot, Skipped
+
+NR = "not recorded"
+_FIELD_RE = re.compile(r"\{\{\s*([a-z0-9_]+)\s*\}\}")
+
+
+@dataclass
+class HostMeta:
+    """Run metadata gathered by the CLI layer when manifest.json does not have it (labelled as such)."""
+
+    git_commit: str | None = None
+    git_branch: str | None = None
+    cpu_model: str | None = None
+    cpu_cores: int | None = None
+    mem_gib: float | None = None
+
+
+@dataclass
+class ReportContext:
+    run: RunMetrics
+    slo: R.SloTargets
+    verdict: R.SloVerdict
+    diagnosis: R.Diagnosis
+    recommendations: list[R.Recommendation]
+    plots: list[Plot | Skipped]
+    output: Path
+    host: HostMeta = field(default_factory=HostMeta)
+    generated_at: float = field(default_factory=time.time)
+
+
+# ------------------------------------------------------------------------------------------------ formatting
+def table(headers: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    head = list(headers)
+    body = [[_cell(c) for c in r] for r in rows]
+    if not body:
+        return "_none_"
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def ms(value: float | None, source: str = "") -> str:
+    if value is None:
+        return NR
+    if source == SRC_LOCUST:
+        return f"{value:.0f} ms"
+    return f"{value:.2f} ms"
+
+
+def pct(value: float | None) -> str:
+    return NR if value is None else f"{100 * value:.2f} %"
+
+
+def num(value: float | None, digits: int = 1) -> str:
+    return NR if value is None else f"{value:,.{digits}f}"
+
+
+def _short_source(source: str) -> str:
+    return {"exact (suite listener)": "exact", "exact (benchmark JSON)": "exact",
+            SRC_LOCUST: "Locust buckets"}.get(source, source)
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def _per_scale(run: RunMetrics, fn: Callable[[ScaleMetrics], str | None]) -> str:
+    parts = [(sm.scale, fn(sm)) for sm in run.scales]
+    parts = [(s, v) for s, v in parts if v]
+    if not parts:
+        return NR
+    if len(run.scales) == 1:
+        return parts[0][1]  # type: ignore[return-value]
+    return "; ".join(f"`{s}`: {v}" for s, v in parts)
+
+
+# ------------------------------------------------------------------------------------------------ metadata
+def _manifest(ctx: ReportContext, *paths: str) -> Any:
+    return dig(ctx.run.manifest or {}, *paths)
+
+
+def f_run_date(ctx: ReportContext) -> str:
+    value = _manifest(ctx, "host.date", "date", "started_at")
+    if isinstance(value, int | float):
+        return f"{_utc(float(value))} (manifest.json)"
+    if value:
+        return f"{value} (manifest.json)"
+    starts = [float(sm.locust.history["Timestamp"].min()) for sm in ctx.run.scales
+              if sm.locust is not None and sm.locust.history is not None and not sm.locust.history.empty]
+    if starts:
+        return f"{_utc(min(starts))} (first Locust history sample)"
+    files = [p for sm in ctx.run.scales for p in (sm.files.benchmark, sm.files.seed) if p is not None]
+    if files:
+        return f"{_utc(min(p.stat().st_mtime for p in files))} (file modification time)"
+    return NR
+
+
+def f_git_commit(ctx: ReportContext) -> str:
+    commit = _manifest(ctx, "host.git_commit", "git_commit", "git.commit")
+    branch = _manifest(ctx, "host.git_branch", "git_branch", "git.branch")
+    if commit:
+        return f"{branch + ' @ ' if branch else ''}{commit} (manifest.json)"
+    if ctx.host.git_commit:
+        b = f"{ctx.host.git_branch} @ " if ctx.host.git_branch else ""
+        return f"{b}{ctx.host.git_commit} (checkout at report time; the run did not record it)"
+    return NR
+
+
+def f_host_spec(ctx: ReportContext) -> str:
+    cpu = _manifest(ctx, "host.cpu_model", "host.cpu", "cpu_model")
+    cores = _manifest(ctx, "host.cpu_cores", "host.cores", "cpu_cores")
+    mem = _manifest(ctx, "host.mem_gib", "host.ram_gib", "mem_gib")
+    src = "manifest.json"
+    if not (cpu or cores or mem):
+        cpu, cores, mem, src = ctx.host.cpu_model, ctx.host.cpu_cores, ctx.host.mem_gib, \
+            "report host; the run did not record its host"
+    if not (cpu or cores or mem):
+        return NR
+    osname = _manifest(ctx, "host.os")
+    return (f"{cpu or 'CPU ' + NR}, {cores or '?'} logical cores, {mem if mem is not None else '?'} GiB RAM"
+            + (f", {osname}" if osname else "") + f" ({src})")
+
+
+def f_postgres_version(ctx: ReportContext) -> str:
+    v = _manifest(ctx, "database.postgres", "versions.postgresql", "versions.postgres", "postgres_version")
+    return f"{v} (manifest.json)" if v else f"{NR} (no manifest.json with database.postgres)"
+
+
+def f_pgvector_version(ctx: ReportContext) -> str:
+    v = _manifest(ctx, "database.pgvector", "versions.pgvector", "pgvector_version")
+    return f"{v} (manifest.json)" if v else f"{NR} (no manifest.json with database.pgvector)"
+
+
+def f_pg_settings(ctx: ReportContext) -> str:
+    s = _manifest(ctx, "database.settings", "pg_settings")
+    if isinstance(s, dict) and s:
+        return ", ".join(f"`{k}={v}`" for k, v in s.items())
+    return NR
+
+
+def f_api_settings(ctx: ReportContext) -> str:
+    s = _manifest(ctx, "api_settings")
+    if isinstance(s, dict) and s:
+        return ", ".join(f"`{k}={v}`" for k, v in s.items())
+    return NR
+
+
+def f_scope_tenant(ctx: ReportContext) -> str:
+    return _per_scale(ctx.run, lambda sm: f"{sm.scope or NR} / {sm.tenant_id or NR}"
+                      + (f" (scope_key `{sm.seed.scope_key}`)" if sm.seed and sm.seed.scope_key else ""))
+
+
+def f_dataset_size(ctx: ReportContext) -> str:
+    def one(sm: ScaleMetrics) -> str | None:
+        if sm.seed is None:
+            return f"{NR} (no seed_{sm.scale}.json)"
+        parts = [f"{sm.seed.nodes:,} nodes, {sm.seed.edges:,} edges"]
+        if sm.seed.events is not None or sm.seed.topics is not None:
+            parts.append(f"inserted {sm.seed.events or 0:,} events + {sm.seed.topics or 0:,} topics")
+        if sm.seed.vectors:
+            parts.append(f"vectors: {sm.seed.vectors}")
+        return ", ".join(parts)
+
+    return _per_scale(ctx.run, one)
+
+
+def f_load_shape(ctx: ReportContext) -> str:
+    def one(sm: ScaleMetrics) -> str | None:
+        bits = []
+        p = sm.benchmark.params if sm.benchmark else {}
+        profile = p.get("profile") or ctx.run.config("PERF_PROFILE")
+        if profile:
+            bits.append(f"profile {profile}")
+        if p.get("mode"):
+            bits.append(f"mode {p['mode']}")
+        for key, label in (("recall_requests", "recall requests"), ("recall_concurrency", "recall users"),
+                           ("write_requests", "write requests"), ("write_concurrency", "write users"),
+                           ("pace_ms", "pace ms"), ("adaptive", "adaptive"), ("arrival_rate", "arrival rate/s")):
+            if p.get(key) is not None:
+                bits.append(f"{label} {p[key]}")
+        if sm.locust and sm.locust.duration_s is not None:
+            hist = sm.locust.history
+            users = int(hist["User Count"].max()) if hist is not None and not hist.empty else None
+            bits.append(f"Locust history {sm.locust.duration_s:.0f} s" + (f", max {users} users" if users else ""))
+        if p.get("locust_version"):
+            bits.append(f"Locust {p['locust_version']}")
+        return ", ".join(bits) or None
+
+    return _per_scale(ctx.run, one)
+
+
+def f_phases_table(ctx: ReportContext) -> str:
+    phases = _manifest(ctx, "phases")
+    if not isinstance(phases, list) or not phases:
+        return "_Phase timings: not recorded (no manifest.json with phases)._"
+    rows = []
+    for ph in phases:
+        if isinstance(ph, dict):
+            el = ph.get("elapsed_s")
+            rows.append([ph.get("name"), f"{el:.1f} s" if isinstance(el, int | float) else NR,
+                         "ok" if ph.get("ok") else "FAILED", ph.get("detail") or ""])
+    total = sum(ph.get("elapsed_s") or 0 for ph in phases if isinstance(ph, dict)
+                and isinstance(ph.get("elapsed_s"), int | float))
+    return "Phase timings (manifest.json):\n\n" + table(["phase", "time", "status", "detail"], rows) + \
+        f"\n\nSum of phase times: {total:.1f} s."
+
+
+# ------------------------------------------------------------------------------------------------ latency
+def _eps(ctx: ReportContext, kind: str) -> Callable[[ScaleMetrics], str | None]:
+    def one(sm: ScaleMetrics) -> str | None:
+        eps = sm.recall_endpoints() if kind == "recall" else sm.write_endpoints()
+        out = []
+        for ep in eps:
+            if ep.p("p95") is None:
+                out.append(f"{ep.name}: {NR}")
+                continue
+            s = ep.latency_source
+            out.append(f"{ms(ep.p('p50'), s)} / {ms(ep.p('p95'), s)} / {ms(ep.p('p99'), s)}"
+                       f" ({ep.name}, {_short_source(s)})")
+        return "; ".join(out) or None
+
+    return one
+
+
+def f_recall_latency(ctx: ReportContext) -> str:
+    return _per_scale(ctx.run, _eps(ctx, "recall"))
+
+
+def f_write_latency(ctx: ReportContext) -> str:
+    return _per_scale(ctx.run, _eps(ctx, "write"))
+
+
+def _rps(kind: str) -> Callable[[ScaleMetrics], str | None]:
+    def one(sm: ScaleMetrics) -> str | None:
+        eps = sm.recall_endpoints() if kind == "recall" else sm.write_endpoints()
+        return "; ".join(f"{num(ep.rps)} req/s ({ep.name})" for ep in eps) or None
+
+    return one
+
+
+def f_recall_rps(ctx: ReportContext) -> str:
+    return _per_scale(ctx.run, _rps("recall"))
+
+
+def f_write_rps(ctx: ReportContext) -> str:
+    return _per_scale(ctx.run, _rps("write"))
+
+
+def f_error_rate(ctx: ReportContext) -> str:
+    def one(sm: ScaleMetrics) -> str | None:
+        out = []
+        for ep in sm.endpoints.values():
+            if not ep.requests:
+                continue
+            split = ", ".join(f"{ERROR_LABELS[c]} {ep.errors[c]}" for c in ERROR_CATEGORIES if ep.errors.get(c))
+            out.append(f"{ep.name} {pct(ep.error_rate)} ({ep.failed}/{ep.requests}" + (f": {split})" if split else ")"))
+        return "; ".join(out) or None
+
+    return _per_scale(ctx.run, one)
+
+
+def f_latency_table(ctx: ReportContext) -> str:
+    rows = []
+    for sm in ctx.run.scales:
+        for ep in sm.endpoints.values():
+            s = ep.latency_source
+            loc = ep.locust
+            rows.append([sm.scale, ep.name, ep.requests, ep.ok, ms(ep.p("p50"), s), ms(ep.p("p95"), s),
+                         ms(ep.p("p99"), s), ms(ep.p("max"), s), _short_source(s),
+                         "/".join("–" if loc.get(k) is None else f"{loc[k]:.0f}" for k in ("p50", "p95", "p99"))
+                         if loc else "–", num(ep.rps), pct(ep.error_rate)])
+    return ("Per scale and endpoint. Latency = successful requests when exact; the Locust column is Locust's "
+            "bucketed p50/p95/p99 (ms, all requests) for comparison.\n\n"
+            + table(["scale", "endpoint", "requests", "ok", "p50", "p95", "p99", "max", "latency source",
+                     "Locust p50/p95/p99", "req/s", "error rate"], rows))
+
+
+def f_error_table(ctx: ReportContext) -> str:
+    rows = []
+    for sm in ctx.run.scales:
+        for ep in sm.endpoints.values():
+            if not ep.requests:
+                continue
+            rows.append([sm.scale, ep.name, ep.requests]
+                        + [f"{ep.errors.get(c, 0)} ({pct(ep.share(c))})" for c in ERROR_CATEGORIES]
+                        + [ep.errors_source])
+    return table(["scale", "endpoint", "requests", *[ERROR_LABELS[c] for c in ERROR_CATEGORIES], "source"], rows)
+
+
+# ------------------------------------------------------------------------------------------------ worker
+def f_worker_processed_per_sec(ctx: ReportContext) -> str:
+    w = ctx.run.worker
+    if w is None:
+        return f"{NR} (no worker_baseline.json)"
+    extra = ""
+    if w.elapsed_ms_wall:
+        extra = f"; {w.processed / (w.elapsed_ms_wall / 1000):.2f}/s over wall time {w.elapsed_ms_wall / 1000:.2f} s"
+    return f"{w.throughput:.2f} jobs/s (processed / Σ iteration time{extra}; mode {w.mode or NR})"
+
+
+def f_worker_claimed(ctx: ReportContext) -> str:
+    return NR if ctx.run.worker is None else f"{ctx.run.worker.claimed:,}"
+
+
+def f_worker_failed_marked(ctx: ReportContext) -> str:
+    return NR if ctx.run.worker is None else f"{ctx.run.worker.failed_marked:,}"
+
+
+def f_worker_backlog_delta(ctx: ReportContext) -> str:
+    w = ctx.run.worker
+    if w is None:
+        return NR
+    b, a = w.outbox_before.get("unpublished"), w.outbox_after.get("unpublished")
+    if b is None or a is None:
+        return f"{NR} (outbox_before/outbox_after.unpublished absent)"
+    return f"{a - b:+,.0f} unpublished ({b:,.0f} → {a:,.0f}; negative = drained)"
+
+
+def f_worker_details(ctx: ReportContext) -> str:
+    w = ctx.run.worker
+    if w is None or w.per_iteration.empty:
+        return ""
+    rows = [[int(r.iteration), r.claimed, r.processed, r.failed_marked, num(r.elapsed_ms, 1),
+             num(r.throughput, 2)] for r in w.per_iteration.itertuples()]
+    return "Per iteration (worker_baseline.json):\n\n" + table(
+        ["iteration", "claimed", "processed", "failed marked", "elapsed ms", "processed/s"], rows)
+
+
+# ------------------------------------------------------------------------------------------------ planner
+def f_hnsw_used(ctx: ReportContext) -> str:
+    def one(sm: ScaleMetrics) -> str | None:
+        if sm.explain is None:
+            return f"{NR} (no explain_{sm.scale}.txt)"
+        used = sm.explain.hnsw_used
+        if used is None:
+            return "no stage-1 plan in the file"
+        s1 = sm.explain.stage1
+        return f"yes — {s1.ann_scan}" if used and s1 else "NO — " + str(s1.first_scan if s1 else None)
+
+    return _per_scale(ctx.run, one)
+
+
+def f_explain_total_time(ctx: ReportContext) -> str:
+    def one(sm: ScaleMetrics) -> str | None:
+        if sm.explain is None:
+            return None
+        s1, s2 = sm.explain.stage1, sm.explain.stage2
+        t1 = s1.execution_ms if s1 else None
+        t2 = s2.execution_ms if s2 else None
+        total = (t1 or 0) + (t2 or 0) if (t1 is not None or t2 is not None) else None
+        return f"stage 1 {ms(t1)} + stage 2 {ms(t2)} = {ms(total)}"
+
+    return _per_scale(ctx.run, one)
+
+
+def f_planner_details(ctx: ReportContext) -> str:
+    blocks = []
+    for sm in ctx.run.scales:
+        if sm.explain is None:
+            continue
+        for label, plan in (("Stage-1 plan key lines", sm.explain.stage1), ("Stage-2 plan key lines",
+                                                                           sm.explain.stage2)):
+            if plan is None:
+                blocks.append(f"- {label} (scale {sm.scale}): {NR}")
+                continue
+            lines = "\n".join(plan.key_lines()) or "(no plan nodes)"
+            short = plan.short_result
+            note = (f"\n\nStage returned {short[0]:g} of {short[1]:g} rows asked (see rule ann_starvation)."
+                    if short else "")
+            blocks.append(f"- {label} (scale {sm.scale}, `{sm.explain.path.name}`, execution "
+                          f"{ms(plan.execution_ms)}, planning {ms(plan.planning_ms)}):\n\n```text\n{lines}\n```{note}")
+    return "\n\n".join(blocks) if blocks else "_No explain_<scale>.txt in the run directory._"
+
+
+# ------------------------------------------------------------------------------------------------ conclusion
+def f_slo_verdict(ctx: ReportContext) -> str:
+    v = ctx.verdict
+    fails = [c for c in v.checks if c.status == "fail"]
+    unmeasured = [c for c in v.checks if c.status == "not measured"]
+    text = f"**{v.status}**"
+    if fails:
+        text += " — failing: " + "; ".join(
+            f"{c.scale}/{c.subject} {c.metric} {_val(c)} (target {c.op} {_tgt(c)})" for c in fails)
+    if unmeasured:
+        text += " — not measured: " + ", ".join(f"{c.scale}/{c.subject} {c.metric}" for c in unmeasured)
+    if ctx.diagnosis.findings.get("rate_limit"):
+        text += " — latency checks of 429-dominated endpoints are not evidence (rule rate_limit)"
+    return text
+
+
+def _val(c: R.SloCheck) -> str:
+    if c.value is None:
+        return NR
+    return pct(c.value) if c.metric == "error rate" else f"{c.value:.2f}"
+
+
+def _tgt(c: R.SloCheck) -> str:
+    return pct(c.target) if c.metric == "error rate" else f"{c.target:g}"
+
+
+def f_primary_bottleneck(ctx: ReportContext) -> str:
+    rule, finding = ctx.diagnosis.primary, ctx.diagnosis.primary_finding
+    if finding is None:
+        return f"{rule.bottleneck} (rule `none`: no bottleneck rule fired)"
+    return f"**{rule.bottleneck}** (rule `{rule.id}`; scale {finding.scale}, {finding.subject}: {finding.evidence})"
+
+
+def f_next_action(ctx: ReportContext) -> str:
+    return f"{ctx.diagnosis.next_action} (rule `{ctx.diagnosis.primary.id}`)"
+
+
+def f_findings_table(ctx: ReportContext) -> str:
+    rows = [[r.id, f.scale, f.subject, f.evidence] for r in ctx.diagnosis.fired for f in ctx.diagnosis.findings[r.id]]
+    return "All rules that fired, in priority order:\n\n" + table(["rule", "scale", "subject", "evidence"], rows)
+
+
+# ------------------------------------------------------------------------------------------------ peer sections
+def f_summary_table(ctx: ReportContext) -> str:
+    rows = []
+    for sm in ctx.run.scales:
+        rec = sm.recall_endpoints()[0] if sm.recall_endpoints() else None
+        wr = sm.write_endpoints()[0] if sm.write_endpoints() else None
+        total = sum(ep.requests or 0 for ep in sm.endpoints.values())
+        failed = sum(ep.failed or 0 for ep in sm.endpoints.values())
+
+        def lat(ep: EndpointMetrics | None, key: str) -> str:
+            return "–" if ep is None else ms(ep.p(key), ep.latency_source)
+
+        rows.append([sm.scale, sm.scope, f"{sm.seed.nodes:,}" if sm.seed else NR,
+                     f"{sm.seed.edges:,}" if sm.seed else NR, lat(rec, "p95"), lat(rec, "p99"), lat(wr, "p95"),
+                     lat(wr, "p99"), pct(failed / total) if total else NR, ctx.verdict.for_scale(sm.scale)])
+    return table(["scale", "scope", "nodes", "edges", "recall p95", "recall p99", "write p95", "write p99",
+                  "fail %", "SLO"], rows)
+
+
+def f_slo_targets(ctx: ReportContext) -> str:
+    s = ctx.slo
+    return (f"- Recall p95 < {s.recall_p95_ms:g} ms\n- Write p95 < {s.write_p95_ms:g} ms\n"
+            f"- Error rate ≤ {pct(s.max_error_rate)}\n- Worker > {s.worker_min_jobs_per_sec:g} jobs/s\n\n"
+            f"Rule: {R.SLO_RULE}")
+
+
+def f_slo_checks_table(ctx: ReportContext) -> str:
+    rows = [[c.scale, c.subject, c.metric, _val(c), f"{c.op} {_tgt(c)}", c.status.upper(), c.note]
+            for c in ctx.verdict.checks]
+    return table(["scale", "subject", "metric", "value", "target", "result", "source / note"], rows)
+
+
+def f_failure_attribution(ctx: ReportContext) -> str:
+    blocks = []
+    for sm in ctx.run.scales:
+        counts: dict[str, int] = {}
+        for ep in sm.endpoints.values():
+            if ep.by_status:
+                for k, v in ep.by_status.items():
+                    if not (k.isdigit() and 200 <= int(k) < 300) and v:
+                        counts[f"{ep.name} {k}"] = counts.get(f"{ep.name} {k}", 0) + v
+            else:
+                for c in ERROR_CATEGORIES:
+                    if ep.errors.get(c):
+                        counts[f"{ep.name} {ERROR_LABELS[c]}"] = ep.errors[c]
+        total_fail = sum(counts.values())
+        total_req = sum(ep.requests or 0 for ep in sm.endpoints.values())
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        rows = [[i + 1, k, v, pct(v / total_fail), pct(v / total_req) if total_req else NR]
+                for i, (k, v) in enumerate(top)]
+        head = f"Scale {sm.scale}: {total_fail} failed of {total_req} requests."
+        blocks.append(head + ("\n\n" + table(["#", "endpoint / status", "count", "share of failures",
+                                              "share of requests"], rows) if rows else " No failures."))
+    locust_rows = []
+    for sm in ctx.run.scales:
+        if sm.locust is not None and sm.locust.failures is not None:
+            for _, r in sm.locust.failures.sort_values("Occurrences", ascending=False).head(3).iterrows():
+                locust_rows.append([sm.scale, r["Method"], r["Name"], str(r["Error"])[:140], int(r["Occurrences"])])
+    out = "\n\n".join(blocks) or "_No scale with requests._"
+    if locust_rows:
+        out += "\n\nTop Locust failure messages (`_failures.csv`):\n\n" + table(
+            ["scale", "method", "name", "error", "occurrences"], locust_rows)
+    exc_rows = []
+    for sm in ctx.run.scales:
+        if sm.locust is not None and sm.locust.exceptions is not None:
+            for _, r in sm.locust.exceptions.iterrows():
+                exc_rows.append([sm.scale, int(r["Count"]), str(r["Message"])[:140]])
+    if exc_rows:
+        out += "\n\nLocust user exceptions (`_exceptions.csv`; errors in the test code, not the server):\n\n" + table(
+            ["scale", "count", "message"], exc_rows)
+    return out
+
+
+def f_explain_stats(ctx: ReportContext) -> str:
+    rows = []
+    for sm in ctx.run.scales:
+        if sm.explain is None:
+            rows.append([sm.scale, "–", NR, NR, NR, NR, NR])
+            continue
+        t = sm.explain.execution_times_ms
+        rows.append([sm.scale, sm.explain.path.name, len(t), ms(min(t)) if t else NR,
+                     ms(statistics.fmean(t)) if t else NR, ms(max(t)) if t else NR,
+                     {True: "yes", False: "NO", None: "no plan"}[sm.explain.hnsw_used]])
+    return ("`Execution Time` lines of each explain file (stage 1 and stage 2 plans):\n\n"
+            + table(["scale", "file", "plans", "min", "avg", "max", "stage 1 on HNSW"], rows))
+
+
+def f_adaptive_table(ctx: ReportContext) -> str:
+    rows = []
+    for sm in ctx.run.scales:
+        a = sm.adapt
+        if a is None:
+            if sm.files.attempts:
+                rows.append([sm.scale, NR, len(sm.files.attempts), "–", "–", "–", "–", "–", "–", "–"])
+            continue
+        i, f = a["initial"], a["final"]
+
+        def cpace(d: dict[str, Any]) -> str:
+            return (f"{_g(d.get('recall_concurrency'))} / {_g(d.get('write_concurrency'))} / "
+                    f"{_g(d.get('pace_ms'))}")
+
+        attempts = a.get("attempts_total")
+        if sm.files.attempts and attempts != len(sm.files.attempts):
+            attempts = f"{attempts} ({len(sm.files.attempts)} attempt files)"
+        rows.append([sm.scale, a.get("auto_adapt"), attempts, a.get("retries_used"),
+                     a.get("exhausted"), cpace(i), cpace(f), _g(f.get("last_429")), _g(f.get("last_total_requests")),
+                     pct(f.get("last_429_rate"))])
+    live = []
+    for sm in ctx.run.scales:
+        if sm.pacing is None or sm.pacing.empty:
+            continue
+        for cls, part in sm.pacing.groupby("endpoint_class", sort=False):
+            live.append([sm.scale, cls, f"{part['pace_ms'].iloc[0]:g}", f"{part['pace_ms'].max():g}",
+                         f"{part.sort_values('timestamp')['pace_ms'].iloc[-1]:g}", int(part["count_429"].sum()),
+                         int(part["count_ok"].sum())])
+    out = ("Adaptive retry loop (`benchmark_adapt_<scale>.json`; concurrency recall / write / pace ms):\n\n"
+           + table(["scale", "auto adapt", "attempts", "retries used", "exhausted", "initial", "final",
+                    "last 429", "last requests", "last 429 rate"], rows))
+    out += ("\n\nLive AIMD pacing (`locust_<scale>_pacing.csv`):\n\n"
+            + table(["scale", "class", "first pace ms", "max pace ms", "last pace ms", "429s", "ok"], live))
+    return out
+
+
+def _g(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def f_recommendations(ctx: ReportContext) -> str:
+    return "\n".join(f"- **{r.profile}** ({r.status}): {r.text}" for r in ctx.recommendations) or "_none_"
+
+
+def f_plots(ctx: ReportContext) -> str:
+    out = []
+    base = ctx.output.parent
+    for p in ctx.plots:
+        if isinstance(p, Plot):
+            rel = os.path.relpath(p.path, base).replace(os.sep, "/")
+            out.append(f"### {p.title}\n\n![{p.title}]({rel})\n\n{p.caption}")
+    skipped = [p for p in ctx.plots if isinstance(p, Skipped)]
+    if skipped:
+        out.append("Not drawn:\n\n" + "\n".join(f"- {p.title}: {p.reason}" for p in skipped))
+    return "\n\n".join(out) or "_Plots disabled._"
+
+
+def f_rules_table(ctx: ReportContext) -> str:
+    fired = {r.id for r in ctx.diagnosis.fired}
+    rows = [[i + 1, f"`{r.id}`", r.bottleneck, r.condition, r.action, "FIRED" if r.id in fired else "–"]
+            for i, r in enumerate(R.RULES)]
+    return ("Bottleneck rules, evaluated in this order; the first that fires is the primary bottleneck.\n\n"
+            + table(["#", "rule", "bottleneck", "condition", "default next action", "this run"], rows))
+
+
+def f_caveats(ctx: ReportContext) -> str:
+    lines = [
+        "- **Exact vs bucketed.** p50/p95/p99 marked *exact* come from the suite's request listener "
+        "(`locust_<scale>_exact.json`) or the benchmark JSON and are unrounded, over successful requests only. "
+        "Values marked *Locust buckets* come from Locust's CSVs, which round every response time to 2 significant "
+        "digits before the nearest-rank percentile (≈ ±0.5 ms below 100 ms, ±5 ms to 1 s) and include failures.",
+        "- **History percentiles.** With `--csv-full-history` the percentiles in `_stats_history.csv` are a ~10 s "
+        "sliding window; without it they are cumulative since start (Aggregated row only). Locust writes 0 before "
+        "the first window exists; those points are not drawn. `Requests/s` there is already a ~10 s moving average.",
+        "- **Error rate** = failed / requests, where failed counts every non-success (429, other 4xx, 5xx, transport "
+        "errors, empty recalls, invalid bodies). 429s are kept out of the latency percentiles and reported apart.",
+        "- **RPS** from the benchmark JSON is requests / case wall time (pacing included); from Locust's stats CSV "
+        "it is requests / run time.",
+        "- **Worker processed/s** is processed / Σ iteration time (the peer's definition); the wall-time rate is "
+        "shown beside it.",
+    ]
+    for sm in ctx.run.scales:
+        if sm.locust is not None and sm.locust.history is not None:
+            kind = "windowed (~10 s, --csv-full-history)" if sm.locust.full_history else "cumulative"
+            lines.append(f"- Scale {sm.scale}: Locust history is {kind}, {len(sm.locust.history)} rows.")
+        if sm.benchmark is not None and sm.benchmark.ok is False:
+            lines.append(f"- Scale {sm.scale}: `{sm.benchmark.path.name}` has `ok: false` (a gate failed in the "
+                         "benchmark); its numbers are shown but are not a clean baseline.")
+    return "\n".join(lines)
+
+
+def f_inputs(ctx: ReportContext) -> str:
+    run = ctx.run
+    rows = []
+    config_off = {"explain_": ("RUN_EXPLAIN", "false"), "worker_baseline": ("RUN_WORKER_BENCHMARK", "false")}
+    for sm in run.scales:
+        rows.append([sm.scale, ", ".join(f"`{u}`" for u in sm.used) or "–",
+                     ", ".join(_missing_label(ctx, m, config_off) for m in sm.missing) or "–"])
+    run_used = [p.name for p in (run.files.worker, run.files.manifest) if p is not None]
+    rows.append(["run", ", ".join(f"`{u}`" for u in run_used) or "–",
+                 ", ".join(_missing_label(ctx, m, config_off) for m in run.missing) or "–"])
+    intro = "" if run.scales else ("**No per-scale artifacts were found** (seed_*, benchmark_*, locust_*_stats.csv, "
+                                   "explain_*): the sections above are empty for that reason.\n\n")
+    effects = ("\n\nWhat a missing file costs: `seed_*` → dataset size and the p95-vs-size plot; `benchmark_*` → exact "
+               "error split and RPS (Locust CSVs are used instead); `*_exact.json` → exact percentiles and the CDF "
+               "plot; `*_stats_history.csv` → the over-time plots; `*_pacing.csv` → the pace plot; `explain_*` → "
+               "planner notes and the index rules; `worker_baseline.json` → the worker SLO; `manifest.json` → host, "
+               "versions, PG settings and phase timings.")
+    return intro + table(["scale", "used", "missing"], rows) + effects
+
+
+def _missing_label(ctx: ReportContext, name: str, config_off: dict[str, tuple[str, str]]) -> str:
+    for prefix, (var, off) in config_off.items():
+        if name.startswith(prefix):
+            value = ctx.run.config(var)
+            if value is not None and str(value).lower() == off:
+                return f"`{name}` (not run: {var}={value})"
+    return f"`{name}`"
+
+
+def f_title(ctx: ReportContext) -> str:
+    tag = _manifest(ctx, "matrix_tag")
+    scales = ", ".join(sm.scale for sm in ctx.run.scales) or "no scales"
+    return f"{tag or ctx.run.directory.name} (scales: {scales})"
+
+
+def f_generated_at(ctx: ReportContext) -> str:
+    return _utc(ctx.generated_at)
+
+
+def f_run_dir(ctx: ReportContext) -> str:
+    return str(ctx.run.directory)
+
+
+def f_sources_note(ctx: ReportContext) -> str:
+    return ("Latency figures say whether they are *exact* (unrounded, from the suite's listener) or *Locust "
+            "buckets* (2 significant digits, from Locust's CSVs).")
+
+
+FIELDS: dict[str, Callable[[ReportContext], str]] = {
+    name[2:]: fn for name, fn in globals().items() if name.startswith("f_") and callable(fn)
+}
+
+
+def render(template: str, ctx: ReportContext, template_name: str = "template") -> str:
+    """Substitute every `{{ field }}`; an unknown field is a one-line error naming it and the template."""
+    if template.lstrip().startswith("<!--"):  # the template's own header comment is for its editors
+        template = re.sub(r"^\s*<!--.*?-->\n?", "", template, count=1, flags=re.DOTALL)
+    unknown = sorted({m for m in _FIELD_RE.findall(template) if m not in FIELDS})
+    if unknown:
+        raise TemplateError(f"{template_name}: unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
+    cache: dict[str, str] = {}
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in cache:
+            cache[name] = FIELDS[name](ctx)
+        return cache[name]
+
+    text = _FIELD_RE.sub(sub, template)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -1,0 +1,375 @@
+"""The report's judgements as data: SLO targets, the pass rule, and ordered bottleneck rules with their evidence.
+
+Every conclusion in PERFORMANCE_REPORT_V1.md comes from here and the report lists these rules verbatim, so a reader
+can check each verdict against the numbers. Rules are evaluated in order; the first one that fires is the primary
+bottleneck (the order puts rules that invalidate latency as evidence — rate limiting, errors — before latency rules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from analysis.metrics import EndpointMetrics, RunMetrics, ScaleMetrics
+
+# --------------------------------------------------------------------------------------------- thresholds
+RATE_LIMIT_SHARE = 0.05  # 429s per request at or above which latency is not evidence (peer README: any 429)
+WRITE_429_OF_FAILURES = 0.50  # peer perf-report: flag writes whose failures are mostly 429
+LATE_SHARE = 0.01  # open model: late requests per request at or above which the generator is the suspect
+DB_SHARE_OF_P95 = 0.50  # EXPLAIN stage1+stage2 time at or above this share of recall p95 => database-dominated
+
+
+@dataclass(frozen=True)
+class SloTargets:
+    """The seed's starter SLOs (configurable): pass = p95 strictly below target AND error rate <= max."""
+
+    recall_p95_ms: float = 300.0
+    write_p95_ms: float = 500.0
+    max_error_rate: float = 0.0
+    worker_min_jobs_per_sec: float = 50.0
+
+
+SLO_RULE = ("pass = p95 strictly below the target AND error rate (failed / requests, every non-2xx or invalid "
+            "response) ≤ the maximum; worker pass = processed/s strictly above the minimum. Overall: FAIL if any "
+            "measured check fails; PASS if every check was measured and passed; otherwise PARTIAL (passed what "
+            "was measured).")
+
+
+@dataclass
+class SloCheck:
+    scale: str
+    subject: str  # endpoint name or "worker"
+    metric: str
+    value: float | None
+    target: float
+    op: str  # "<", "<=", ">"
+    status: str  # pass / fail / not measured
+    note: str = ""
+
+
+@dataclass
+class SloVerdict:
+    checks: list[SloCheck]
+
+    @property
+    def status(self) -> str:
+        measured = [c for c in self.checks if c.status != "not measured"]
+        if any(c.status == "fail" for c in measured):
+            return "FAIL"
+        if not measured:
+            return "NOT MEASURED"
+        return "PASS" if len(measured) == len(self.checks) else "PARTIAL"
+
+    def for_scale(self, scale: str) -> str:
+        return SloVerdict([c for c in self.checks if c.scale == scale]).status
+
+
+def _check(scale: str, subject: str, metric: str, value: float | None, target: float, op: str,
+           note: str = "") -> SloCheck:
+    if value is None:
+        return SloCheck(scale, subject, metric, None, target, op, "not measured", note)
+    ok = {"<": value < target, "<=": value <= target, ">": value > target}[op]
+    return SloCheck(scale, subject, metric, value, target, op, "pass" if ok else "fail", note)
+
+
+def evaluate_slo(run: RunMetrics, slo: SloTargets) -> SloVerdict:
+    checks: list[SloCheck] = []
+    for sm in run.scales:
+        for kind, eps, target in (("recall", sm.recall_endpoints(), slo.recall_p95_ms),
+                                  ("write", sm.write_endpoints(), slo.write_p95_ms)):
+            if not eps:
+                checks.append(_check(sm.scale, kind, "p95 ms", None, target, "<", "no such endpoint in this run"))
+            for ep in eps:
+                note = f"{ep.latency_source}"
+                if (ep.share("rate_limited_429") or 0) >= RATE_LIMIT_SHARE:
+                    note += "; 429-dominated: latency is not evidence"
+                checks.append(_check(sm.scale, ep.name, "p95 ms", ep.p("p95"), target, "<", note))
+                checks.append(_check(sm.scale, ep.name, "error rate", ep.error_rate, slo.max_error_rate, "<=",
+                                     ep.errors_source))
+    worker = run.worker.throughput if run.worker else None
+    checks.append(_check("run", "worker", "processed/s", worker, slo.worker_min_jobs_per_sec, ">",
+                         "worker_baseline.json totals.throughput_processed_per_sec" if run.worker else
+                         "worker_baseline.json absent"))
+    return SloVerdict(checks)
+
+
+# --------------------------------------------------------------------------------------------- bottleneck rules
+@dataclass
+class Finding:
+    rule: str
+    scale: str
+    subject: str
+    evidence: str
+    action: str | None = None  # a more specific next action than the rule's default
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    bottleneck: str
+    condition: str
+    action: str
+    check: Callable[[RunMetrics, SloTargets], list[Finding]] = field(compare=False, repr=False)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def _each_endpoint(run: RunMetrics) -> list[tuple[ScaleMetrics, EndpointMetrics]]:
+    return [(sm, ep) for sm in run.scales for ep in sm.endpoints.values()]
+
+
+def _rate_limit(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    out = []
+    for sm, ep in _each_endpoint(run):
+        share = ep.share("rate_limited_429")
+        if share is not None and share >= RATE_LIMIT_SHARE:
+            extra = ""
+            if sm.adapt and sm.adapt.get("exhausted"):
+                extra = f"; adaptive retries exhausted after {sm.adapt.get('attempts_total')} attempts"
+            out.append(Finding("rate_limit", sm.scale, ep.name,
+                               f"{ep.errors['rate_limited_429']} of {ep.requests} requests were 429 "
+                               f"({_pct(share)} ≥ {_pct(RATE_LIMIT_SHARE)}){extra}"))
+    return out
+
+
+def _category(rule: str, category: str) -> Callable[[RunMetrics, SloTargets], list[Finding]]:
+    def check(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+        out = []
+        for sm, ep in _each_endpoint(run):
+            n = ep.errors.get(category, 0)
+            if n > 0:
+                out.append(Finding(rule, sm.scale, ep.name, f"{n} of {ep.requests} requests "
+                                   f"({_pct(ep.share(category) or 0)}) — source: {ep.errors_source}"))
+        return out
+
+    return check
+
+
+def _client_errors(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    out = []
+    for sm, ep in _each_endpoint(run):
+        n = ep.errors.get("client_4xx", 0) + ep.errors.get("invalid_body", 0)
+        if n > 0:
+            out.append(Finding("client_errors", sm.scale, ep.name,
+                               f"{ep.errors.get('client_4xx', 0)} non-429 4xx and {ep.errors.get('invalid_body', 0)}"
+                               f" invalid bodies of {ep.requests} requests"))
+    return out
+
+
+def _ann_starvation(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    out = []
+    for sm in run.scales:
+        for ep in sm.recall_endpoints():
+            n = ep.errors.get("empty_recall", 0)
+            if n > 0:
+                out.append(Finding("ann_starvation", sm.scale, ep.name,
+                                   f"{n} of {ep.requests} recalls for questions that have answers returned no seeds"))
+        s1 = sm.explain.stage1 if sm.explain else None
+        short = s1.short_result if s1 is not None else None
+        if short is not None:
+            out.append(Finding("ann_starvation", sm.scale, "stage1",
+                               f"EXPLAIN: stage 1 returned {short[0]:g} rows for a LIMIT of {short[1]:g} although its "
+                               "input was estimated larger (candidates filtered after the ANN scan were not replaced)"))
+    return out
+
+
+def _index_planner(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    out = []
+    for sm in run.scales:
+        if sm.explain is not None and sm.explain.hnsw_used is False:
+            first = sm.explain.stage1.first_scan if sm.explain.stage1 else None
+            out.append(Finding("index_planner", sm.scale, "stage1",
+                               f"stage 1 has no ANN index scan (Index Scan ordered by a distance operator); "
+                               f"first scan node: {first or 'none'}"))
+    return out
+
+
+def _generator(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    out = []
+    for sm, ep in _each_endpoint(run):
+        late, dropped = ep.open_model.get("late") or 0, ep.open_model.get("dropped") or 0
+        intended = ep.open_model.get("intended") or 0
+        if dropped > 0 or (intended and late / intended >= LATE_SHARE):
+            out.append(Finding("generator", sm.scale, ep.name,
+                               f"open model: {late:g} late and {dropped:g} dropped of {intended:g} intended requests"))
+    return out
+
+
+def _api_db_latency(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    out = []
+    for sm, ep in _each_endpoint(run):
+        target = slo.recall_p95_ms if ep.name in ("recall_text", "recall") else (
+            slo.write_p95_ms if ep.name == "write" else None)
+        p95 = ep.p("p95")
+        if target is None or p95 is None or p95 < target:
+            continue
+        if (ep.share("rate_limited_429") or 0) >= RATE_LIMIT_SHARE:
+            continue
+        evidence = f"p95 {p95:.2f} ms ≥ target {target:g} ms with 429 share {_pct(ep.share('rate_limited_429') or 0)}"
+        action = None
+        timing = {k: v for k, v in ep.server_timing_ms.items() if v is not None}
+        if timing:
+            top = max(timing, key=lambda k: timing[k] or 0)
+            evidence += "; Server-Timing: " + ", ".join(f"{k} {v:.2f} ms" for k, v in timing.items())
+            action = f"the largest Server-Timing part is `{top}`: profile that first"
+        db = _explain_ms(sm)
+        if db is not None and ep.name in ("recall_text", "recall"):
+            share = db / p95
+            evidence += f"; EXPLAIN stage1+stage2 execution {db:.2f} ms = {_pct(share)} of p95"
+            if share >= DB_SHARE_OF_P95:
+                action = action or ("database-dominated: tune stage 1/2 (hnsw.ef_search, shared_buffers so the HNSW "
+                                    "graph stays cached, edge indexes) before the API")
+            else:
+                action = action or ("time is outside the two recall queries: profile the API (DB_POOL_MAX, "
+                                    "API_WORKERS, embedding, JSON) and the client (generator CPU)")
+        out.append(Finding("api_db_latency", sm.scale, ep.name, evidence, action))
+    return out
+
+
+def _explain_ms(sm: ScaleMetrics) -> float | None:
+    if sm.explain is None or sm.explain.stage1 is None or sm.explain.stage1.execution_ms is None:
+        return None
+    s2 = sm.explain.stage2.execution_ms if sm.explain.stage2 and sm.explain.stage2.execution_ms else 0.0
+    return sm.explain.stage1.execution_ms + s2
+
+
+def _worker(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    w = run.worker
+    if w is None or w.throughput > slo.worker_min_jobs_per_sec:
+        return []
+    evidence = (f"processed/s {w.throughput:.2f} ≤ target {slo.worker_min_jobs_per_sec:g} "
+                f"({w.processed} processed, {w.claimed} claimed, {w.failed_marked} failed marked)")
+    action = None
+    if w.claimed == 0:
+        action = "the worker had nothing to claim: build a backlog first (PERF_PROFILE=worker_slo / --backlog-writes)"
+    elif w.failed_marked > 0:
+        action = "jobs are failing: read embedding_last_error / outbox last_error before tuning throughput"
+    return [Finding("worker", "run", "worker", evidence, action)]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("rate_limit", "rate limiter (429-dominated run)",
+         f"an endpoint's 429 share ≥ {_pct(RATE_LIMIT_SHARE)} of its requests → rate-limit dominated; its latency "
+         "is not evidence",
+         "lower concurrency or raise the pace (adaptive pacing, AUTO_ADAPT_RATE_LIMIT), or raise the limits for "
+         "benchmarking (RECALL_/WRITE_RATE_LIMIT_*, TENANT_* — the peer's benchmark profile)", _rate_limit),
+    Rule("transport", "transport / availability",
+         "any transport error (no HTTP status: refused, reset, timeout) → the run measured failures, not the server",
+         "check the API is up and not saturated, --timeout-ms, and the generator's CPU; re-run before reading "
+         "latency", _category("transport", "transport")),
+    Rule("server_errors", "API errors (5xx)", "any 5xx response → the API fails under this load",
+         "read the API log for the failing requests (pool exhaustion, statement timeouts) and fix before tuning",
+         _category("server_errors", "server_5xx")),
+    Rule("client_errors", "request / contract mismatch",
+         "any non-429 4xx or any 200 whose body breaks the contract → requests or server do not match the contract",
+         "check auth mode and keys, tenant/scope, request bodies and the server version", _client_errors),
+    Rule("ann_starvation", "ANN starvation / query set mismatch",
+         "empty_recall > 0 on a recall endpoint, or EXPLAIN stage 1 returned fewer rows than its LIMIT from an input "
+         "estimated larger",
+         "raise hnsw.ef_search or use hnsw.iterative_scan (relaxed_order/strict_order, hnsw.max_scan_tuples); check "
+         "the query set belongs to this scope and the seed used distinct vectors", _ann_starvation),
+    Rule("index_planner", "index / planner",
+         "EXPLAIN stage 1 has a plan but no ANN index scan (an Index Scan ordered by a pgvector distance operator)",
+         "run `memload check-indexes`, ANALYZE the scope, check the stage-1 shape (ORDER BY embedding <=> $q LIMIT n)"
+         " and PGOPTIONS (enable_seqscan/enable_indexscan)", _index_planner),
+    Rule("generator", "load generator (coordinated omission risk)",
+         f"open model: any dropped request, or late requests ≥ {_pct(LATE_SHARE)} of intended → the generator could "
+         "not hold the arrival rate",
+         "add Locust processes/workers (--processes, --worker) or lower --arrival-rate", _generator),
+    Rule("api_db_latency", "API/DB latency",
+         "p95 ≥ the endpoint's SLO target while its 429 share is below "
+         f"{_pct(RATE_LIMIT_SHARE)}; Server-Timing (if recorded) and EXPLAIN time (≥ {_pct(DB_SHARE_OF_P95)} of p95 "
+         "= database-dominated) say where the time goes",
+         "profile the slow part named in the evidence", _api_db_latency),
+    Rule("worker", "worker", "worker processed/s ≤ the worker SLO minimum",
+         "raise OUTBOX_BATCH_SIZE, run more worker processes, and check failed_marked", _worker),
+)
+
+NO_BOTTLENECK = Rule("none", "none reached at this load", "no rule above fired",
+                     "raise the offered load (concurrency, arrival rate) or the scale until an SLO or rule trips, to "
+                     "find the knee", lambda run, slo: [])
+
+
+@dataclass
+class Diagnosis:
+    findings: dict[str, list[Finding]]
+
+    @property
+    def fired(self) -> list[Rule]:
+        return [r for r in RULES if self.findings.get(r.id)]
+
+    @property
+    def primary(self) -> Rule:
+        fired = self.fired
+        return fired[0] if fired else NO_BOTTLENECK
+
+    @property
+    def primary_finding(self) -> Finding | None:
+        fired = self.fired
+        return self.findings[fired[0].id][0] if fired else None
+
+    @property
+    def next_action(self) -> str:
+        f = self.primary_finding
+        return (f.action if f and f.action else None) or self.primary.action
+
+
+def diagnose(run: RunMetrics, slo: SloTargets) -> Diagnosis:
+    return Diagnosis({rule.id: rule.check(run, slo) for rule in RULES})
+
+
+# --------------------------------------------------------------------------------------------- recommendations
+@dataclass
+class Recommendation:
+    profile: str
+    status: str
+    text: str
+
+
+def recommendations(run: RunMetrics, verdict: SloVerdict, diagnosis: Diagnosis) -> list[Recommendation]:
+    """Per profile (the peer's recall_slo / write_slo / worker_slo): status from the SLO checks, plus the flags."""
+    scales = ",".join(sm.scale for sm in run.scales) or "<scales>"
+    out = []
+    groups = {
+        "recall_slo": [c for c in verdict.checks if c.subject in ("recall_text", "recall")],
+        "write_slo": [c for c in verdict.checks if c.subject == "write"],
+        "worker_slo": [c for c in verdict.checks if c.subject == "worker"],
+    }
+    for profile, checks in groups.items():
+        status = SloVerdict(checks).status if checks else "NOT MEASURED"
+        failing = [c for c in checks if c.status == "fail"]
+        if status == "NOT MEASURED":
+            text = f"not measured in this run: `PERF_PROFILE={profile} SCALES={scales} memload matrix`"
+        elif failing:
+            text = "; ".join(f"{c.scale}/{c.subject} {c.metric} {_fmt(c)} (target {c.op} {_fmt(c, c.target)})"
+                             for c in failing) + f" — re-run `PERF_PROFILE={profile} SCALES={scales} memload matrix` " \
+                                                 "after the next tuning action"
+        else:
+            text = "meets the SLO" + (" on what was measured" if status == "PARTIAL" else "")
+        out.append(Recommendation(profile, status, text))
+    for sm in run.scales:
+        for ep in sm.write_endpoints():
+            if ep.failed and ep.errors.get("rate_limited_429", 0) / ep.failed >= WRITE_429_OF_FAILURES:
+                out.append(Recommendation("write_slo", "flag",
+                                          f"scale {sm.scale}: {ep.errors['rate_limited_429']} of {ep.failed} write "
+                                          f"failures are 429 (≥ {_pct(WRITE_429_OF_FAILURES)}): the write limiter, "
+                                          "not the API, fails these writes — lower WRITE_CONCURRENCY or raise "
+                                          "WRITE_RATE_LIMIT_* / TENANT_WRITE_*"))
+        for ep in sm.recall_endpoints():
+            if ep.errors.get("server_5xx", 0) > 0:
+                out.append(Recommendation("recall_slo", "flag",
+                                          f"scale {sm.scale}: {ep.errors['server_5xx']} recall 5xx on {ep.name}: "
+                                          "inspect the API log before reading recall latency"))
+    for rule in diagnosis.fired:
+        finding = diagnosis.findings[rule.id][0]
+        out.append(Recommendation(f"rule:{rule.id}", "action", finding.action or rule.action))
+    return out
+
+
+def _fmt(check: SloCheck, value: float | None = None) -> str:
+    v = check.value if value is None else value
+    if v is None:
+        return "n/a"
+    return _pct(v) if check.metric == "error rate" else f"{v:.2f}"

@@ -1,0 +1,81 @@
+"""`SuiteUser`: a FastHttpUser that sends one validated, paced, budgeted request per task.
+
+The request is made with `catch_response=True`: the body is judged against the contract, the outcome is stored in
+the request context (the exact-latency listener reads it), 429s are renamed `<endpoint> [429]` so they get their
+own Locust stats row (out of the endpoint's percentiles), and the pacing controller of the endpoint class learns
+every success and every 429.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from locust import FastHttpUser
+from locust.exception import StopUser
+
+from locustfiles.pacing import PacingController, parse_retry_after
+from locustfiles.runtime import REPORT_KEY, Suite, suite_of
+from locustfiles.validation import OK, RATE_LIMITED, classify
+
+
+class SuiteUser(FastHttpUser):
+    """Base of the suite's users; `endpoint_class` is the rate-limit kind: `recall`, `write` (or `health`)."""
+
+    abstract = True
+    endpoint_class: ClassVar[str] = ""
+    network_timeout = 15.0
+    connection_timeout = 15.0
+    max_retries = 0  # a retry would hide failures and change the request count
+
+    suite: Suite
+    ctl: PacingController
+
+    def on_start(self) -> None:
+        self.suite = suite_of(self.environment)
+        if self.suite.cfg is None:  # the run's options were invalid (logged at test_start)
+            raise StopUser()
+        self.ctl = self.suite.controller(self.endpoint_class)
+        self.ctl.register_user()
+
+    def on_stop(self) -> None:
+        ctl = getattr(self, "ctl", None)
+        if ctl is not None:
+            ctl.unregister_user()
+
+    def send(self, endpoint: str, method: str, path: str, body: bytes | None = None, *,
+             expected_min_seeds: int = 0, expected_nodes: int = 1) -> None:
+        """One budgeted request: take a token (or stop), wait for pace/schedule/Retry-After, send, judge."""
+        suite, cls = self.suite, self.endpoint_class
+        if not suite.take(cls):
+            raise StopUser()
+        try:
+            suite.recorder.mark_start(endpoint, time.time())
+            intended = suite.wait_turn(cls, endpoint, self.ctl)
+            headers = suite.post_headers if body is not None else suite.headers
+            with self.client.request(method, path, name=endpoint, data=body, headers=headers,
+                                     catch_response=True) as resp:
+                self._judge(resp, endpoint, intended, expected_min_seeds, expected_nodes)
+        finally:
+            suite.complete(cls)
+
+    def _judge(self, resp: Any, endpoint: str, intended: float | None, expected_min_seeds: int,
+               expected_nodes: int) -> None:
+        status = resp.status_code or 0
+        error = getattr(resp, "error", None) if status == 0 else None
+        body = resp.content if status else None
+        verdict = classify(endpoint, status, body, error, expected_min_seeds=expected_min_seeds,
+                           expected_nodes=expected_nodes)
+        meta = resp.request_meta
+        meta["context"][REPORT_KEY] = (endpoint, verdict, intended)
+        if verdict.category == OK:
+            resp.success()
+            self.ctl.on_ok(meta.get("response_time", 0.0))
+        elif verdict.category == RATE_LIMITED:
+            meta["name"] = f"{endpoint} [429]"
+            resp.failure(RATE_LIMITED)
+            headers = resp.headers
+            self.ctl.on_429(parse_retry_after(headers.get("retry-after") if headers else None,
+                                              verdict.retry_after_ms))
+        else:
+            resp.failure(f"{verdict.category}: {verdict.status_key}")

@@ -1,0 +1,63 @@
+"""Locust workload for Aionis-compatible memory APIs: recall and write users (the peer's perf-benchmark cases).
+
+    locust -f locustfiles/memory_users.py --host http://127.0.0.1:3001            # web UI
+    locust -f locustfiles/memory_users.py --host ... --headless -u 16 -r 16 -t 1m --csv out/locust
+
+Speaks only HTTP (no import of the reference API): any Aionis-compatible server can be measured. Options of the
+suite (`--scope`, `--tenant-id`, `--pace-ms`, `--adaptive`, `--query-set`, `--recall-requests`, `--arrival-rate`,
+...; see `locust --help`) all have MEMLOAD_* env twins; Locust's own `--profile` picks the peer's profile. Auth
+headers come from PERF_API_KEY (x-api-key) and PERF_AUTH_BEARER. `memload bench` drives this file headless.
+"""
+
+from __future__ import annotations
+
+import locust  # noqa: F401  (first: gevent monkey-patching)
+from locust import events, tag, task
+
+from locustfiles import runtime
+from locustfiles.base_user import SuiteUser
+from locustfiles.bodies import recall_body, recall_text_body, write_body
+from memload.contract import RECALL, RECALL_TEXT, WRITE
+
+runtime.install(events)
+
+
+class RecallUser(SuiteUser):
+    """recall_text with the scope's query set (or the peer's constant query); optionally /recall with vectors."""
+
+    endpoint_class = "recall"
+    weight = 3
+
+    _flip = 0
+
+    @tag("recall")
+    @task
+    def recall(self) -> None:
+        suite = self.suite
+        cfg = suite.cfg
+        assert cfg is not None
+        text, expected = suite.next_query()
+        use_vectors = cfg.recall_endpoint == "recall" or (cfg.recall_endpoint == "mixed" and self._flip % 2 == 1)
+        self._flip += 1
+        if use_vectors:
+            self.send("recall", "POST", RECALL, recall_body(cfg.tenant_id, cfg.scope, text, cfg.recall_limit),
+                      expected_min_seeds=expected)
+        else:
+            self.send("recall_text", "POST", RECALL_TEXT,
+                      recall_text_body(cfg.tenant_id, cfg.scope, text, cfg.recall_limit), expected_min_seeds=expected)
+
+
+class WriteUser(SuiteUser):
+    """The peer's write: one event node, unique input_text and client_id per request, shared lane."""
+
+    endpoint_class = "write"
+    weight = 1
+
+    @tag("write")
+    @task
+    def write(self) -> None:
+        suite = self.suite
+        cfg = suite.cfg
+        assert cfg is not None
+        body = write_body(cfg.tenant_id, cfg.scope, suite.run_tag, suite.next_write_index(), cfg.embed_on_write)
+        self.send("write", "POST", WRITE, body, expected_nodes=1)

@@ -1,0 +1,512 @@
+"""The suite's per-process state and its wiring into Locust's event hooks.
+
+One `Suite` lives on each Locust environment (local runner, master or worker). It owns the pacing controllers,
+the open-model schedules, the request budget (pool and/or dispenser), the exact-latency recorder and, on the
+master/local runner, the merged aggregate that is written next to Locust's CSV files at quit:
+`<csv prefix>_exact.json`, `<csv prefix>_pacing.csv` and `<csv prefix>_summary.json` (what `memload bench` reads).
+Everything that depends on options happens at `test_start`, because workers get the master's options only then.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+import os
+import secrets
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import __version__ as LOCUST_VERSION
+from locust.runners import MasterRunner, WorkerRunner
+
+from locustfiles.budget import TokenDispenser, TokenPool
+from locustfiles.exact_stats import Aggregate, Recorder
+from locustfiles.open_model import ArrivalSchedule
+from locustfiles.options import (
+    FALLBACK_QUERY,
+    WARMUP_QUERY,
+    OptionError,
+    SuiteConfig,
+    add_arguments,
+    auth_headers,
+    load_queries,
+)
+from locustfiles.pacing import PacingController
+from memload.contract import RECALL_TEXT
+
+log = logging.getLogger("memload")
+
+SUITE_ATTR = "memload_suite"
+MSG_TOKENS_REQ = "memload_tokens_req"
+MSG_TOKENS_GRANT = "memload_tokens_grant"
+MSG_DONE = "memload_done"
+REPORT_KEY = "memload"
+FINISH_DELAY_S = 1.2  # > Locust's 1 s CSV write interval, so the CSV files hold the final counts
+TICK_S = 1.0
+PACING_TAB = "memload-pacing"
+PACING_COLUMNS = (("endpoint_class", "Endpoint class"), ("adaptive", "Adaptive"), ("users", "Users"),
+                  ("pace_ms", "Pace (ms)"), ("max_pace_ms", "Max pace (ms)"), ("blocked_ms", "Retry-After hold (ms)"),
+                  ("count_429", "429s"), ("count_ok", "Successes"), ("estimated_rate", "Granted rate (req/s)"))
+
+
+def suite_of(environment: Any) -> Suite:
+    return getattr(environment, SUITE_ATTR)
+
+
+class Suite:
+    """Per-environment state of the suite (see the module docstring)."""
+
+    def __init__(self, environment: Any) -> None:
+        self.env = environment
+        self.cfg: SuiteConfig | None = None
+        self.recorder = Recorder()
+        self.aggregate = Aggregate()
+        self.controllers: dict[str, PacingController] = {}
+        self.schedules: dict[str, ArrivalSchedule] = {}
+        self.pool: TokenPool | None = None
+        self.dispenser: TokenDispenser | None = None
+        self.queries: list[tuple[str, int]] = [(FALLBACK_QUERY, 0)]
+        self._query_seq = itertools.count()
+        self._write_seq = itertools.count(1)
+        self.headers, self.auth_mode = auth_headers()
+        self.post_headers = {**self.headers, "content-type": "application/json"}
+        self.run_tag = ""
+        self.warmup: dict[str, Any] = {"requests": 0}
+        self.completed = False
+        self.stop_reason = "stopped"
+        self.started_at: float | None = None
+        self._ticker: gevent.Greenlet | None = None
+        self._finishing = False
+
+    # --- roles ---
+    @property
+    def is_master(self) -> bool:
+        return isinstance(self.env.runner, MasterRunner)
+
+    @property
+    def is_worker(self) -> bool:
+        return isinstance(self.env.runner, WorkerRunner)
+
+    @property
+    def role(self) -> str:
+        return "master" if self.is_master else "worker" if self.is_worker else "local"
+
+    # --- lifecycle ---
+    def on_init(self) -> None:
+        runner = self.env.runner
+        if self.is_master:
+            runner.register_message(MSG_TOKENS_REQ, self._on_tokens_req)
+            runner.register_message(MSG_DONE, self._on_done_msg)
+        elif self.is_worker:
+            runner.register_message(MSG_TOKENS_GRANT, self._on_grant_msg)
+        if not self.is_worker:
+            self._select_user_classes()
+
+    def _select_user_classes(self) -> None:
+        """Profile -> user classes (unless named on the command line); fixed user counts; worker_slo -> embed."""
+        opts = self.env.parsed_options
+        cfg = SuiteConfig.from_options(opts)  # validates the command line early (fatal in init)
+        load_queries(cfg.query_set, cfg.scope, cfg.tenant_id)
+        if opts is not None and cfg.profile == "worker_slo":
+            opts.embed_on_write = True
+        named = bool(getattr(opts, "user_classes", None))
+        classes = self.env.user_classes
+        if not named:
+            keep = [c for c in classes if getattr(c, "endpoint_class", None) in (*cfg.enabled_classes(), None)]
+            if keep and len(keep) != len(classes):
+                classes[:] = keep
+        for cls in classes:
+            count = {"recall": cfg.recall_users, "write": cfg.write_users}.get(getattr(cls, "endpoint_class", ""), 0)
+            if count > 0:
+                cls.fixed_count = count
+
+    def begin(self) -> None:
+        """test_start: fresh state for a run, built from the (master's) options."""
+        self.cfg = None
+        cfg = SuiteConfig.from_options(self.env.parsed_options)
+        self.recorder, self.aggregate = Recorder(), Aggregate()
+        self.controllers = {c: PacingController(c, cfg.pace_ms, cfg.adaptive) for c in ("recall", "write", "health")}
+        self.schedules = {}
+        self.completed, self.stop_reason, self._finishing = False, "stopped", False
+        self.started_at = time.time()
+        self.run_tag = cfg.run_tag or f"{int(time.time() * 1000)}_{secrets.token_hex(3)}"
+        self._query_seq, self._write_seq = itertools.count(), itertools.count(1)
+        timeout_s = cfg.timeout_ms / 1000.0
+        for cls in self.env.user_classes:
+            if getattr(cls, "endpoint_class", None):
+                cls.network_timeout = cls.connection_timeout = timeout_s
+        budgets = self._budgets(cfg)
+        self.pool, self.dispenser = None, None
+        if not self.is_worker:
+            self.dispenser = TokenDispenser(budgets, cfg.sequential, self._grant, self._class_done, self._all_done)
+        if not self.is_master:
+            self.queries = load_queries(cfg.query_set, cfg.scope, cfg.tenant_id)
+            if self.is_worker:
+                self.pool = TokenPool(budgets, self._request_remote, self._worker_done, self._local_users)
+            else:
+                self.pool = TokenPool(budgets, lambda c, n: self.dispenser.on_request("local", c, n),  # type: ignore[union-attr]
+                                      lambda c: self.dispenser.on_done("local", c), lambda c: 1)  # type: ignore[union-attr]
+            self._ticker = gevent.spawn(self._tick_loop)
+        if not self.is_worker and cfg.warmup > 0:
+            self._run_warmup(cfg)
+        self.cfg = cfg
+        if budgets:
+            phases = "sequential" if cfg.sequential else "concurrent"
+            log.info("memload: request limits %s (%s phases)", budgets, phases)
+
+    def _budgets(self, cfg: SuiteConfig) -> dict[str, int]:
+        present = {getattr(c, "endpoint_class", None) for c in self.env.user_classes}
+        budgets = {c: n for c, n in cfg.budgets.items() if c in present}
+        for c in set(cfg.budgets) - set(budgets):
+            log.warning("memload: --%s-requests ignored: no %s user class runs", c, c)
+        return budgets
+
+    def end(self) -> None:
+        """test_stop: stop the ticker and fold the last samples in (local runner)."""
+        if self._ticker is not None:
+            self._ticker.kill(block=False)
+            self._ticker = None
+        self._tick()
+        if not self.is_worker and not self.is_master:
+            self.aggregate.merge("local", self.recorder.take_delta())
+
+    # --- budget transport ---
+    def _grant(self, node: str, cls: str, n: int) -> None:
+        if self.is_master:
+            self.env.runner.send_message(MSG_TOKENS_GRANT, {"cls": cls, "n": n}, client_id=node)
+        elif self.pool is not None:
+            self.pool.on_grant(cls, n)
+
+    def _request_remote(self, cls: str, n: int) -> None:
+        self.env.runner.send_message(MSG_TOKENS_REQ, {"cls": cls, "n": n})
+
+    def _local_users(self, cls: str) -> int:
+        counts = self.env.runner.user_classes_count
+        return sum(n for name, n in counts.items()
+                   if getattr(self.env.user_classes_by_name.get(name), "endpoint_class", None) == cls)
+
+    def _worker_done(self, cls: str) -> None:
+        """Flush this worker's stats first (message order is kept), then tell the master the class is done here."""
+        runner = self.env.runner
+        self._tick()
+        runner._send_stats()
+        runner.send_message(MSG_DONE, {"cls": cls})
+
+    def _on_tokens_req(self, environment: Any, msg: Any, **_: Any) -> None:
+        if self.dispenser is not None:
+            self.dispenser.on_request(msg.node_id, msg.data["cls"], int(msg.data["n"]))
+
+    def _on_done_msg(self, environment: Any, msg: Any, **_: Any) -> None:
+        if self.dispenser is not None:
+            self.dispenser.on_done(msg.node_id, msg.data["cls"])
+
+    def _on_grant_msg(self, environment: Any, msg: Any, **_: Any) -> None:
+        if self.pool is not None:
+            self.pool.on_grant(msg.data["cls"], int(msg.data["n"]))
+
+    def _class_done(self, cls: str) -> None:
+        log.info("memload: %s requests done", cls)
+
+    def _all_done(self) -> None:
+        if self._finishing:
+            return
+        self._finishing = True
+        self.completed, self.stop_reason = True, "request limits reached"
+        gevent.spawn_later(FINISH_DELAY_S, self._finish)
+
+    def _finish(self) -> None:
+        opts = self.env.parsed_options
+        runner = self.env.runner
+        if opts is None or getattr(opts, "headless", False):
+            runner.quit()
+        else:
+            runner.stop()
+
+    # --- user-facing helpers ---
+    def controller(self, cls: str) -> PacingController:
+        return self.controllers[cls]
+
+    def take(self, cls: str) -> bool:
+        return self.pool.take(cls) if self.pool is not None else True
+
+    def complete(self, cls: str) -> None:
+        if self.pool is not None:
+            self.pool.complete(cls)
+
+    def next_query(self) -> tuple[str, int]:
+        return self.queries[next(self._query_seq) % len(self.queries)]
+
+    def next_write_index(self) -> int:
+        return next(self._write_seq)
+
+    def wait_turn(self, cls: str, endpoint: str, ctl: PacingController) -> float | None:
+        """Sleep until this user may send: the schedule's slot (open model) or its pace (closed), then any
+        Retry-After hold. Returns the intended start (epoch s) in the open model, else None."""
+        cfg = self.cfg
+        if cfg is not None and cfg.open_model:
+            sched = self._schedule(cls)
+            slot = sched.next_slot()
+            case = self.recorder.case(endpoint)
+            case.dropped += slot.dropped_before
+            delay = slot.intended - time.time()
+            if delay > 0:
+                gevent.sleep(delay)
+            while (hold := ctl.release_delay()) > 0:
+                gevent.sleep(hold)
+            sent = time.time()
+            lag_ms = max(0.0, (sent - slot.intended) * 1000.0)
+            case.intended += 1
+            case.lag_sum_ms += lag_ms
+            case.lag_max_ms = max(case.lag_max_ms, lag_ms)
+            if sched.is_late(slot.intended, sent):
+                case.late += 1
+            return slot.intended
+        if ctl.pace_ms > 0:
+            gevent.sleep(ctl.pace_s)
+        while (hold := ctl.release_delay()) > 0:
+            gevent.sleep(hold)
+        return None
+
+    def _schedule(self, cls: str) -> ArrivalSchedule:
+        sched = self.schedules.get(cls)
+        if sched is None:
+            cfg = self.cfg
+            assert cfg is not None
+            sched = ArrivalSchedule(cfg.arrival_rate * self._rate_share(cls), cfg.arrival_late_ms, cfg.arrival_drop_ms)
+            self.schedules[cls] = sched
+        return sched
+
+    def _rate_share(self, cls: str) -> float:
+        """This process's share of --arrival-rate for `cls`: local users of the class over the users that run at
+        the same time across all processes (fixed user counts when given; else this process is assumed alone)."""
+        cfg = self.cfg
+        assert cfg is not None
+        local = {c: self._local_users(c) for c in ("recall", "write", "health")}
+        fixed = {"recall": cfg.recall_users, "write": cfg.write_users}
+        total = {c: fixed.get(c) or local[c] for c in local}
+        concurrent = [cls] if (cfg.sequential and cls in cfg.budgets) else [c for c in total if total[c]]
+        denominator = sum(total[c] for c in concurrent) or 1
+        return max(local[cls], 1) / denominator
+
+    # --- events ---
+    def on_request(self, name: str, response_time: float, context: dict | None = None,
+                   start_time: float | None = None, **_: Any) -> None:
+        meta = context.get(REPORT_KEY) if context else None
+        if meta is None:
+            return
+        endpoint, verdict, intended = meta
+        start = start_time if start_time is not None else time.time() - response_time / 1000.0
+        end = start + response_time / 1000.0
+        latency_ms = response_time if intended is None else (end - intended) * 1000.0
+        self.recorder.case(endpoint).record(verdict, latency_ms, start, end)
+
+    def report_delta(self) -> dict[str, Any]:
+        self._snapshot_states()
+        return Recorder.delta_to_wire(self.recorder.take_delta())
+
+    def merge_report(self, client_id: str, wire: dict[str, Any] | None) -> None:
+        if wire:
+            self.aggregate.merge(self._source_name(client_id), Recorder.delta_from_wire(wire))
+
+    def _source_name(self, client_id: str) -> str:
+        indexes = getattr(self.env.runner, "worker_indexes", {})
+        return f"worker{indexes[client_id]}" if client_id in indexes else client_id
+
+    # --- pacing timeline ---
+    def _tick_loop(self) -> None:
+        while True:
+            gevent.sleep(TICK_S - (time.time() % TICK_S))
+            self._tick()
+            if not self.is_worker:
+                self.aggregate.merge("local", self.recorder.take_delta())
+
+    def _tick(self) -> None:
+        ts = int(time.time())
+        for name, ctl in self.controllers.items():
+            pace, c429, cok = ctl.take_tick()
+            if ctl.users or c429 or cok:
+                self.recorder.pacing_rows.append((ts, name, pace, c429, cok))
+        self._snapshot_states()
+
+    def _snapshot_states(self) -> None:
+        for name, ctl in self.controllers.items():
+            if ctl.users or ctl.count_ok or ctl.count_429:
+                self.recorder.pacing_state[name] = ctl.snapshot()
+
+    def pacing_table(self) -> list[dict[str, Any]]:
+        """Rows of the web UI's Pacing tab (merged over workers on a master)."""
+        if not self.is_master:
+            self._snapshot_states()
+            return [dict(self.recorder.pacing_state[c]) for c in sorted(self.recorder.pacing_state)]
+        rows = []
+        for cls, by_source in sorted(self.aggregate.pacing_state.items()):
+            states = list(by_source.values())
+            rows.append({
+                "endpoint_class": cls, "adaptive": states[0].get("adaptive"),
+                "users": sum(s["users"] for s in states), "pace_ms": max(s["pace_ms"] for s in states),
+                "max_pace_ms": max(s["max_pace_ms"] for s in states),
+                "blocked_ms": max(s["blocked_ms"] for s in states),
+                "count_429": sum(s["count_429"] for s in states), "count_ok": sum(s["count_ok"] for s in states),
+                "estimated_rate": sum(s["estimated_rate"] or 0 for s in states) or None,
+            })
+        return rows
+
+    # --- warmup ---
+    def _run_warmup(self, cfg: SuiteConfig) -> None:
+        """The peer's warmup: sequential recall_text calls, outside every statistic."""
+        from geventhttpclient import HTTPClient
+        from geventhttpclient.url import URL
+
+        host = self.env.host or ""
+        by_status: Counter[str] = Counter()
+        started = time.perf_counter()
+        if not host:
+            log.warning("memload: no --host, warmup skipped")
+            return
+        url = URL(host.rstrip("/") + RECALL_TEXT)
+        body = json.dumps({"tenant_id": cfg.tenant_id, "scope": cfg.scope, "query_text": WARMUP_QUERY,
+                           "limit": 20}).encode()
+        timeout = cfg.timeout_ms / 1000.0
+        client = HTTPClient.from_url(url, connection_timeout=timeout, network_timeout=timeout, concurrency=1)
+        try:
+            for _ in range(cfg.warmup):
+                try:
+                    resp = client.post(url.request_uri, body=body, headers=self.post_headers)
+                    resp.read()
+                    by_status[str(resp.status_code)] += 1
+                except Exception as exc:  # transport errors are counted, as in the run
+                    by_status[f"error:{type(exc).__name__}"] += 1
+        finally:
+            client.close()
+        ok = sum(n for k, n in by_status.items() if k.startswith("2"))
+        self.warmup = {"requests": cfg.warmup, "ok": ok, "failed": cfg.warmup - ok, "by_status": dict(by_status),
+                       "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3)}
+        log.info("memload: warmup %s", self.warmup)
+
+    # --- artifacts ---
+    def write_artifacts(self) -> None:
+        """On quit (master/local): exact.json, pacing.csv and summary.json next to Locust's CSV files."""
+        prefix = getattr(self.env.parsed_options, "csv_prefix", None)
+        if not prefix or self.cfg is None:
+            return
+        cfg = self.cfg
+        Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        latency_from = "intended_start" if cfg.open_model else "send"
+        Path(f"{prefix}_exact.json").write_text(json.dumps(self.aggregate.exact_document(latency_from), indent=1))
+        with open(f"{prefix}_pacing.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["timestamp", "endpoint_class", "pace_ms", "count_429", "count_ok"])
+            w.writerows(self.aggregate.pacing_csv_rows())
+        summary = self.summary()
+        Path(f"{prefix}_summary.json").write_text(json.dumps(summary, indent=1))
+
+    def summary(self) -> dict[str, Any]:
+        cfg = self.cfg
+        assert cfg is not None
+        runner = self.env.runner
+        return {
+            "locust_version": LOCUST_VERSION,
+            "role": self.role,
+            "workers": len(getattr(runner, "worker_indexes", {})) if self.is_master else 0,
+            "host": self.env.host,
+            "auth_mode": self.auth_mode,
+            "options": cfg.as_dict(),
+            "budgets": self.dispenser.budgets if self.dispenser else {},
+            "completed": self.completed,
+            "stop_reason": self.stop_reason,
+            "started_at": self.started_at,
+            "query_count": len(self.queries) if not self.is_master else None,
+            "warmup": self.warmup,
+            "cases": {name: cs.summary() for name, cs in sorted(self.aggregate.cases.items())},
+            "pacing": self.aggregate.pacing_summary(),
+            "per_source": {src: {ep: dict(c) for ep, c in sorted(eps.items())}
+                           for src, eps in sorted(self.aggregate.per_source.items())},
+            "pid": os.getpid(),
+        }
+
+
+def install(events: Any) -> None:
+    """Register the suite's options and listeners on Locust's event hooks (called by each locustfile once)."""
+    if getattr(events, "_memload_installed", False):
+        return
+    events._memload_installed = True
+
+    @events.init_command_line_parser.add_listener
+    def _parser(parser: Any, **_: Any) -> None:
+        add_arguments(parser)
+
+    @events.init.add_listener
+    def _init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) -> None:
+        suite = Suite(environment)
+        setattr(environment, SUITE_ATTR, suite)
+        _current_env[0] = environment  # request/report events carry no environment; one per process
+        if runner is not None:
+            suite.on_init()
+        if web_ui is not None:
+            _extend_web_ui(suite, web_ui)
+
+    @events.test_start.add_listener
+    def _start(environment: Any, **_: Any) -> None:
+        suite = suite_of(environment)
+        try:
+            suite.begin()
+        except OptionError as exc:  # e.g. a bad value typed into the web UI's form: stop, say why
+            suite.cfg = None
+            log.error("memload: %s; stopping", exc)
+            environment.process_exit_code = 2
+            gevent.spawn(environment.runner.quit if suite.is_worker else environment.runner.stop)
+
+    @events.test_stop.add_listener
+    def _stop(environment: Any, **_: Any) -> None:
+        suite_of(environment).end()
+
+    @events.request.add_listener
+    def _request(**kw: Any) -> None:
+        env = _current_env[0]
+        if env is not None and kw.get("context"):
+            suite_of(env).on_request(**kw)
+
+    @events.report_to_master.add_listener
+    def _report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        env = _current_env[0]
+        if env is not None:
+            data[REPORT_KEY] = suite_of(env).report_delta()
+
+    @events.worker_report.add_listener
+    def _worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        env = _current_env[0]
+        if env is not None:
+            suite_of(env).merge_report(client_id, data.get(REPORT_KEY))
+
+    @events.quitting.add_listener
+    def _quitting(environment: Any, **_: Any) -> None:
+        suite = suite_of(environment)
+        if not suite.is_worker:
+            suite.end()
+            suite.write_artifacts()
+
+
+_current_env: list[Any] = [None]
+
+
+def _extend_web_ui(suite: Suite, web_ui: Any) -> None:
+    """A "Pacing (429)" tab: current pace, Retry-After hold, 429 and success counts per endpoint class."""
+    from flask import request
+
+    web_ui.template_args["extended_tabs"] = [{"title": "Pacing (429)", "key": PACING_TAB}]
+    web_ui.template_args["extended_tables"] = [
+        {"key": PACING_TAB, "structure": [{"key": k, "title": t} for k, t in PACING_COLUMNS]}]
+
+    @web_ui.app.after_request
+    def _add_pacing(response: Any) -> Any:
+        if request.path != "/stats/requests" or response.status_code != 200 or not response.is_json:
+            return response
+        data = response.get_json()
+        data["extended_stats"] = [{"key": PACING_TAB, "data": suite.pacing_table()}]
+        response.set_data(json.dumps(data))
+        return response

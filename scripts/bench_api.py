@@ -1,0 +1,343 @@
+"""Benchmark of the reference API: recall_text at concurrency 12 and write at concurrency 4 (issue 3 targets).
+
+    .venv/bin/python -m scripts.bench_api [--events 9900 --topics 100 --recall-requests 600 --write-requests 300]
+
+1. Creates a throwaway database on the embedded server (or uses --database-url, which must be migrated), and a
+   fresh scope with partitions of its own, loaded the fast way: COPY (binary) into standalone tables, then ATTACH
+   PARTITION, which builds the scope's HNSW index in one pass. Topology and texts are the peer's perf-seed
+   (T topics, E events, part_of 0.75/0.75 and derived_from 1.0/1.0), but every node gets its own fake_embed vector.
+2. Starts `memload api` on a free loopback port with rate limits raised far above the offered load.
+3. Warms up, then runs the cases with threads of keep-alive http.client connections; latency = request sent to
+   body read (client side) and the server's own Server-Timing total/db, nearest-rank percentiles.
+4. Prints one JSON document (stdout); progress on stderr. Everything it created is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS_MS = {"recall_text": 60.0, "write": 15.0}
+
+
+def log(msg: str) -> None:
+    print(f"[bench-api] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(sorted_ms: list[float], q: float) -> float:
+    """Nearest-rank percentile, as the peer's perf-benchmark: sorted[ceil(n*q) - 1]."""
+    return sorted_ms[max(0, math.ceil(len(sorted_ms) * q) - 1)] if sorted_ms else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------------ seeding
+
+
+def seed(url: str, scope: str, events: int, topics: int) -> dict[str, Any]:
+    """Load T topics + E events + 2E edges into the scope's own partitions (COPY, then ATTACH)."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from memload.embedder import fake_embed_many
+    from memload.identity import sha256_hex
+
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        name = dict(conn.execute(
+            "SELECT t, memload_partition_name(t, %s) FROM unnest(ARRAY['memory_commits','memory_nodes',"
+            "'memory_edges','memory_outbox']) t", (scope,)).fetchall())
+        conn.execute(f'CREATE TABLE "{name["memory_commits"]}" PARTITION OF memory_commits FOR VALUES IN (%s)'
+                     .replace("%s", _lit(scope)))
+        conn.execute(f'CREATE TABLE "{name["memory_outbox"]}" PARTITION OF memory_outbox FOR VALUES IN (%s)'
+                     .replace("%s", _lit(scope)))
+        commit_id = conn.execute(
+            "INSERT INTO memory_commits (scope, input_sha256, diff_json, actor, commit_hash) "
+            "VALUES (%s, %s, %s::jsonb, 'job:perf_seed', %s) RETURNING id",
+            (scope, sha256_hex(scope), json.dumps({"kind": "bench_api", "events": events, "topics": topics}),
+             sha256_hex("bench:" + scope))).fetchone()[0]
+        for table in ("memory_nodes", "memory_edges"):
+            conn.execute(f'CREATE TABLE "{name[table]}" (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)')
+        topic_ids = [uuid.uuid4() for _ in range(topics)]
+        event_ids = [uuid.uuid4() for _ in range(events)]
+        t_load = time.perf_counter()
+        cols = ("id, scope, type, tier, title, text_summary, embedding, embedding_status, embedding_ready_at, "
+                "embedding_model, memory_lane, salience, importance, confidence, commit_id")
+        # Enum columns travel as text: in binary COPY an enum's wire format is its label.
+        types = ["uuid", "text", "text", "text", "text", "text", "vector", "text", "timestamptz", "text", "text",
+                 "float4", "float4", "float4", "uuid"]
+        now = conn.execute("SELECT now()").fetchone()[0]
+        with conn.cursor() as cur, cur.copy(f'COPY "{name["memory_nodes"]}" ({cols}) FROM STDIN (FORMAT BINARY)') \
+                as copy:
+            copy.set_types(types)
+            batch = 2000
+            for kind, ids, title_fmt, summary_fmt, sal, conf in (
+                ("topic", topic_ids, "perf topic #{}", "synthetic perf topic #{}", 0.4, 0.9),
+                ("event", event_ids, None, "synthetic perf event #{}", 0.5, 0.8),
+            ):
+                for start in range(0, len(ids), batch):
+                    chunk = ids[start:start + batch]
+                    texts = [(title_fmt or summary_fmt).format(start + i + 1) for i in range(len(chunk))]
+                    vecs = fake_embed_many(texts).astype(np.float32)
+                    for i, node_id in enumerate(chunk):
+                        k = start + i + 1
+                        copy.write_row((node_id, scope, kind, "hot", title_fmt.format(k) if title_fmt else None,
+                                        summary_fmt.format(k), vecs[i], "ready", now, "perf:seed", "shared", sal,
+                                        sal, conf, commit_id))
+        with conn.cursor() as cur, cur.copy(
+                f'COPY "{name["memory_edges"]}" (id, scope, type, src_id, dst_id, weight, confidence, decay_rate, '
+                "commit_id) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["uuid", "text", "text", "uuid", "uuid", "float4", "float4", "float4", "uuid"])
+            for k, ev in enumerate(event_ids):
+                top = topic_ids[k % topics]
+                copy.write_row((uuid.uuid4(), scope, "part_of", ev, top, 0.75, 0.75, 0.01, commit_id))
+                copy.write_row((uuid.uuid4(), scope, "derived_from", top, ev, 1.0, 1.0, 0.01, commit_id))
+        t_attach = time.perf_counter()
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        for table in ("memory_nodes", "memory_edges"):
+            conn.execute(f'ALTER TABLE {table} ATTACH PARTITION "{name[table]}" FOR VALUES IN ({_lit(scope)})')
+        t_analyze = time.perf_counter()
+        conn.execute(f'ANALYZE "{name["memory_nodes"]}"')
+        conn.execute(f'ANALYZE "{name["memory_edges"]}"')
+        nodes = conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = %s", (scope,)).fetchone()[0]
+        edges = conn.execute("SELECT count(*) FROM memory_edges WHERE scope = %s", (scope,)).fetchone()[0]
+    end = time.perf_counter()
+    return {"nodes": nodes, "edges": edges, "partitions": sorted(name.values()),
+            "timings_ms": {"load": round((t_attach - t_load) * 1000), "attach_index": round((t_analyze - t_attach)
+                                                                                             * 1000),
+                           "total": round((end - t0) * 1000)}}
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ------------------------------------------------------------------------------------------------------ load
+
+
+class Case:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lat_ms: list[float] = []
+        self.server_total: list[float] = []
+        self.server_db: list[float] = []
+        self.status: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.wall_s = 0.0
+
+    def record(self, ms: float, status: str, timing: str | None) -> None:
+        with self.lock:
+            self.status[status] += 1
+            if status == "200":
+                self.lat_ms.append(ms)
+                if timing:
+                    parts = dict(p.strip().split(";dur=") for p in timing.split(","))
+                    self.server_total.append(float(parts["total"]))
+                    self.server_db.append(float(parts["db"]))
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.lat_ms)
+        st, sd = sorted(self.server_total), sorted(self.server_db)
+        total = sum(self.status.values())
+        r = lambda x: round(x, 2)  # noqa: E731
+        return {
+            "total": total, "ok": self.status.get("200", 0), "by_status": dict(self.status),
+            "rps": r(total / self.wall_s) if self.wall_s else None,
+            "latency_ms": {"p50": r(pct(lat, 0.5)), "p95": r(pct(lat, 0.95)), "p99": r(pct(lat, 0.99)),
+                           "max": r(lat[-1]) if lat else None, "mean": r(sum(lat) / len(lat)) if lat else None},
+            "server_timing_ms": {"total_p50": r(pct(st, 0.5)), "total_p95": r(pct(st, 0.95)),
+                                 "db_p50": r(pct(sd, 0.5)), "db_p95": r(pct(sd, 0.95))},
+        }
+
+
+def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency: int, timeout_s: float,
+             deadline: float) -> None:
+    """`concurrency` threads share the body list (closed model, no pacing), each on one keep-alive connection."""
+    next_i = iter(range(len(bodies)))
+    it_lock = threading.Lock()
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        while time.monotonic() < deadline:
+            with it_lock:
+                i = next(next_i, None)
+            if i is None:
+                break
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", path, body=bodies[i], headers={"content-type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                case.record((time.perf_counter() - t0) * 1000, str(resp.status), resp.getheader("server-timing"))
+            except (OSError, http.client.HTTPException) as exc:
+                case.record((time.perf_counter() - t0) * 1000, f"error:{type(exc).__name__}", None)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        conn.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(1.0, deadline - time.monotonic() + timeout_s))
+    case.wall_s = time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------------------ main
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_api(url: str, port: int) -> subprocess.Popen:
+    big = "1000000"
+    env = {**os.environ, "DATABASE_URL": url, "RECALL_RATE_LIMIT_RPS": big, "RECALL_RATE_LIMIT_BURST": big,
+           "WRITE_RATE_LIMIT_RPS": big, "WRITE_RATE_LIMIT_BURST": big, "TENANT_RECALL_RPS": big,
+           "TENANT_RECALL_BURST": big, "TENANT_WRITE_RPS": big, "TENANT_WRITE_BURST": big,
+           "MEMLOAD_API_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench-api: API exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("bench-api: API did not answer /health within 30 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
+                    help="a migrated database to use (default: a throwaway database on the embedded server)")
+    ap.add_argument("--events", type=int, default=9900)
+    ap.add_argument("--topics", type=int, default=100)
+    ap.add_argument("--recall-requests", type=int, default=600)
+    ap.add_argument("--recall-concurrency", type=int, default=12)
+    ap.add_argument("--write-requests", type=int, default=300)
+    ap.add_argument("--write-concurrency", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--max-seconds", type=float, default=120.0, help="hard bound on each case's duration")
+    args = ap.parse_args(argv)
+    for name in ("events", "topics", "recall_requests", "write_requests"):
+        if not 1 <= getattr(args, name) <= 1_000_000:
+            ap.error(f"--{name.replace('_', '-')}: expected 1..1000000")
+    if not (1 <= args.recall_concurrency <= 64 and 1 <= args.write_concurrency <= 64):
+        ap.error("--recall-concurrency/--write-concurrency: expected 1..64")
+
+    import psycopg
+
+    from memload.config import Settings
+    from scripts import embedded_db
+    from scripts.migrate import migrate
+
+    scope = f"bench_api_{uuid.uuid4().hex[:8]}"
+    throwaway = None
+    url = args.database_url
+    admin = None
+    if not url:
+        server = embedded_db.resolve_database_url(Settings.from_env())
+        admin = server.replace("/memload?", "/postgres?")
+        throwaway = f"memload_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{throwaway}"')
+        url = server.replace("/memload?", f"/{throwaway}?")
+        migrate(url)
+    proc = None
+    try:
+        log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions)")
+        seeded = seed(url, scope, args.events, args.topics)
+        log(f"seeded {seeded['nodes']} nodes / {seeded['edges']} edges in {seeded['timings_ms']['total']} ms")
+        port = free_port()
+        proc = start_api(url, port)
+        run_tag = f"{int(time.time() * 1000)}_{uuid.uuid4().hex[:6]}"
+        recall_body = json.dumps({"scope": scope, "query_text": "memory graph perf", "limit": 20}).encode()
+        warm = Case("warmup")
+        run_case(warm, port, "/v1/memory/recall_text", [recall_body] * args.warmup, 1, 15, time.monotonic() + 60)
+        writes_warm = [json.dumps({"scope": scope, "input_text": f"warm {run_tag} #{i}", "auto_embed": False,
+                                   "nodes": [{"client_id": f"warm_{run_tag}_{i}", "type": "event"}]}).encode()
+                       for i in range(args.warmup)]
+        run_case(Case("warmup"), port, "/v1/memory/write", writes_warm, 1, 15, time.monotonic() + 60)
+
+        cases: dict[str, Case] = {}
+        log(f"recall_text x{args.recall_requests} at concurrency {args.recall_concurrency} (constant query)")
+        cases["recall_text"] = Case("recall_text")
+        run_case(cases["recall_text"], port, "/v1/memory/recall_text", [recall_body] * args.recall_requests,
+                 args.recall_concurrency, 15, time.monotonic() + args.max_seconds)
+        log("recall_text with distinct queries (every request misses the embedding cache)")
+        distinct = [json.dumps({"scope": scope, "query_text": f"perf topic #{i % args.topics + 1} q{i}",
+                                "limit": 20}).encode() for i in range(args.recall_requests)]
+        cases["recall_text_distinct"] = Case("recall_text_distinct")
+        run_case(cases["recall_text_distinct"], port, "/v1/memory/recall_text", distinct, args.recall_concurrency, 15,
+                 time.monotonic() + args.max_seconds)
+        log(f"write x{args.write_requests} at concurrency {args.write_concurrency}")
+        writes = [json.dumps({"scope": scope, "input_text": f"perf write {run_tag} #{i}", "auto_embed": False,
+                              "memory_lane": "shared",
+                              "nodes": [{"client_id": f"perf_write_{run_tag}_{i}", "type": "event",
+                                         "text_summary": f"perf write payload #{i}"}]}).encode()
+                  for i in range(args.write_requests)]
+        cases["write"] = Case("write")
+        run_case(cases["write"], port, "/v1/memory/write", writes, args.write_concurrency, 15,
+                 time.monotonic() + args.max_seconds)
+        out = {
+            "ok": all(c.status.get("200", 0) == sum(c.status.values()) for c in cases.values()),
+            "scope": scope, "seed": seeded,
+            "params": {k: getattr(args, k) for k in ("events", "topics", "recall_requests", "recall_concurrency",
+                                                     "write_requests", "write_concurrency", "warmup")},
+            "host": {"cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)},
+            "cases": {name: c.summary() for name, c in cases.items()},
+        }
+        out["targets_p95_ms"] = TARGETS_MS
+        out["meets_targets"] = {k: out["cases"][k]["latency_ms"]["p95"] <= v for k, v in TARGETS_MS.items()}
+        print(json.dumps(out, indent=2))
+        return 0 if out["ok"] else 1
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if throwaway and admin:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{throwaway}" WITH (FORCE)')
+        elif url:
+            _drop_scope(url, scope)
+
+
+def _drop_scope(url: str, scope: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in ("memory_outbox", "memory_edges", "memory_nodes", "memory_commits"):
+            part = conn.execute("SELECT memload_partition_name(%s, %s)", (table, scope)).fetchone()[0]
+            conn.execute(f'DROP TABLE IF EXISTS "{part}"')
+        conn.execute("DELETE FROM memory_recall_audit WHERE scope = %s", (scope,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

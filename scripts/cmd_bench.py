@@ -1,0 +1,448 @@
+"""`memload bench`: the seed's `job:perf-benchmark`, run by Locust (headless, as a subprocess).
+
+One Locust run per benchmark: the suite's request limits stop each endpoint class after exactly N requests,
+concurrency = users of that class, and with `--mode all` the recall case runs first and the write case starts only
+when every recall request has completed (the peer's two sequential cases, in one run, so Locust's CSV files, the
+exact-latency file and the pacing timeline each cover the whole benchmark). The warmup is the peer's: sequential
+recall_text calls before the users start, excluded from every statistic (also in write mode).
+
+Output: the peer's JSON schema on stdout (and `--out`), extended with 429/empty-recall categories, open-model
+counts and the pacing history; Locust's CSV files plus `_exact.json`, `_pacing.csv`, `_summary.json` and
+`_locust.log` under the `--csv` prefix. Exit codes: 0 ok; 2 transport-error gate failed (as the peer); 3 SLO
+breach (`--slo-*`); 1 the run itself failed or did not finish. Locust is never imported here (gevent patching).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from memload.errors import ConfigError, MemloadError
+from scripts.common import log, print_json, settings_from_args
+from scripts.options import add_option, add_switch, bounded_float, bounded_int
+
+LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfiles" / "memory_users.py"
+PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
+# The peer's job defaults (contract §6) and the profile presets of phase-d-matrix.sh; explicit flags win.
+DEFAULTS = {"mode": "all", "warmup": 20, "recall_requests": 200, "recall_concurrency": 12, "write_requests": 80,
+            "write_concurrency": 4}
+PROFILE_PRESETS: dict[str, dict[str, Any]] = {
+    "balanced": {},
+    "recall_slo": {"mode": "recall", "recall_requests": 300, "recall_concurrency": 6},
+    "write_slo": {"mode": "write", "warmup": 10, "write_requests": 200, "write_concurrency": 2},
+    "worker_slo": {"recall_requests": 60, "recall_concurrency": 4, "write_requests": 200, "embed_on_write": True},
+}
+CASE_ORDER = ("recall_text", "recall", "write")
+EXIT_TRANSPORT_GATE = 2
+EXIT_SLO_BREACH = 3
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="the peer's perf benchmark (recall then write) on Locust, exact latencies, JSON to stdout",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_option(p, "--base-url", env="BASE_URL", default=None,
+               help="server to load (loopback unless --allow-remote); default http://127.0.0.1:$PORT (3001)")
+    add_option(p, "--scope", env="MEMLOAD_SCOPE", default="default", help="memory scope")
+    add_option(p, "--tenant-id", env="MEMLOAD_TENANT_ID", default="default", help="tenant id")
+    add_option(p, "--profile", env="PERF_PROFILE", default="balanced", choices=PROFILES,
+               help="the peer's profile: presets for the flags not given")
+    add_option(p, "--mode", env="BENCH_MODE", default=None, choices=("all", "recall", "write"),
+               help="cases to run (all = recall then write) [profile default: all]")
+    add_option(p, "--warmup", env="BENCH_WARMUP", default=None, type=bounded_int(0, 100_000),
+               help="sequential recall_text warmup calls, excluded from the stats [profile default: 20]")
+    add_option(p, "--recall-requests", env="RECALL_REQUESTS", default=None, type=bounded_int(1, 100_000_000),
+               help="recall requests in total [profile default: 200]")
+    add_option(p, "--recall-concurrency", env="RECALL_CONCURRENCY", default=None, type=bounded_int(1, 10_000),
+               help="recall users [profile default: 12]")
+    add_option(p, "--write-requests", env="WRITE_REQUESTS", default=None, type=bounded_int(1, 100_000_000),
+               help="write requests in total [profile default: 80]")
+    add_option(p, "--write-concurrency", env="WRITE_CONCURRENCY", default=None, type=bounded_int(1, 10_000),
+               help="write users [profile default: 4]")
+    add_option(p, "--timeout-ms", env="BENCH_TIMEOUT_MS", default=15000, type=bounded_int(1, 3_600_000),
+               help="per-request timeout")
+    add_option(p, "--pace-ms", env="BENCH_PACE_MS", default=0.0, type=bounded_float(0.0, 3_600_000.0),
+               help="wait of each user before every request (the adaptive wait never goes below it)")
+    add_option(p, "--fail-on-transport-error-rate", env="BENCH_FAIL_ON_TRANSPORT_ERROR_RATE", default=None,
+               type=bounded_float(0.0, 1.0),
+               help="transport-error gate: ok=false and exit 2 when a case's transport error rate exceeds it")
+    add_switch(p, "--embed-on-write", env="EMBED_ON_WRITE", default=False,
+               help="auto_embed=true on writes [worker_slo: on]")
+    add_option(p, "--adaptive", env="MEMLOAD_ADAPTIVE", default="on", choices=("on", "off"),
+               help="429-aware adaptive waits (AIMD, honours Retry-After); off = the peer's fixed pacing")
+    add_option(p, "--query-set", env="MEMLOAD_QUERY_SET", default=None,
+               help="query set JSON of the seeder; default MEMLOAD_HOME/query_sets/<scope key>.json if present, "
+                    "else the peer's constant query")
+    add_option(p, "--recall-endpoint", env="MEMLOAD_RECALL_ENDPOINT", default="recall_text",
+               choices=("recall_text", "recall", "mixed"), help="recall case endpoint(s)")
+    add_option(p, "--recall-limit", env="MEMLOAD_RECALL_LIMIT", default=20, type=bounded_int(1, 200),
+               help="`limit` of recall requests")
+    add_option(p, "--arrival-rate", env="MEMLOAD_ARRIVAL_RATE", default=None, type=bounded_float(0.001, 1e6),
+               help="open model: requests/s per case on a fixed schedule, latency from the intended start")
+    add_option(p, "--slo-recall-p95-ms", env="SLO_RECALL_P95_MS", default=None, type=bounded_float(0.0, 1e9),
+               help="SLO: recall p95 must be strictly below (exit 3 otherwise)")
+    add_option(p, "--slo-write-p95-ms", env="SLO_WRITE_P95_MS", default=None, type=bounded_float(0.0, 1e9),
+               help="SLO: write p95 must be strictly below (exit 3 otherwise)")
+    add_option(p, "--slo-max-error-rate", env="SLO_MAX_ERROR_RATE", default=None, type=bounded_float(0.0, 1.0),
+               help="SLO: failed/total of every case (429s included) must not exceed (exit 3 otherwise)")
+    add_option(p, "--csv", env="MEMLOAD_BENCH_CSV", default=None,
+               help="prefix of Locust's CSV files and the suite's files; default MEMLOAD_HOME/bench/<time>/locust")
+    add_option(p, "--out", env="MEMLOAD_BENCH_OUT", default=None, help="also write the JSON result to this file")
+    add_option(p, "--workers", env="MEMLOAD_BENCH_WORKERS", default=0, type=bounded_int(0, 64),
+               help="distributed: a Locust master plus this many `--worker` processes (0 = one process)")
+    add_option(p, "--processes", env="MEMLOAD_BENCH_PROCESSES", default=0, type=bounded_int(-1, 64),
+               help="Locust's --processes (forked workers; -1 = one per core; 0 = off)")
+    add_option(p, "--max-run-s", env="MEMLOAD_BENCH_MAX_RUN_S", default=900, type=bounded_int(1, 86_400),
+               help="hard time limit of the Locust run (a run cut short exits 1)")
+    add_switch(p, "--allow-remote", env="MEMLOAD_ALLOW_REMOTE", default=False,
+               help="allow a non-loopback --base-url")
+    p.set_defaults(func=run_bench)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resolved parameters of one benchmark."""
+
+    base_url: str
+    scope: str
+    tenant_id: str
+    profile: str
+    mode: str
+    warmup: int
+    recall_requests: int
+    recall_concurrency: int
+    write_requests: int
+    write_concurrency: int
+    timeout_ms: int
+    pace_ms: float
+    embed_on_write: bool
+    adaptive: str
+    query_set: str | None
+    query_count: int
+    recall_endpoint: str
+    recall_limit: int
+    arrival_rate: float | None
+    csv_prefix: Path
+    workers: int
+    processes: int
+    max_run_s: int
+
+    @property
+    def runs_recall(self) -> bool:
+        return self.mode in ("all", "recall")
+
+    @property
+    def runs_write(self) -> bool:
+        return self.mode in ("all", "write")
+
+    def params(self, locust_version: str | None) -> dict[str, Any]:
+        return {
+            "mode": self.mode, "warmup": self.warmup, "recall_requests": self.recall_requests,
+            "recall_concurrency": self.recall_concurrency, "write_requests": self.write_requests,
+            "write_concurrency": self.write_concurrency, "timeout_ms": self.timeout_ms,
+            "pace_ms": _num(self.pace_ms), "embed_on_write": self.embed_on_write, "adaptive": self.adaptive,
+            "arrival_rate": self.arrival_rate, "profile": self.profile, "locust_version": locust_version,
+            "recall_endpoint": self.recall_endpoint, "recall_limit": self.recall_limit,
+            "query_set": self.query_set, "query_count": self.query_count,
+            "workers": self.workers, "processes": self.processes,
+        }
+
+
+def resolve_plan(args: argparse.Namespace) -> Plan:
+    """Flags > env twins > profile presets > the peer's defaults; every problem is a ConfigError naming the flag."""
+    from locustfiles.options import OptionError, load_queries
+    from memload.contract import TENANT_ID_RE
+    from memload.identity import scope_key
+
+    settings = settings_from_args(args)
+    preset = {**DEFAULTS, **PROFILE_PRESETS[args.profile]}
+
+    def pick(name: str) -> Any:
+        value = getattr(args, name)
+        return preset[name] if value is None else value
+
+    base_url = (args.base_url or f"http://127.0.0.1:{os.environ.get('PORT') or 3001}").rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--base-url: expected http(s)://host[:port], got {base_url!r}")
+    try:
+        parts.port  # noqa: B018  (validates the port)
+    except ValueError as exc:
+        raise ConfigError(f"--base-url: {exc}") from None
+    if parts.hostname not in LOOPBACK and not args.allow_remote:
+        raise ConfigError(f"--base-url: {parts.hostname} is not a loopback address (pass --allow-remote to load it)")
+    if not args.scope.strip():
+        raise ConfigError("--scope: must not be empty")
+    if not TENANT_ID_RE.match(args.tenant_id):
+        raise ConfigError(f"--tenant-id: {args.tenant_id!r} does not match {TENANT_ID_RE.pattern}")
+    if args.workers and args.processes:
+        raise ConfigError("--workers and --processes: give one of them")
+
+    query_set = args.query_set
+    if query_set is None:
+        key = scope_key(args.scope, args.tenant_id, settings.memory_tenant_id)
+        default = settings.memload_home / "query_sets" / f"{key}.json"
+        query_set = str(default) if default.is_file() else None
+    query_count = 1
+    if query_set:
+        query_set = str(Path(query_set).resolve())
+        try:
+            query_count = len(load_queries(query_set, args.scope, args.tenant_id))
+        except OptionError as exc:
+            raise ConfigError(str(exc)) from None
+
+    csv_prefix = Path(args.csv) if args.csv else (
+        settings.memload_home / "bench" / time.strftime("%Y%m%dT%H%M%S") / "locust")
+    return Plan(
+        base_url=base_url, scope=args.scope, tenant_id=args.tenant_id, profile=args.profile, mode=pick("mode"),
+        warmup=int(pick("warmup")), recall_requests=int(pick("recall_requests")),
+        recall_concurrency=int(pick("recall_concurrency")), write_requests=int(pick("write_requests")),
+        write_concurrency=int(pick("write_concurrency")), timeout_ms=int(args.timeout_ms),
+        pace_ms=float(args.pace_ms), embed_on_write=bool(args.embed_on_write or preset.get("embed_on_write")),
+        adaptive=args.adaptive, query_set=query_set, query_count=query_count, recall_endpoint=args.recall_endpoint,
+        recall_limit=int(args.recall_limit), arrival_rate=args.arrival_rate, csv_prefix=csv_prefix.resolve(),
+        workers=int(args.workers), processes=int(args.processes), max_run_s=int(args.max_run_s),
+    )
+
+
+def locust_commands(plan: Plan, master_port: int | None) -> tuple[list[str], list[list[str]]]:
+    """(master or single command, worker commands)."""
+    py = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    recall_users = plan.recall_concurrency if plan.runs_recall else 0
+    write_users = plan.write_concurrency if plan.runs_write else 0
+    users = recall_users + write_users
+    suite = [
+        "--scope", plan.scope, "--tenant-id", plan.tenant_id, "--profile", plan.profile,
+        "--recall-limit", str(plan.recall_limit), "--recall-endpoint", plan.recall_endpoint,
+        "--pace-ms", repr(plan.pace_ms), "--adaptive", plan.adaptive, "--timeout-ms", str(plan.timeout_ms),
+        "--warmup", str(plan.warmup), "--phases", "sequential",
+        "--recall-users", str(recall_users), "--write-users", str(write_users),
+        "--recall-requests", str(plan.recall_requests if plan.runs_recall else 0),
+        "--write-requests", str(plan.write_requests if plan.runs_write else 0),
+        "--query-set", plan.query_set or "", "--arrival-rate", repr(plan.arrival_rate or 0.0),
+    ]
+    if plan.embed_on_write:
+        suite.append("--embed-on-write")
+    classes = [c for c, n in (("RecallUser", recall_users), ("WriteUser", write_users)) if n]
+    main = [*py, "--headless", "--host", plan.base_url, "-u", str(users), "-r", str(users),
+            "-t", f"{plan.max_run_s}s", "--csv", str(plan.csv_prefix), "--only-summary", "--exit-code-on-error", "0",
+            *suite]
+    workers: list[list[str]] = []
+    if plan.workers:
+        assert master_port is not None
+        main += ["--master", "--expect-workers", str(plan.workers), "--expect-workers-max-wait", "60",
+                 "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port)]
+        workers = [[*py, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port), *classes]
+                   for _ in range(plan.workers)]
+    elif plan.processes:
+        main += ["--processes", str(plan.processes)]
+    return [*main, *classes], workers
+
+
+def run_locust(plan: Plan) -> tuple[int, float]:
+    """Run the Locust process(es) to completion; (exit code of the master/single process, elapsed seconds)."""
+    prefix = plan.csv_prefix
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("_summary.json", "_exact.json", "_pacing.csv"):
+        Path(f"{prefix}{suffix}").unlink(missing_ok=True)
+    port = _free_port() if plan.workers else None
+    main_cmd, worker_cmds = locust_commands(plan, port)
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    procs: list[subprocess.Popen] = []
+    logs = []
+    started = time.monotonic()
+    try:
+        main_log = open(f"{prefix}_locust.log", "w")
+        logs.append(main_log)
+        procs.append(subprocess.Popen(main_cmd, stdout=main_log, stderr=subprocess.STDOUT, env=env,
+                                      start_new_session=True))
+        for i, cmd in enumerate(worker_cmds):
+            wlog = open(f"{prefix}_locust_worker{i}.log", "w")
+            logs.append(wlog)
+            procs.append(subprocess.Popen(cmd, stdout=wlog, stderr=subprocess.STDOUT, env=env,
+                                          start_new_session=True))
+        try:
+            rc = procs[0].wait(timeout=plan.max_run_s + 90)
+        except subprocess.TimeoutExpired:
+            raise MemloadError(f"locust did not stop within {plan.max_run_s + 90}s; see {prefix}_locust.log") from None
+        for p in procs[1:]:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        return rc, time.monotonic() - started
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                _terminate(p)
+        for fh in logs:
+            fh.close()
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_result(plan: Plan, summary: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The peer's JSON (ok, base_url, params, quality, cases[]) with the suite's extensions."""
+    wanted = [c for c in CASE_ORDER if (c == "write" and plan.runs_write) or (c != "write" and plan.runs_recall)]
+    if plan.runs_recall and plan.recall_endpoint != "mixed":
+        wanted = [c for c in wanted if c == "write" or c == plan.recall_endpoint]
+    pacing = summary.get("pacing", {})
+    cases = []
+    for name in wanted:
+        raw = summary.get("cases", {}).get(name)
+        if raw is None:
+            continue
+        cls = "write" if name == "write" else "recall"
+        pace = pacing.get(cls, {})
+        cases.append({
+            "name": name, "total": raw["total"], "ok": raw["ok"], "failed": raw["failed"], "rps": raw["rps"],
+            "latency_ms": raw["latency_ms"], "by_status": raw["by_status"],
+            "transport_error_count": raw["transport_error_count"], "transport_error_rate": raw["transport_error_rate"],
+            "errors": raw["errors"],
+            "open_model": {k: raw["open_model"][k] for k in ("intended", "late", "dropped", "lag_ms_mean",
+                                                              "lag_ms_max")},
+            "pacing": {"final_pace_ms": pace.get("final_pace_ms", _num(plan.pace_ms)),
+                       "max_pace_ms": pace.get("max_pace_ms", _num(plan.pace_ms)),
+                       "count_429": pace.get("count_429", raw["errors"].get("rate_limited_429", 0)),
+                       "history": pace.get("history", [])},
+            "ok_rps": raw["ok_rps"], "wall_s": raw["wall_s"],
+        })
+    gate = transport_gate(cases, args.fail_on_transport_error_rate)
+    slo = slo_check(cases, args.slo_recall_p95_ms, args.slo_write_p95_ms, args.slo_max_error_rate)
+    expected = {"write": plan.write_requests if plan.runs_write else 0,
+                "recall": plan.recall_requests if plan.runs_recall else 0}
+    got = {"write": sum(c["total"] for c in cases if c["name"] == "write"),
+           "recall": sum(c["total"] for c in cases if c["name"] != "write")}
+    complete = bool(summary.get("completed")) and got == expected
+    prefix = plan.csv_prefix
+    base = Path(args.out).resolve().parent if args.out else None
+    return {
+        "ok": not gate["failed_cases"] and complete,
+        "base_url": plan.base_url, "auth_mode": summary.get("auth_mode", "none"),
+        "scope": plan.scope, "tenant_id": plan.tenant_id,
+        "params": plan.params(summary.get("locust_version")),
+        "quality": {"transport_error_gate": gate, "slo": slo},
+        "cases": cases,
+        "warmup": summary.get("warmup", {}),
+        "run": {"completed": complete, "stop_reason": summary.get("stop_reason"), "expected_requests": expected,
+                "requests": got, "workers": summary.get("workers", 0), "per_worker": summary.get("per_source", {})},
+        "artifacts": {"csv_prefix": _rel(prefix, base), "exact": _rel(Path(f"{prefix}_exact.json"), base),
+                      "pacing": _rel(Path(f"{prefix}_pacing.csv"), base),
+                      "summary": _rel(Path(f"{prefix}_summary.json"), base),
+                      "locust_log": _rel(Path(f"{prefix}_locust.log"), base)},
+    }
+
+
+def transport_gate(cases: list[dict[str, Any]], threshold: float | None) -> dict[str, Any]:
+    failed = [] if threshold is None else [c["name"] for c in cases if c["transport_error_rate"] > threshold]
+    return {"enabled": threshold is not None, "threshold": threshold, "failed_cases": failed}
+
+
+def slo_check(cases: list[dict[str, Any]], recall_p95: float | None, write_p95: float | None,
+              max_error_rate: float | None) -> dict[str, Any]:
+    """The peer's report rule: pass = p95 strictly below the target AND failed/total <= the max error rate."""
+    breaches = []
+    for c in cases:
+        target = write_p95 if c["name"] == "write" else recall_p95
+        p95 = c["latency_ms"]["p95"]
+        if target is not None and (p95 is None or p95 >= target):
+            breaches.append({"case": c["name"], "metric": "p95_ms", "value": p95, "threshold": target})
+        if max_error_rate is not None and c["total"]:
+            rate = c["failed"] / c["total"]
+            if rate > max_error_rate:
+                breaches.append({"case": c["name"], "metric": "error_rate", "value": round(rate, 6),
+                                 "threshold": max_error_rate})
+    enabled = any(v is not None for v in (recall_p95, write_p95, max_error_rate))
+    return {"enabled": enabled, "recall_p95_ms": recall_p95, "write_p95_ms": write_p95,
+            "max_error_rate": max_error_rate, "breaches": breaches}
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    plan = resolve_plan(args)
+    mode_desc = {"all": "recall then write", "recall": "recall", "write": "write"}[plan.mode]
+    log(f"bench {plan.base_url} scope={plan.scope} tenant={plan.tenant_id} ({mode_desc}; recall "
+        f"{plan.recall_requests}@{plan.recall_concurrency}, write {plan.write_requests}@{plan.write_concurrency}, "
+        f"warmup {plan.warmup}, adaptive {plan.adaptive}, queries {plan.query_count})", prefix="bench")
+    rc, elapsed = run_locust(plan)
+    summary_path = Path(f"{plan.csv_prefix}_summary.json")
+    if not summary_path.is_file():
+        tail = _tail(Path(f"{plan.csv_prefix}_locust.log"))
+        raise MemloadError(f"locust exited with {rc} without a summary; last log lines:\n{tail}")
+    summary = json.loads(summary_path.read_text())
+    result = build_result(plan, summary, args)
+    result["run"]["locust_exit_code"] = rc
+    result["run"]["elapsed_s"] = round(elapsed, 3)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    print_json(result)
+    for c in result["cases"]:
+        lat = c["latency_ms"]
+        log(f"{c['name']}: {c['ok']}/{c['total']} ok, {c['rps']} req/s, p50 {lat['p50']} p95 {lat['p95']} "
+            f"p99 {lat['p99']} ms, by_status {c['by_status']}", prefix="bench")
+        if c["transport_error_count"]:
+            kinds = ", ".join(k for k in c["by_status"] if k.startswith("error:"))
+            log(f"{c['name']}: {c['transport_error_count']}/{c['total']} requests failed in transport ({kinds}): "
+                f"is the server at {plan.base_url} running?", prefix="bench")
+    gate, slo = result["quality"]["transport_error_gate"], result["quality"]["slo"]
+    if gate["failed_cases"]:
+        log(f"transport-error gate failed (rate > {gate['threshold']}): {', '.join(gate['failed_cases'])}",
+            prefix="bench")
+        return EXIT_TRANSPORT_GATE
+    if not result["run"]["completed"]:
+        log(f"run incomplete ({summary.get('stop_reason')}): {result['run']['requests']} of "
+            f"{result['run']['expected_requests']} requests; see {plan.csv_prefix}_locust.log", prefix="bench")
+        return 1
+    if slo["breaches"]:
+        for b in slo["breaches"]:
+            log(f"SLO breach: {b['case']} {b['metric']} {b['value']} (threshold {b['threshold']})", prefix="bench")
+        return EXIT_SLO_BREACH
+    return 0
+
+
+def _rel(path: Path, base: Path | None) -> str:
+    if base is not None:
+        try:
+            return str(path.resolve().relative_to(base))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _num(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"

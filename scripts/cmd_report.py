@@ -1,0 +1,157 @@
+"""`memload report` (the peer's perf-report) and `memload compare` (baseline vs candidate run directories).
+
+Registration is cheap; pandas/matplotlib load inside the handlers. This layer may gather what the files cannot say
+(git commit, host CPU/RAM) and passes it to the analysis, which reads files only; manifest.json wins when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from memload.config import REPO_ROOT
+from memload.errors import ConfigError
+from scripts.common import log, print_json
+from scripts.options import add_option, add_switch, bounded_float
+
+GATE_FAILED_EXIT = 4  # SLO FAIL with --fail-on-slo, or a regression in `memload compare`
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="turn a run directory into PERFORMANCE_REPORT_V1.md + plots (peer perf-report)",
+                       description="Reads Locust CSVs, exact latencies, seed/benchmark/adapt JSON, explain text and "
+                                   "worker_baseline.json from --dir; writes the report and plots/*.png; prints a "
+                                   f"JSON summary. Exit {GATE_FAILED_EXIT} on SLO FAIL with --fail-on-slo.")
+    add_option(p, "--dir", env="REPORT_DIR", help="run directory to analyse (e.g. artifacts/perf/<tag>)")
+    add_option(p, "--output", env="REPORT_OUTPUT", help="report path; plots go to plots/ beside it "
+                                                        "(default: <dir>/PERFORMANCE_REPORT_V1.md)")
+    add_option(p, "--template", env="REPORT_TEMPLATE", help="Markdown template with {{ field }} placeholders",
+               default=str(Path("docs") / "PERFORMANCE_REPORT_V1_TEMPLATE.md"))
+    _slo_options(p)
+    add_switch(p, "--plots", env="REPORT_PLOTS", help="draw the PNG plots", default=True)
+    add_switch(p, "--fail-on-slo", env="REPORT_FAIL_ON_SLO",
+               help=f"exit {GATE_FAILED_EXIT} when the SLO verdict is FAIL", default=False)
+    p.set_defaults(func=run_report)
+
+    c = sub.add_parser("compare", help="compare two run directories: deltas and a regression verdict",
+                       description="Per scale and case: p50/p95/p99, req/s, error rate, and worker jobs/s, with "
+                                   "deltas and a verdict. JSON on stdout, Markdown to --output. "
+                                   f"Exit {GATE_FAILED_EXIT} on a regression.")
+    c.add_argument("baseline", help="baseline run directory")
+    c.add_argument("candidate", help="candidate run directory")
+    add_option(c, "--threshold-pct", env="COMPARE_THRESHOLD_PCT", type=bounded_float(0.0, 1000.0), default=10.0,
+               help="relative change (%%) beyond which latency/throughput counts as a regression or improvement")
+    add_option(c, "--latency-floor-ms", env="COMPARE_LATENCY_FLOOR_MS", type=bounded_float(0.0, 1e6), default=1.0,
+               help="absolute latency change (ms) below which a change is noise")
+    add_option(c, "--error-rate-pp", env="COMPARE_ERROR_RATE_PP", type=bounded_float(0.0, 100.0), default=0.5,
+               help="error-rate change in percentage points beyond which it counts")
+    add_option(c, "--output", env="COMPARE_OUTPUT", help="Markdown output (default: <candidate>/COMPARE.md; "
+                                                         "'-' = stderr only)")
+    add_option(c, "--json-output", env="COMPARE_JSON_OUTPUT", help="also write the JSON result to this file")
+    c.set_defaults(func=run_compare)
+
+
+def _slo_options(p: argparse.ArgumentParser) -> None:
+    add_option(p, "--slo-recall-p95-ms", env="SLO_RECALL_P95_MS", type=bounded_float(0.001, 1e7), default=300.0,
+               help="recall p95 target (ms); pass = p95 strictly below it")
+    add_option(p, "--slo-write-p95-ms", env="SLO_WRITE_P95_MS", type=bounded_float(0.001, 1e7), default=500.0,
+               help="write p95 target (ms); pass = p95 strictly below it")
+    add_option(p, "--slo-max-error-rate", env="SLO_MAX_ERROR_RATE", type=bounded_float(0.0, 1.0), default=0.0,
+               help="maximum error rate (fraction 0..1); pass = error rate at or below it")
+    add_option(p, "--slo-worker-min-jobs-per-sec", env="SLO_WORKER_MIN_JOBS_PER_SEC",
+               type=bounded_float(0.0, 1e9), default=50.0,
+               help="worker throughput target (jobs/s); pass = strictly above it")
+
+
+def _run_dir(value: str | None, flag: str) -> Path:
+    if not value:
+        raise ConfigError(f"{flag}: a run directory is required")
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{flag}: not a directory: {value}")
+    return path.resolve()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def host_meta():  # -> analysis.render.HostMeta
+    """Git commit and host CPU/RAM of this machine (used only when the run's manifest.json lacks them)."""
+    from analysis.render import HostMeta
+
+    cpu, mem = None, None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return HostMeta(git_commit=_git("rev-parse", "--short", "HEAD"), git_branch=_git("rev-parse", "--abbrev-ref",
+                                                                                     "HEAD"),
+                    cpu_model=cpu, cpu_cores=os.cpu_count(), mem_gib=mem)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from analysis.report import build_report
+    from analysis.rules import SloTargets
+
+    directory = _run_dir(args.dir, "--dir")
+    template = Path(args.template)
+    if not template.is_absolute() and not template.is_file():
+        template = REPO_ROOT / template
+    if not template.is_file():
+        raise ConfigError(f"--template: no such file: {args.template}")
+    output = Path(args.output).expanduser().resolve() if args.output else None
+    slo = SloTargets(args.slo_recall_p95_ms, args.slo_write_p95_ms, args.slo_max_error_rate,
+                     args.slo_worker_min_jobs_per_sec)
+    result = build_report(directory, output=output, slo=slo, host=host_meta(), template=template,
+                          plots=args.plots)
+    summary = result.summary()
+    log(f"wrote {result.output} ({len(summary['plots'])} plots) in {result.timings_s['total_s']:.2f} s; "
+        f"SLO {result.verdict.status}; primary bottleneck: {result.diagnosis.primary.bottleneck}", prefix="report")
+    if summary["missing"] or any(s["missing"] for s in summary["scales"]):
+        log("some inputs are missing; the report lists them under 'Inputs'", prefix="report")
+    summary["ok"] = not (args.fail_on_slo and result.verdict.status == "FAIL")
+    print_json(summary)
+    return 0 if summary["ok"] else GATE_FAILED_EXIT
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from analysis.compare import Thresholds, compare_dirs
+
+    baseline = _run_dir(args.baseline, "baseline")
+    candidate = _run_dir(args.candidate, "candidate")
+    thresholds = Thresholds(args.threshold_pct, args.latency_floor_ms, args.error_rate_pp)
+    result = compare_dirs(baseline, candidate, thresholds)
+    markdown = result.to_markdown()
+    payload = result.to_json()
+    if args.output == "-":
+        sys.stderr.write(markdown)
+    else:
+        md_path = Path(args.output).expanduser() if args.output else candidate / "COMPARE.md"
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(markdown, encoding="utf-8")
+        payload["markdown"] = str(md_path)
+    if args.json_output:
+        Path(args.json_output).expanduser().write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    log(f"{result.verdict}: {len(result.regressions)} regressions, {len(result.improvements)} improvements "
+        f"({thresholds.describe()})", prefix="compare")
+    print_json(payload)
+    return GATE_FAILED_EXIT if result.regressions else 0

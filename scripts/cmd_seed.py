@@ -1,0 +1,208 @@
+"""`memload seed`, `memload purge`, `memload ann-check`: the seed document's step 3 (contract §6) and its quality check.
+
+Registration only declares flags; numpy, SQLAlchemy and the seeding package are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from memload.config import Settings
+from memload.errors import ConfigError, SafetyRefusal
+from scripts.common import print_json, settings_from_args
+from scripts.options import add_option, add_switch, bounded_float, bounded_int
+
+EVENTS_MIN, EVENTS_MAX = 100, 1_000_000  # seeding.params holds the same bounds; kept here so --help stays import-free
+
+
+def _default_tenant() -> str:
+    return os.environ.get("MEMORY_TENANT_ID") or "default"
+
+
+def _default_workers() -> int:
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def _tenant_arg(text: str) -> str:
+    from memload.contract import TENANT_ID_RE
+
+    if not TENANT_ID_RE.match(text):
+        raise argparse.ArgumentTypeError(f"invalid tenant id {text!r} (must match {TENANT_ID_RE.pattern})")
+    return text
+
+
+def _scope_arg(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("scope must not be empty")
+    if text.startswith("tenant:"):
+        raise argparse.ArgumentTypeError("scope must not start with 'tenant:' (reserved for scope keys)")
+    return text
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_seed(sub)
+    _register_purge(sub)
+    _register_ann_check(sub)
+
+
+def _register_seed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "seed", help="seed a perf scope: T topics, E events, 2E edges, one commit (the peer's perf-seed), fast",
+        description="Seeds the peer's perf dataset with distinct clustered vectors (or the peer's copied vector) "
+                    "in one transaction: a new or reset scope is loaded into standalone tables, indexed, then "
+                    "attached as the scope's partitions. JSON summary on stdout, progress on stderr.")
+    e = "MEMLOAD_SEED_"
+    add_option(p, "--scope", env=e + "SCOPE", default="perf", type=_scope_arg, help="target scope")
+    add_option(p, "--tenant-id", env=e + "TENANT_ID", default=_default_tenant(), type=_tenant_arg,
+               help="target tenant (default: $MEMORY_TENANT_ID)")
+    add_option(p, "--src-scope", env=e + "SRC_SCOPE", default=os.environ.get("MEMORY_SCOPE") or "default",
+               type=_scope_arg, help="source scope: must hold one READY vector (copied in --vectors copy)")
+    add_option(p, "--src-tenant-id", env=e + "SRC_TENANT_ID", default=_default_tenant(), type=_tenant_arg,
+               help="source tenant")
+    add_option(p, "--events", env=e + "EVENTS", default=50_000, type=bounded_int(EVENTS_MIN, EVENTS_MAX),
+               help="event nodes E (100..10^6)")
+    add_option(p, "--topics", env=e + "TOPICS", default=None, type=bounded_int(1, 100_000),
+               help="topic nodes T (1..10^5); unset = max(50, min(5000, E/100))")
+    add_switch(p, "--reset", env=e + "RESET", help="purge the scope first (inside the seed's transaction)")
+    add_switch(p, "--allow-reset-active-scope", env=e + "ALLOW_RESET_ACTIVE_SCOPE",
+               help="allow --reset when the target is the source scope")
+    add_option(p, "--reset-batch", env=e + "RESET_BATCH", default=5000, type=bounded_int(100, 50_000),
+               help="rows per DELETE batch when the reset cannot drop partitions")
+    add_option(p, "--seed", env=e + "SEED", default=None, type=bounded_int(0, 2**63 - 1),
+               help="random seed of ids and vectors (same seed + same scope state = same dataset); unset = random, "
+                    "printed in the summary")
+    add_option(p, "--vectors", env=e + "VECTORS", default="clustered", choices=("clustered", "copy"),
+               help="clustered: topic title embedding + noise per event; copy: the source vector everywhere (peer)")
+    add_option(p, "--noise", env=e + "NOISE", default=0.5, type=bounded_float(0.0, 10.0),
+               help="clustered noise, relative: E‖event − centroid‖ = noise·‖centroid‖")
+    add_option(p, "--query-set-out", env=e + "QUERY_SET_OUT", default=None,
+               help="where to write the query set (default MEMLOAD_HOME/query_sets/<scope_key>.json)")
+    add_option(p, "--out", env=e + "OUT", default=None, help="also write the JSON summary to this file")
+    add_option(p, "--maintenance-work-mem", env=e + "MAINTENANCE_WORK_MEM", default="2GB",
+               help="maintenance_work_mem for the index builds (the HNSW graph should fit in it)")
+    add_option(p, "--parallel-workers", env=e + "PARALLEL_WORKERS", default=_default_workers(),
+               type=bounded_int(0, 64), help="max_parallel_maintenance_workers for the index builds (cores − 1)")
+    add_switch(p, "--progress", env=e + "PROGRESS", default=True, help="progress bar and index progress on stderr")
+    p.set_defaults(func=run_seed_cmd)
+
+
+def _register_purge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "purge", help="delete every row of one scope (dry run unless --apply); partitions are detached and dropped",
+        description="The peer's scope-purge. FK-safe order outbox → rule_feedback → rule_defs → recall_audit → "
+                    "edges → nodes → commits. JSON summary on stdout.")
+    e = "MEMLOAD_PURGE_"
+    add_option(p, "--scope", env=e + "SCOPE", default=None, type=_scope_arg, help="scope to purge (required)")
+    add_option(p, "--tenant-id", env=e + "TENANT_ID", default=_default_tenant(), type=_tenant_arg, help="tenant")
+    add_option(p, "--mode", env=e + "MODE", default="auto", choices=("auto", "partition", "delete"),
+               help="partition: drop the scope's partitions (error if rows sit elsewhere); delete: batched DELETE; "
+                    "auto: partition where there is one, else delete")
+    add_option(p, "--batch-size", env=e + "BATCH_SIZE", default=5000, type=bounded_int(100, 50_000),
+               help="rows per DELETE batch")
+    add_switch(p, "--apply", env=e + "APPLY", help="really purge (without it: dry run, nothing changes)")
+    add_switch(p, "--allow-fallback-delete", env=e + "ALLOW_FALLBACK_DELETE",
+               help="in --mode partition, DELETE rows that are not in a partition of the scope instead of failing")
+    add_switch(p, "--fail-on-delete", env=e + "FAIL_ON_DELETE",
+               help="refuse (before deleting anything) if a partitioned table would need DELETE")
+    p.set_defaults(func=run_purge_cmd)
+
+
+def _register_ann_check(sub: argparse._SubParsersAction) -> None:
+    defaults = Settings()
+    p = sub.add_parser("ann-check", help="recall@k of the HNSW path against exact search on sampled queries",
+                       description="Prints JSON with recall@k and the hnsw settings used (the API's).")
+    e = "MEMLOAD_ANN_"
+    add_option(p, "--scope", env=e + "SCOPE", default="perf", type=_scope_arg, help="scope to check")
+    add_option(p, "--tenant-id", env=e + "TENANT_ID", default=_default_tenant(), type=_tenant_arg, help="tenant")
+    add_option(p, "--queries", env=e + "QUERIES", default=200, type=bounded_int(1, 10_000), help="sampled queries")
+    add_option(p, "--k", env=e + "K", default=10, type=bounded_int(1, 1000), help="neighbours per query")
+    add_option(p, "--seed", env=e + "SEED", default=0, type=bounded_int(0, 2**63 - 1), help="query sampling seed")
+    add_option(p, "--ef-search", env="HNSW_EF_SEARCH", default=defaults.hnsw_ef_search, type=bounded_int(1, 1000),
+               help="hnsw.ef_search (the API's variable)")
+    add_option(p, "--iterative-scan", env="HNSW_ITERATIVE_SCAN", default=defaults.hnsw_iterative_scan,
+               choices=("off", "relaxed_order", "strict_order"), help="hnsw.iterative_scan (the API's variable)")
+    add_option(p, "--max-scan-tuples", env="HNSW_MAX_SCAN_TUPLES", default=defaults.hnsw_max_scan_tuples,
+               type=bounded_int(1, 10**9), help="hnsw.max_scan_tuples (the API's variable)")
+    add_option(p, "--exact", env=e + "EXACT", default="sql", choices=("sql", "numpy"),
+               help="ground truth: sql = SET LOCAL enable_indexscan = off on the scope's partition (~1 s/query at "
+                    "10^5 here); numpy = the same cosine top-k computed client-side over all vectors, fetched once")
+    add_option(p, "--cross-check", env=e + "CROSS_CHECK", default=0, type=bounded_int(0, 10_000),
+               help="with --exact numpy: also run the SQL exact pass on this many queries and report agreement")
+    add_option(p, "--min-recall", env=e + "MIN_RECALL", default=None, type=bounded_float(0.0, 1.0),
+               help="exit 1 when recall@k is below this")
+    p.set_defaults(func=run_ann_check_cmd)
+
+
+# ----------------------------------------------------------------------------------------------------- handlers
+def _url(settings: Settings) -> str:
+    from scripts.embedded_db import resolve_database_url
+
+    return resolve_database_url(settings)
+
+
+def run_seed_cmd(args: argparse.Namespace) -> int:
+    import secrets
+
+    from seeding.params import SeedParams, Tenancy
+    from seeding.seed import run_seed
+
+    settings = settings_from_args(args)
+    dt = settings.memory_tenant_id
+    params = SeedParams(
+        target=Tenancy.resolve(args.scope, args.tenant_id, dt, flags=("--scope", "--tenant-id")),
+        source=Tenancy.resolve(args.src_scope, args.src_tenant_id, dt, flags=("--src-scope", "--src-tenant-id")),
+        events=args.events, topics=args.topics, reset=args.reset,
+        allow_reset_active_scope=args.allow_reset_active_scope, reset_batch=args.reset_batch,
+        seed=args.seed if args.seed is not None else secrets.randbelow(2**31), vectors=args.vectors,
+        noise=args.noise, query_set_out=Path(args.query_set_out).resolve() if args.query_set_out else None,
+        maintenance_work_mem=args.maintenance_work_mem, parallel_workers=args.parallel_workers,
+        progress=args.progress,
+    ).validate()
+    summary = run_seed(_url(settings), params, settings)
+    _emit(summary, args.out)
+    return 0
+
+
+def run_purge_cmd(args: argparse.Namespace) -> int:
+    from seeding.params import Tenancy
+    from seeding.purge import run_purge
+
+    if args.scope is None:
+        raise ConfigError("--scope: required (refusing to guess which scope to purge)")
+    settings = settings_from_args(args)
+    tenancy = Tenancy.resolve(args.scope, args.tenant_id, settings.memory_tenant_id, flags=("--scope", "--tenant-id"))
+    summary = run_purge(_url(settings), tenancy, mode=args.mode, batch_size=args.batch_size, apply=args.apply,
+                        allow_fallback_delete=args.allow_fallback_delete, fail_on_delete=args.fail_on_delete)
+    print_json(summary)
+    if not summary["ok"]:
+        raise SafetyRefusal(summary["message"])
+    return 0
+
+
+def run_ann_check_cmd(args: argparse.Namespace) -> int:
+    from seeding.ann_check import HnswSettings, run_ann_check
+    from seeding.params import Tenancy
+
+    settings = settings_from_args(args)
+    tenancy = Tenancy.resolve(args.scope, args.tenant_id, settings.memory_tenant_id, flags=("--scope", "--tenant-id"))
+    hnsw = HnswSettings(args.ef_search, args.iterative_scan, args.max_scan_tuples)
+    result = run_ann_check(_url(settings), tenancy, hnsw, queries=args.queries, k=args.k, seed=args.seed,
+                           exact=args.exact, cross_check=args.cross_check)
+    if args.min_recall is not None:
+        result["min_recall_gate"] = args.min_recall
+        result["ok"] = result["recall_at_k"] >= args.min_recall
+    print_json(result)
+    return 0 if result["ok"] else 1
+
+
+def _emit(summary: dict[str, Any], out: str | None) -> None:
+    import json
+
+    print_json(summary)
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -1,0 +1,212 @@
+"""`memload ann-check`: recall@k of the HNSW path against exact search, VectorDBBench's quality metric.
+
+Both passes run the API's stage-1 shape (scope, hot/warm, ready, `ORDER BY embedding <=> q LIMIT n`) on the same
+partition; the index pass uses the API's `hnsw.ef_search` / `hnsw.iterative_scan` / `hnsw.max_scan_tuples`
+(Settings, i.e. HNSW_EF_SEARCH / HNSW_ITERATIVE_SCAN / HNSW_MAX_SCAN_TUPLES), the exact pass `SET LOCAL
+enable_indexscan = off` (and bitmap scans off), which leaves a sequential scan and a sort. The exact pass reads the
+scope's leaf partition directly (`FROM ONLY`): through the partitioned parent, PostgreSQL 18 keeps the *disabled*
+HNSW index scan for `ORDER BY <=> LIMIT` (EXPLAIN shows "Disabled: true"), which would compare the index with
+itself. Its plan is checked to contain no index scan before any figure is printed.
+
+Queries: half are topic vectors (= fake_embed of the topic title, what `recall_text` sends), half random non-topic
+node vectors, sampled with `--seed`. The query's own node is excluded from both result lists (it would be a free hit
+at distance 0). Two figures: `recall_at_k` counts ids of the exact top k found by the index (strict), and
+`recall_at_k_distance` counts index results no farther than the exact k-th distance (tie-tolerant: on the peer's
+identical-vector dataset every id is as good as any other).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from memload.db import connect
+from memload.errors import ConfigError, MemloadError
+from seeding.params import Tenancy
+
+READY = "embedding IS NOT NULL AND embedding_status = 'ready' AND tier IN ('hot', 'warm')"
+_KNN = (f"SELECT id, (embedding <=> %(q)s) AS d FROM {{rel}} WHERE scope = %(scope)s AND {READY} "
+        "ORDER BY embedding <=> %(q)s LIMIT %(n)s")
+ANN_SQL = _KNN.format(rel="memory_nodes")
+ITERATIVE_SCANS = ("off", "relaxed_order", "strict_order")
+EXACT_MODES = ("sql", "numpy")
+_NUMPY_CHUNK = 16384
+
+
+@dataclass(frozen=True)
+class HnswSettings:
+    ef_search: int
+    iterative_scan: str
+    max_scan_tuples: int
+
+    def apply_local(self, conn: psycopg.Connection) -> None:
+        conn.execute(f"SET LOCAL hnsw.ef_search = {int(self.ef_search)}")
+        conn.execute(f"SET LOCAL hnsw.iterative_scan = {self.iterative_scan}")
+        conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {int(self.max_scan_tuples)}")
+
+
+def run_ann_check(url: str, tenancy: Tenancy, hnsw: HnswSettings, *, queries: int = 200, k: int = 10,
+                  seed: int = 0, exact: str = "sql", cross_check: int = 0) -> dict[str, Any]:
+    """`exact`: "sql" (the exact pass in PostgreSQL, ~1 s per query at 10^5 on 2 cores) or "numpy" (the same
+    cosine top-k computed client-side over all the scope's vectors, fetched once). `cross_check` > 0 also runs the
+    SQL exact pass on that many queries and reports how far the two ground truths agree."""
+    from pgvector.psycopg import register_vector
+
+    if exact not in EXACT_MODES:
+        raise ConfigError(f"--exact: expected one of {', '.join(EXACT_MODES)}, got {exact!r}")
+    if hnsw.iterative_scan not in ITERATIVE_SCANS:
+        raise ConfigError(f"--iterative-scan: expected one of {', '.join(ITERATIVE_SCANS)}, "
+                          f"got {hnsw.iterative_scan!r}")
+    started = time.monotonic()
+    key = tenancy.scope_key
+    with connect(url, application_name="memload-ann-check") as conn:
+        register_vector(conn)
+        topic_ids = [r[0] for r in conn.execute(
+            f"SELECT id FROM memory_nodes WHERE scope = %s AND type = 'topic' AND {READY} ORDER BY id", (key,))]
+        other_ids = [r[0] for r in conn.execute(
+            f"SELECT id FROM memory_nodes WHERE scope = %s AND type <> 'topic' AND {READY} ORDER BY id", (key,))]
+        if len(topic_ids) + len(other_ids) <= 1:
+            raise ConfigError(f"--scope: scope {key!r} has {len(topic_ids) + len(other_ids)} ready hot/warm vectors; "
+                              "seed it first (memload seed)")
+        rng = np.random.default_rng(seed)
+        n_topic = min(len(topic_ids), queries // 2 if other_ids else queries)
+        n_other = min(len(other_ids), queries - n_topic)
+        picked = ([("topic", topic_ids[i]) for i in rng.choice(len(topic_ids), n_topic, replace=False)]
+                  + [("event", other_ids[i]) for i in rng.choice(len(other_ids), n_other, replace=False)])
+        vectors = dict(conn.execute("SELECT id, embedding FROM memory_nodes WHERE scope = %s AND id = ANY(%s)",
+                                    (key, [p[1] for p in picked])).fetchall())
+        leaves = [r[0] for r in conn.execute(
+            "SELECT DISTINCT tableoid::regclass::text FROM memory_nodes WHERE scope = %s", (key,))]
+        if len(leaves) != 1:
+            raise ConfigError(f"--scope: rows of {key!r} are spread over {len(leaves)} partitions")
+        exact_sql = _KNN.format(rel="ONLY " + leaves[0])
+        conn.commit()
+        q0 = vectors[picked[0][1]]
+        index_used = _scanned_index(conn, hnsw.apply_local, ANN_SQL, key, q0, k)
+        exact_index = _scanned_index(conn, _exact_settings, exact_sql, key, q0, k)
+        if exact_index is not None:
+            raise MemloadError(f"the exact pass would scan index {exact_index}; refusing to report a recall")
+        ann, ann_ms = _pass(conn, ANN_SQL, picked, vectors, key, k, hnsw.apply_local)
+        if exact == "sql":
+            truth, exact_ms = _pass(conn, exact_sql, picked, vectors, key, k, _exact_settings)
+        else:
+            t0 = time.perf_counter()
+            truth = _numpy_exact(conn, key, [vectors[p[1]] for p in picked], k)
+            exact_ms = [(time.perf_counter() - t0) * 1000 / len(picked)] * len(picked)
+        agreement = None
+        if cross_check:
+            sample = picked[:cross_check]
+            sql_truth, _ = _pass(conn, exact_sql, sample, vectors, key, k, _exact_settings)
+            pairs = [_recall(p[1], t, s_, k) for p, t, s_ in zip(sample, truth, sql_truth, strict=False)]
+            agreement = (_mean([a for a, _ in pairs]), _mean([b for _, b in pairs]))
+
+    per_kind: dict[str, list[tuple[float, float]]] = {"topic": [], "event": []}
+    for (kind, qid), a, e in zip(picked, ann, truth, strict=True):
+        per_kind[kind].append(_recall(qid, a, e, k))
+    allr = per_kind["topic"] + per_kind["event"]
+    return {
+        "ok": True, "scope": tenancy.scope, "tenant_id": tenancy.tenant_id, "scope_key": key,
+        "k": k, "queries": len(picked), "seed": seed,
+        "query_mix": {"topic_vectors": len(per_kind["topic"]), "node_vectors": len(per_kind["event"])},
+        "query_node_excluded": True,
+        "vectors_in_scope": len(topic_ids) + len(other_ids),
+        "hnsw": {"ef_search": hnsw.ef_search, "iterative_scan": hnsw.iterative_scan,
+                 "max_scan_tuples": hnsw.max_scan_tuples},
+        "index_used": index_used,
+        "exact": exact,
+        "exact_plan": "seq scan + sort on " + leaves[0] if exact == "sql" else "numpy cosine top-k (float64)",
+        "exact_cross_check": None if agreement is None else {
+            "queries": min(cross_check, len(picked)), "agreement_at_k": agreement[0],
+            "agreement_at_k_distance": agreement[1]},
+        "recall_at_k": _mean([r[0] for r in allr]),
+        "recall_at_k_distance": _mean([r[1] for r in allr]),
+        "min_recall_at_k": round(min(r[0] for r in allr), 4),
+        "by_query_kind": {kind: {"queries": len(v), "recall_at_k": _mean([r[0] for r in v]),
+                                 "recall_at_k_distance": _mean([r[1] for r in v])}
+                          for kind, v in per_kind.items() if v},
+        "latency_ms": {"index_mean": _mean(ann_ms, 3), "index_p95": _p95(ann_ms),
+                       "exact_mean": _mean(exact_ms, 3), "exact_p95": _p95(exact_ms)},
+        "elapsed_ms": round((time.monotonic() - started) * 1000),
+    }
+
+
+def _exact_settings(conn: psycopg.Connection) -> None:
+    conn.execute("SET LOCAL enable_indexscan = off")
+    conn.execute("SET LOCAL enable_bitmapscan = off")
+
+
+def _pass(conn: psycopg.Connection, sql: str, picked: list[tuple[str, uuid.UUID]], vectors: dict[uuid.UUID, Any],
+          key: str, k: int, settings: Any) -> tuple[list[list[tuple[uuid.UUID, float]]], list[float]]:
+    results: list[list[tuple[uuid.UUID, float]]] = []
+    times: list[float] = []
+    with conn.transaction():
+        settings(conn)
+        for _, qid in picked:
+            t0 = time.perf_counter()
+            rows = conn.execute(sql, {"q": vectors[qid], "scope": key, "n": k + 1}).fetchall()
+            times.append((time.perf_counter() - t0) * 1000)
+            results.append([(r[0], float(r[1])) for r in rows])
+    return results, times
+
+
+def _numpy_exact(conn: psycopg.Connection, key: str, queries: list[Any], k: int
+                 ) -> list[list[tuple[uuid.UUID, float]]]:
+    """Exact cosine top-(k+1) of every query over all ready hot/warm vectors of the scope, streamed in chunks."""
+    q = np.stack([np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype=np.float64) for v in queries])
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    best_d = np.full((len(queries), 0), np.inf)
+    best_id: list[list[uuid.UUID]] = [[] for _ in queries]
+    with conn.cursor(name="memload_ann_exact", binary=True) as cur:
+        cur.execute(f"SELECT id, embedding FROM memory_nodes WHERE scope = %s AND {READY}", (key,))
+        while rows := cur.fetchmany(_NUMPY_CHUNK):
+            ids = [r[0] for r in rows]
+            m = np.stack([r[1].to_numpy() for r in rows]).astype(np.float64)
+            m /= np.linalg.norm(m, axis=1, keepdims=True)
+            d = np.concatenate([best_d, 1.0 - q @ m.T], axis=1)
+            pool = [b + ids for b in best_id]
+            keep = np.argsort(d, axis=1, kind="stable")[:, : k + 1]
+            best_d = np.take_along_axis(d, keep, axis=1)
+            best_id = [[pool[i][j] for j in keep[i]] for i in range(len(queries))]
+    conn.commit()
+    return [[(best_id[i][j], float(best_d[i, j])) for j in range(best_d.shape[1])] for i in range(len(queries))]
+
+
+def _recall(qid: uuid.UUID, ann: list[tuple[uuid.UUID, float]], exact: list[tuple[uuid.UUID, float]],
+            k: int) -> tuple[float, float]:
+    a = [r for r in ann if r[0] != qid][:k]
+    e = [r for r in exact if r[0] != qid][:k]
+    if not e:
+        return 1.0, 1.0
+    by_id = len({r[0] for r in a} & {r[0] for r in e}) / len(e)
+    kth = e[-1][1]
+    by_dist = min(1.0, sum(1 for r in a if r[1] <= kth + 1e-6) / len(e))
+    return by_id, by_dist
+
+
+def _scanned_index(conn: psycopg.Connection, settings: Any, sql: str, key: str, q: Any, k: int) -> str | None:
+    """Name of the index a k-NN query's plan scans (None: no index, a sequential scan and a sort)."""
+    with conn.transaction():
+        settings(conn)
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql, {"q": q, "scope": key, "n": k + 1}).fetchone()[0]
+    doc = plan if isinstance(plan, list) else json.loads(plan)
+    stack = [doc[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        if node.get("Index Name"):
+            return str(node["Index Name"])
+        stack.extend(node.get("Plans", []))
+    return None
+
+
+def _mean(xs: list[float], digits: int = 4) -> float:
+    return round(float(np.mean(xs)), digits) if xs else 0.0
+
+
+def _p95(xs: list[float]) -> float:
+    return round(float(np.percentile(xs, 95)), 3) if xs else 0.0

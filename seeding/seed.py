@@ -1,0 +1,316 @@
+"""`memload seed`: the peer's perf-seed (contract §6) with distinct clustered vectors, built fast and atomically.
+
+One transaction holds the whole seed — reset included — so a failed or killed seed leaves the scope exactly as it
+was (PostgreSQL DDL is transactional). Two load paths:
+
+* **partition** (a new scope, or `--reset`): nodes and edges go into standalone tables by binary COPY, get their
+  indexes (HNSW last, the slow part), are ANALYZEd, and only then — in a short final window holding the parents'
+  locks — the old scope is purged, the commits/outbox partitions are created, the commit row inserted and the two
+  tables attached as the scope's partitions.
+* **append** (no reset, the scope already has rows): COPY into the parent tables, so rows land where the scope's
+  rows already are (its partition, or the default partition when it was written through the API) and the existing
+  indexes are maintained row by row (slow for 10^5 vectors: reset, or use a new scope, to get the fast path).
+
+The commit row (SQLAlchemy Core) is chained to the scope's head with the contract's commit hash
+(memload.identity.commit_hash, actor `job:perf_seed`); its input hash covers the parameters, not the wall clock, so
+the same seed on the same scope state reproduces ids, vectors and hash.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from memload.config import Settings
+from memload.db import connect
+from memload.errors import ConfigError, MemloadError
+from memload.identity import commit_hash, sha256_hex, stable_stringify
+from seeding import query_set
+from seeding.params import SeedParams
+from seeding.partitions import StandaloneTable, create_empty_partition, unattached_index_count
+from seeding.progress import IndexProgress, bar, log
+from seeding.purge import apply_purge, plan_purge
+from seeding.rows import ACTOR, EDGE_COLUMNS, EDGE_TYPES, NODE_COLUMNS, NODE_TYPES, IdScheme, RowFactory
+from seeding.schema import PARTITIONED_PURGE_ORDER, commits, nodes, quote_ident, scope_partitions
+from seeding.vectors import CHUNK, VectorPlan
+
+APP_NAME = "memload-seed"
+LOCK_TIMEOUT = "60s"
+
+
+@dataclass
+class Timings:
+    reset: float = 0.0
+    load: float = 0.0
+    index: float = 0.0
+    attach: float = 0.0
+    analyze: float = 0.0
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            setattr(self, name, getattr(self, name) + time.monotonic() - t0)
+
+    def as_ms(self) -> dict[str, int]:
+        return {k: round(v * 1000) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SeedRun:
+    """State of one run, filled in as phases complete."""
+
+    params: SeedParams
+    url: str
+    timings: Timings = field(default_factory=Timings)
+    reset_stats: dict[str, int] | None = None
+    load_path: str = "partition"
+    index_seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def engine_for(url: str, application_name: str = APP_NAME) -> Any:
+    """A one-connection SQLAlchemy engine whose connect errors are memload's one-line DatabaseUnavailable."""
+    return create_engine("postgresql+psycopg://", creator=lambda: connect(url, application_name=application_name),
+                         poolclass=NullPool)
+
+
+def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]:
+    """Seed the scope; returns the JSON summary. Raises MemloadError (one line) with nothing changed on failure."""
+    from pgvector.psycopg import register_vector
+
+    params.validate()
+    started = time.monotonic()
+    run = SeedRun(params, url)
+    target, source = params.target, params.source
+    topics, events = params.topic_count, params.events
+    engine = engine_for(url)
+    try:
+        with engine.connect() as sa, sa.begin():
+            raw: psycopg.Connection = sa.connection.driver_connection  # type: ignore[assignment]
+            register_vector(raw)
+            raw.execute(f"SET LOCAL maintenance_work_mem = '{params.maintenance_work_mem}'")
+            raw.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(params.parallel_workers)}")
+            raw.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            source_vector = _source_vector(sa, params)
+            empty = _scope_is_empty(raw, target.scope_key)
+            run.load_path = "partition" if params.reset or empty else "append"
+            parent_id, parent_hash = (None, "") if params.reset else _head_commit(sa, target.scope_key)
+            ids = IdScheme(target.scope_key, params.seed, parent_hash, topics, events)
+            input_sha = sha256_hex(stable_stringify(_input_payload(params)))
+            diff = _diff(params)
+            chash = commit_hash(parent_hash=parent_hash, input_sha256=input_sha, diff=diff,
+                                scope_key=target.scope_key, actor=ACTOR, model_version=None, prompt_version=None)
+            ready_at: datetime = sa.execute(select(func.now())).scalar_one()
+            factory = RowFactory(ids, target.scope_key, ready_at)
+            commit_id = factory.commit_id
+            plan = VectorPlan(params.vectors, topics, events, params.seed, params.noise, source_vector)
+            commit_row = {"id": commit_id, "scope": target.scope_key, "parent_id": parent_id,
+                          "input_sha256": input_sha, "diff_json": diff, "actor": ACTOR, "commit_hash": chash}
+            log(f"begin scope_key={target.scope_key!r} source_scope_key={source.scope_key!r} events={events} "
+                f"topics={topics} vectors={params.vectors} noise={params.noise} seed={params.seed} "
+                f"reset={params.reset} path={run.load_path}")
+            if run.load_path == "partition":
+                _seed_partition(run, sa, raw, factory, plan, commit_row)
+            else:
+                _seed_append(run, sa, raw, factory, plan, commit_row)
+            totals = _totals(raw, target.scope_key)
+        log("committed")
+    except DBAPIError as exc:
+        raise MemloadError(f"seed failed, nothing changed: {_first_line(exc.orig or exc)}") from None
+    except psycopg.Error as exc:
+        raise MemloadError(f"seed failed, nothing changed: {_first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+    qs_path = params.query_set_out or query_set.default_path(settings.memload_home, target.scope_key)
+    query_set.write(qs_path, query_set.build(target, factory.topic_uuids()))
+    with run.timings.phase("analyze"):
+        _analyze_after_commit(url, run.load_path, target.scope_key)
+    log(f"done in {time.monotonic() - started:.1f}s; query set {qs_path}")
+    return {
+        "ok": True,
+        "scope": target.scope, "tenant_id": target.tenant_id, "scope_key": target.scope_key,
+        "source_scope": source.scope, "source_tenant_id": source.tenant_id, "source_scope_key": source.scope_key,
+        "reset": params.reset, "reset_stats": run.reset_stats,
+        "inserted": {"topics": topics, "events": events, "edges": 2 * events},
+        "totals_in_scope": totals,
+        "commit_id": str(commit_id), "commit_hash": chash,
+        "elapsed_ms": round((time.monotonic() - started) * 1000),
+        "vectors": params.vectors, "seed": params.seed, "noise": params.noise,
+        "timings_ms": run.timings.as_ms(),
+        "query_set": str(qs_path),
+        "load_path": run.load_path,
+        "index_build": {"maintenance_work_mem": params.maintenance_work_mem,
+                        "parallel_workers": params.parallel_workers, "seconds": run.index_seconds},
+        "warnings": run.warnings,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------- the paths
+def _seed_partition(run: SeedRun, sa: Connection, raw: psycopg.Connection, factory: RowFactory, plan: VectorPlan,
+                    commit_row: dict[str, Any]) -> None:
+    key, t = run.params.target.scope_key, run.timings
+    token = secrets.token_hex(3)  # random: only names the build relations, never the data
+    node_t, edge_t = StandaloneTable("memory_nodes", key, token), StandaloneTable("memory_edges", key, token)
+    with t.phase("load"):
+        node_t.create(raw)
+        edge_t.create(raw)
+        _copy_nodes(raw, node_t.build_name, factory, plan, run.params.progress)
+        _copy_edges(raw, edge_t.build_name, factory, run.params.progress)
+    with t.phase("index"):
+        pid = raw.info.backend_pid
+        total = factory.topics + factory.events
+
+        def around(idx: Any) -> Any:
+            if not idx.is_vector:
+                return None
+            return IndexProgress(run.url, pid, f"{idx.name} ({idx.method})", total, enabled=run.params.progress)
+
+        log("index: building btree/gin indexes, then HNSW (the slow part)")
+        node_t.build_indexes(raw, around)
+        edge_t.build_indexes(raw)
+        run.index_seconds = {**node_t.index_seconds, **edge_t.index_seconds}
+    with t.phase("analyze"):
+        raw.execute(f"ANALYZE {quote_ident(node_t.build_name)}")
+        raw.execute(f"ANALYZE {quote_ident(edge_t.build_name)}")
+    if run.params.reset:
+        with t.phase("reset"):
+            purge = plan_purge(raw, run.params.target, mode="auto", batch_size=run.params.reset_batch)
+            apply_purge(raw, purge, commit_each_step=False)
+            run.reset_stats = purge.stats()
+            log(f"reset: {run.reset_stats}")
+    with t.phase("attach"):
+        create_empty_partition(raw, "memory_commits", key)
+        sa.execute(insert(commits).values(**commit_row))
+        node_t.attach(raw)
+        edge_t.attach(raw)
+        create_empty_partition(raw, "memory_outbox", key)
+        for tbl in (node_t, edge_t):
+            missing = unattached_index_count(raw, tbl.parent, tbl.final_name)
+            if missing:
+                run.warnings.append(f"{missing} index(es) of {tbl.parent} were not adopted on attach")
+
+
+def _seed_append(run: SeedRun, sa: Connection, raw: psycopg.Connection, factory: RowFactory, plan: VectorPlan,
+                 commit_row: dict[str, Any]) -> None:
+    run.warnings.append("scope already has rows and --reset was not given: rows appended through the existing "
+                        "indexes (HNSW maintained row by row, slow at scale)")
+    log(run.warnings[-1])
+    with run.timings.phase("load"):
+        sa.execute(insert(commits).values(**commit_row))
+        _copy_nodes(raw, "memory_nodes", factory, plan, run.params.progress)
+        _copy_edges(raw, "memory_edges", factory, run.params.progress)
+
+
+# ----------------------------------------------------------------------------------------------------- COPY
+def _copy_nodes(raw: psycopg.Connection, table: str, factory: RowFactory, plan: VectorPlan, progress: bool) -> None:
+    cols = ", ".join(NODE_COLUMNS)
+    topic_vectors = plan.topic_vectors()
+    with bar(factory.topics + factory.events, "load nodes", progress) as pb, raw.cursor() as cur:
+        with cur.copy(f"COPY {quote_ident(table)} ({cols}) FROM STDIN WITH (FORMAT BINARY)") as cp:
+            cp.set_types(list(NODE_TYPES))
+            for row in factory.topic_rows(topic_vectors):
+                cp.write_row(row)
+            pb.update(factory.topics)
+            for start, block in plan.event_chunks(topic_vectors):
+                for row in factory.event_rows(start, block):
+                    cp.write_row(row)
+                pb.update(block.shape[0])
+
+
+def _copy_edges(raw: psycopg.Connection, table: str, factory: RowFactory, progress: bool) -> None:
+    cols = ", ".join(EDGE_COLUMNS)
+    with bar(2 * factory.events, "load edges", progress) as pb, raw.cursor() as cur:
+        with cur.copy(f"COPY {quote_ident(table)} ({cols}) FROM STDIN WITH (FORMAT BINARY)") as cp:
+            cp.set_types(list(EDGE_TYPES))
+            n = 0
+            for row in factory.edge_rows():
+                cp.write_row(row)
+                n += 1
+                if n == CHUNK:
+                    pb.update(n)
+                    n = 0
+            pb.update(n)
+
+
+# ----------------------------------------------------------------------------------------------------- helpers
+def _source_vector(sa: Connection, params: SeedParams) -> np.ndarray:
+    """One READY vector of the source scope (peer semantics: required in both vector modes; copied in `copy`)."""
+    src = params.source
+    row = sa.execute(
+        select(nodes.c.embedding)
+        .where(nodes.c.scope == src.scope_key, nodes.c.embedding_status == "ready", nodes.c.embedding.is_not(None))
+        .order_by(nodes.c.created_at, nodes.c.id).limit(1)
+    ).first()
+    if row is None:
+        raise ConfigError(f"--src-scope: no READY embedding found in source scope={src.scope!r} "
+                          f"tenant_id={src.tenant_id!r} (scope_key={src.scope_key!r}); write one node with an "
+                          "embedding there first")
+    return np.asarray(row[0], dtype=np.float32)
+
+
+def _scope_is_empty(raw: psycopg.Connection, key: str) -> bool:
+    """No partition of the scope and no row of it in any partitioned table (so new partitions can be attached)."""
+    for table in PARTITIONED_PURGE_ORDER:
+        if scope_partitions(raw, table, key):
+            return False
+        if raw.execute(f"SELECT 1 FROM {quote_ident(table)} WHERE scope = %s LIMIT 1", (key,)).fetchone():
+            return False
+    return True
+
+
+def _head_commit(sa: Connection, key: str) -> tuple[uuid.UUID | None, str]:
+    row = sa.execute(select(commits.c.id, commits.c.commit_hash).where(commits.c.scope == key)
+                     .order_by(commits.c.created_at.desc()).limit(1)).first()
+    return (None, "") if row is None else (row[0], row[1])
+
+
+def _input_payload(p: SeedParams) -> dict[str, Any]:
+    return {"kind": "perf_seed", "scope_key": p.target.scope_key, "source_scope_key": p.source.scope_key,
+            "events": p.events, "topics": p.topic_count, "reset": p.reset, "seed": p.seed, "vectors": p.vectors,
+            "noise": p.noise}
+
+
+def _diff(p: SeedParams) -> dict[str, Any]:
+    return {"kind": "perf_seed", "tenant_id": p.target.tenant_id, "scope": p.target.scope,
+            "source_tenant_id": p.source.tenant_id, "source_scope": p.source.scope, "events": p.events,
+            "topics": p.topic_count, "reset": p.reset, "vectors": p.vectors, "seed": p.seed, "noise": p.noise}
+
+
+def _totals(raw: psycopg.Connection, key: str) -> dict[str, int]:
+    n = raw.execute("SELECT count(*) FROM memory_nodes WHERE scope = %s", (key,)).fetchone()[0]
+    e = raw.execute("SELECT count(*) FROM memory_edges WHERE scope = %s", (key,)).fetchone()[0]
+    return {"nodes": int(n), "edges": int(e)}
+
+
+def _analyze_after_commit(url: str, load_path: str, key: str) -> None:
+    """Parent-level statistics (ANALYZE ONLY: not every partition again); on the append path also the leaves that
+    received rows. Outside the seed transaction: statistics are not data, a kill here loses nothing."""
+    with connect(url, autocommit=True, application_name=APP_NAME) as conn:
+        if load_path == "append":
+            for table in ("memory_nodes", "memory_edges"):
+                for (leaf,) in conn.execute(f"SELECT DISTINCT tableoid::regclass::text FROM {table} WHERE scope = %s",
+                                            (key,)).fetchall():
+                    conn.execute(f"ANALYZE {leaf}")
+        conn.execute("ANALYZE ONLY memory_nodes, memory_edges")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

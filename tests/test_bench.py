@@ -1,0 +1,241 @@
+"""`memload bench` against the reference API on the embedded PostgreSQL: fields and counts exact, response validation,
+unreachable server + transport gate, master + 2 workers, exact percentiles of an injected delay, open model, SLOs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from memload.embedder import fake_embed
+from tests.conftest import free_port, run_cli
+
+HIGH_LIMITS = {"tenant_recall_rps": "100000", "tenant_recall_burst": "100000", "tenant_write_rps": "100000",
+               "tenant_write_burst": "100000"}
+CASE_KEYS = {"name", "total", "ok", "failed", "rps", "latency_ms", "by_status", "transport_error_count",
+             "transport_error_rate", "errors", "open_model", "pacing"}
+
+
+def bench(*args: str, timeout: float = 180) -> tuple[int, dict[str, Any] | None, str]:
+    proc = run_cli("bench", *args, timeout=timeout)
+    data = json.loads(proc.stdout) if proc.stdout.strip() else None
+    return proc.returncode, data, proc.stderr
+
+
+def locust_rows(prefix: Path) -> dict[str, dict[str, str]]:
+    with open(f"{prefix}_stats.csv", newline="") as fh:
+        return {row["Name"]: row for row in csv.DictReader(fh)}
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def seed_answers(base_url: str, scope: str, texts: list[str]) -> None:
+    """Ready nodes whose vectors are the fake embedding of each text: recall_text of a text finds seeds."""
+    post(f"{base_url}/v1/memory/write", {
+        "tenant_id": "default", "scope": scope, "input_text": f"answers for {scope}", "auto_embed": False,
+        "memory_lane": "shared",
+        "nodes": [{"client_id": f"answer_{i}", "type": "event", "text_summary": t, "embedding": fake_embed(t)}
+                  for i, t in enumerate(texts)],
+    })
+
+
+def query_set(path: Path, scope: str, texts: list[str]) -> Path:
+    path.write_text(json.dumps({"scope": scope, "tenant_id": "default", "scope_key": scope,
+                                "queries": [{"text": t, "topic_id": str(uuid.uuid4()), "expected_min_seeds": 1}
+                                            for t in texts]}))
+    return path
+
+
+def test_bench_fields_counts_and_artifacts(start_api, db_url: str, tmp_path: Path) -> None:
+    api = start_api(**HIGH_LIMITS)
+    scope = f"bench_{uuid.uuid4().hex[:8]}"
+    texts = ["perf topic #1", "perf topic #2", "perf topic #3"]
+    seed_answers(api.base_url, scope, texts)
+    qs = query_set(tmp_path / "query_set.json", scope, texts)
+    prefix, out = tmp_path / "run" / "locust_t", tmp_path / "run" / "benchmark_t.json"
+    rc, data, err = bench("--base-url", api.base_url, "--scope", scope, "--tenant-id", "default", "--mode", "all",
+                          "--warmup", "3", "--recall-requests", "41", "--recall-concurrency", "3",
+                          "--write-requests", "17", "--write-concurrency", "2", "--query-set", str(qs),
+                          "--csv", str(prefix), "--out", str(out))
+    assert rc == 0, err
+    assert data is not None and json.loads(out.read_text()) == data
+    assert data["ok"] is True and data["base_url"] == api.base_url and data["auth_mode"] == "none"
+    p = data["params"]
+    assert (p["mode"], p["warmup"], p["recall_requests"], p["recall_concurrency"], p["write_requests"],
+            p["write_concurrency"], p["timeout_ms"], p["pace_ms"], p["embed_on_write"]) == \
+        ("all", 3, 41, 3, 17, 2, 15000, 0, False)
+    assert p["locust_version"] == "2.47.0" and p["query_count"] == 3 and p["adaptive"] == "on"
+    assert data["quality"]["transport_error_gate"] == {"enabled": False, "threshold": None, "failed_cases": []}
+    assert data["quality"]["slo"]["enabled"] is False
+    assert data["warmup"]["requests"] == 3 and data["warmup"]["ok"] == 3
+    recall, write = data["cases"]
+    assert [recall["name"], write["name"]] == ["recall_text", "write"]
+    for case, n in ((recall, 41), (write, 17)):
+        assert CASE_KEYS <= case.keys()
+        assert (case["total"], case["ok"], case["failed"]) == (n, n, 0)
+        assert case["by_status"] == {"200": n}
+        assert case["transport_error_count"] == 0 and case["transport_error_rate"] == 0.0
+        assert set(case["errors"].values()) == {0}
+        lat = case["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert lat["min"] <= lat["mean"] <= lat["max"] and case["rps"] > 0
+    # Locust's own CSV agrees on counts; the exact file holds the successes; pacing.csv has the documented header
+    rows = locust_rows(prefix)
+    assert rows["recall_text"]["Request Count"] == "41" and rows["write"]["Request Count"] == "17"
+    assert rows["Aggregated"]["Failure Count"] == "0"
+    exact = json.loads(Path(f"{prefix}_exact.json").read_text())["endpoints"]
+    assert exact["recall_text"]["count"] == 41 and exact["write"]["count"] == 17
+    assert set(exact["write"]["percentiles_ms"]) == {"50", "66", "75", "90", "95", "99", "99.9"}
+    assert exact["recall_text"]["percentiles_ms"]["95"] == recall["latency_ms"]["p95"]
+    assert exact["recall_text"]["cdf"][-1][1] == 1.0
+    with open(f"{prefix}_pacing.csv", newline="") as fh:
+        pacing = list(csv.reader(fh))
+    assert pacing[0] == ["timestamp", "endpoint_class", "pace_ms", "count_429", "count_ok"]
+    assert sum(int(r[4]) for r in pacing[1:] if r[1] == "recall") == 41
+    assert data["artifacts"] == {"csv_prefix": "locust_t", "exact": "locust_t_exact.json",
+                                 "pacing": "locust_t_pacing.csv", "summary": "locust_t_summary.json",
+                                 "locust_log": "locust_t_locust.log"}
+    # the peer's cases are sequential: the first write started after the last recall answered
+    summary = json.loads(Path(f"{prefix}_summary.json").read_text())
+    assert summary["cases"]["write"]["first_start"] >= summary["cases"]["recall_text"]["last_end"]
+    # every write was a new node: unique input_text / client_id per request
+    with psycopg.connect(db_url) as conn:
+        n = conn.execute("SELECT count(DISTINCT client_id) FROM memory_nodes WHERE scope = %s AND client_id LIKE "
+                         "'perf_write_%%'", (scope,)).fetchone()[0]
+    assert n == 17
+
+
+def test_empty_recall_is_a_failure_and_breaks_the_error_slo(start_api, tmp_path: Path) -> None:
+    api = start_api(**HIGH_LIMITS)
+    scope = f"bench_empty_{uuid.uuid4().hex[:8]}"
+    qs = query_set(tmp_path / "qs.json", scope, ["perf topic #1", "perf topic #2"])
+    rc, data, err = bench("--base-url", api.base_url, "--scope", scope, "--mode", "recall", "--warmup", "0",
+                          "--recall-requests", "12", "--recall-concurrency", "2", "--query-set", str(qs),
+                          "--slo-max-error-rate", "0", "--csv", str(tmp_path / "locust_e"))
+    assert rc == 3, err
+    assert data is not None and data["ok"] is True  # the transport gate is the peer's `ok`; the SLO exits 3
+    (case,) = data["cases"]
+    assert (case["total"], case["ok"], case["failed"]) == (12, 0, 12)
+    assert case["by_status"] == {"empty_recall": 12} and case["errors"]["empty_recall"] == 12
+    assert case["latency_ms"]["p50"] is None  # failures never enter the latency figures
+    assert data["quality"]["slo"]["breaches"] == [
+        {"case": "recall_text", "metric": "error_rate", "value": 1.0, "threshold": 0.0}]
+    assert "SLO breach" in err
+
+
+def test_unreachable_base_url_counts_transport_errors_and_exits_2(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    rc, data, err = bench("--base-url", url, "--scope", "nowhere", "--warmup", "2", "--recall-requests", "25",
+                          "--recall-concurrency", "3", "--write-requests", "7", "--write-concurrency", "2",
+                          "--fail-on-transport-error-rate", "0", "--csv", str(tmp_path / "locust_u"))
+    assert rc == 2, err
+    assert data is not None and data["ok"] is False
+    gate = data["quality"]["transport_error_gate"]
+    assert gate == {"enabled": True, "threshold": 0.0, "failed_cases": ["recall_text", "write"]}
+    for case, n in zip(data["cases"], (25, 7), strict=True):
+        assert case["total"] == n and case["transport_error_count"] == n and case["transport_error_rate"] == 1.0
+        assert case["by_status"] == {"error:ConnectionRefusedError": n}
+    assert data["warmup"]["failed"] == 2
+    assert "failed in transport" in err and f"is the server at {url} running?" in err
+    assert "transport-error gate failed" in err
+
+
+def test_bad_flags_fail_with_one_line_naming_the_flag(tmp_path: Path) -> None:
+    for args, flag in ((["--recall-concurrency", "0"], "--recall-concurrency"),
+                       (["--base-url", "http://10.9.8.7:3001"], "--base-url"),
+                       (["--query-set", str(tmp_path / "missing.json")], "--query-set"),
+                       (["--mode", "both"], "--mode"),
+                       (["--slo-max-error-rate", "2"], "--slo-max-error-rate")):
+        proc = run_cli("bench", "--csv", str(tmp_path / "never"), *args, timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        last = proc.stderr.strip().splitlines()[-1]  # argparse's usage, then one error line; no traceback
+        assert flag in last and "error" in last and "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not list(tmp_path.glob("never*"))
+
+
+def test_distributed_master_and_two_workers_sum_up(start_api, tmp_path: Path) -> None:
+    api = start_api(**HIGH_LIMITS)
+    scope = f"bench_dist_{uuid.uuid4().hex[:8]}"
+    for flags, label in ((["--workers", "2"], "w"), (["--processes", "2"], "p")):
+        prefix = tmp_path / f"locust_{label}"
+        rc, data, err = bench("--base-url", api.base_url, "--scope", scope, "--warmup", "2",
+                              "--recall-requests", "64", "--recall-concurrency", "4", "--write-requests", "22",
+                              "--write-concurrency", "2", "--csv", str(prefix), *flags)
+        assert rc == 0, err
+        assert data is not None
+        recall, write = data["cases"]
+        assert (recall["total"], recall["ok"], write["total"], write["ok"]) == (64, 64, 22, 22)
+        per_worker = data["run"]["per_worker"]
+        assert data["run"]["workers"] == 2 and len(per_worker) == 2
+        for name, case in (("recall_text", recall), ("write", write)):
+            assert sum(w.get(name, {}).get("total", 0) for w in per_worker.values()) == case["total"]
+            assert sum(w.get(name, {}).get("ok", 0) for w in per_worker.values()) == case["ok"]
+        assert all(sum(ep["total"] for ep in w.values()) > 0 for w in per_worker.values())
+        rows = locust_rows(prefix)
+        assert rows["recall_text"]["Request Count"] == "64" and rows["write"]["Request Count"] == "22"
+        exact = json.loads(Path(f"{prefix}_exact.json").read_text())["endpoints"]
+        assert exact["recall_text"]["count"] == 64 and exact["write"]["count"] == 22
+
+
+def test_exact_p50_of_injected_delay_and_latency_slo(start_api, tmp_path: Path) -> None:
+    """A 5 s server-side delay: the exact p50 lands within 1 % (Locust's own buckets are 100 ms wide there).
+
+    The requests arrive staggered (open model, 3/s, one user each) so they do not queue behind each other in the
+    server: what is left beyond the delay is the server's own few milliseconds, not measurement error."""
+    delay = 5000.0
+    api = start_api(memload_inject_delay_ms=str(delay), **HIGH_LIMITS)
+    prefix = tmp_path / "locust_d"
+    rc, data, err = bench("--base-url", api.base_url, "--scope", "bench_delay", "--mode", "recall", "--warmup", "0",
+                          "--recall-requests", "6", "--recall-concurrency", "6", "--arrival-rate", "3",
+                          "--slo-recall-p95-ms", "300", "--csv", str(prefix))
+    assert rc == 3, err  # p95 >= 300 ms: an SLO breach, distinct from the transport gate
+    (case,) = data["cases"]
+    assert case["ok"] == 6 and case["open_model"]["late"] == 0
+    p50 = case["latency_ms"]["p50"]
+    assert delay <= p50 <= delay * 1.01, p50
+    assert p50 != round(p50, -2)  # an unrounded figure, not one of Locust's 100 ms buckets (1..10 s)
+    assert int(locust_rows(prefix)["recall_text"]["50%"]) % 100 == 0  # Locust's CSV: 100 ms buckets in 1..10 s
+    assert data["quality"]["slo"]["breaches"] == [
+        {"case": "recall_text", "metric": "p95_ms", "value": case["latency_ms"]["p95"], "threshold": 300.0}]
+
+
+def test_open_model_counts_late_requests_and_measures_from_intended_start(start_api, tmp_path: Path) -> None:
+    """2 users cannot keep 40 req/s at >= 100 ms each: requests start late, and the latency measured from the
+    intended start grows past the service time instead of hiding it (coordinated omission)."""
+    delay = 100.0
+    api = start_api(memload_inject_delay_ms=str(delay), **HIGH_LIMITS)
+    prefix = tmp_path / "locust_o"
+    rc, data, err = bench("--base-url", api.base_url, "--scope", "bench_open", "--mode", "recall", "--warmup", "0",
+                          "--recall-requests", "24", "--recall-concurrency", "2", "--arrival-rate", "40",
+                          "--csv", str(prefix))
+    assert rc == 0, err
+    (case,) = data["cases"]
+    om = case["open_model"]
+    assert case["total"] == 24 and om["intended"] == 24 + om["dropped"] and om["late"] >= 12
+    assert om["lag_ms_max"] > 2 * delay
+    assert case["latency_ms"]["p95"] > 3 * delay
+    assert data["params"]["arrival_rate"] == 40.0
+    assert json.loads(Path(f"{prefix}_exact.json").read_text())["latency_from"] == "intended_start"
+
+
+@pytest.mark.parametrize("profile,mode", [("recall_slo", "recall"), ("write_slo", "write")])
+def test_profile_presets_pick_the_mode(profile: str, mode: str, tmp_path: Path) -> None:
+    """Profile presets apply to flags not given (checked on an unreachable server: fast, no gate)."""
+    rc, data, err = bench("--base-url", f"http://127.0.0.1:{free_port()}", "--profile", profile, "--warmup", "0",
+                          "--recall-requests", "3", "--write-requests", "3", "--csv", str(tmp_path / "l"))
+    assert rc == 0, err
+    assert data["params"]["mode"] == mode and data["params"]["profile"] == profile
+    assert [c["name"] for c in data["cases"]] == (["recall_text"] if mode == "recall" else ["write"])
+    expected_c = {"recall_slo": 6, "write_slo": 2}[profile]
+    assert data["params"][f"{mode}_concurrency"] == expected_c

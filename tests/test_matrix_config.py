@@ -1,0 +1,78 @@
+"""`memload matrix` configuration: validation naming the variable, profile defaults really applied, adaptive step."""
+
+from __future__ import annotations
+
+import pytest
+
+from memload.errors import ConfigError
+from scripts.matrix import adapt_step
+from scripts.matrix_config import VARS, resolve
+from tests.conftest import run_cli
+
+
+def test_profile_defaults_are_applied_unless_overridden() -> None:
+    cfg = resolve({"PERF_PROFILE": "recall_slo"})
+    assert (cfg["BENCH_MODE"], cfg["RECALL_CONCURRENCY"], cfg["BENCH_PACE_MS"], cfg["MAX_RATE_LIMIT_RETRIES"]) == (
+        "recall", 6, 50, 10)
+    assert cfg.sources["BENCH_PACE_MS"] == "profile recall_slo"
+    # the peer's bug: explicit env must win, profile must apply otherwise
+    cfg = resolve({"PERF_PROFILE": "write_slo", "BENCH_PACE_MS": "7"})
+    assert cfg["BENCH_PACE_MS"] == 7 and cfg.sources["BENCH_PACE_MS"] == "env"
+    assert cfg["WRITE_CONCURRENCY"] == 2 and cfg["RUN_EXPLAIN"] is False
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"SCALES": "10"}, "SCALES"),
+    ({"SCALES": "1000,abc"}, "SCALES"),
+    ({"PERF_PROFILE": "perf_gate"}, "PERF_PROFILE"),
+    ({"RECALL_CONCURRENCY": "0"}, "RECALL_CONCURRENCY"),
+    ({"SLO_MAX_ERROR_RATE": "2"}, "SLO_MAX_ERROR_RATE"),
+    ({"TENANT_ID": "bad tenant"}, "TENANT_ID"),
+    ({"RUN_EXPLAIN": "maybe"}, "RUN_EXPLAIN"),
+    ({"BASE_URL": "ftp://x"}, "BASE_URL"),
+    ({"SCOPE_STRATEGY": "fixed"}, "PERF_OFFLINE_WINDOW"),
+    ({"SCOPE_STRATEGY": "isolated", "RESET_MODE": "always"}, "PERF_OFFLINE_WINDOW"),
+])
+def test_invalid_variables_are_refused_naming_them(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        resolve(env)
+
+
+def test_fixed_reset_allowed_inside_offline_window() -> None:
+    cfg = resolve({"SCOPE_STRATEGY": "fixed", "PERF_OFFLINE_WINDOW": "true", "SCALES": "1000"})
+    assert cfg.should_reset() and cfg.scope_for(1000) == "perf_d_1000"
+    iso = resolve({"SCALES": "1000", "MATRIX_TAG": "t1"})
+    assert not iso.should_reset() and iso.scope_for(1000) == "perf_d_1000_t1"
+
+
+def test_cli_refuses_before_doing_anything() -> None:
+    proc = run_cli("matrix", env={"SCALES": "1000", "SCOPE_STRATEGY": "fixed", "RESET_MODE": "always"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line
+    assert "PERF_OFFLINE_WINDOW" in proc.stderr
+
+
+def test_dry_run_echoes_every_variable() -> None:
+    proc = run_cli("matrix", "--dry-run", env={"SCALES": "1000", "PERF_PROFILE": "worker_slo"}, check=True)
+    for var in VARS:
+        assert var.name in proc.stdout
+
+
+def _bench(c429: int, total: int) -> dict:
+    return {"cases": [{"name": "recall_text", "total": total, "by_status": {"200": total - c429, "429": c429}}]}
+
+
+def test_adapt_step_follows_the_peer_rules() -> None:
+    cfg = resolve({"SCALES": "1000"})
+    # no 429: stop
+    retry, rc, wc, pace, stats = adapt_step(cfg, "all", 12, 4, 0, _bench(0, 100))
+    assert not retry and stats["last_429"] == 0
+    # 60 % 429: halve both, pace += 25*4
+    retry, rc, wc, pace, stats = adapt_step(cfg, "all", 12, 4, 0, _bench(60, 100))
+    assert retry and (rc, wc, pace) == (6, 2, 100) and stats["last_429_rate"] == 0.6
+    # recall mode leaves write concurrency; 3 % → m=1
+    retry, rc, wc, pace, _ = adapt_step(cfg, "recall", 1, 4, 1990, _bench(3, 100))
+    assert retry and (rc, wc, pace) == (1, 4, 2000)
+    # nothing can change any more: stop
+    retry, *_ = adapt_step(cfg, "recall", 1, 4, 2000, _bench(3, 100))
+    assert not retry

@@ -1,0 +1,348 @@
+"""`memload report`: numbers equal numbers computed independently from the same files; plots are real PNGs;
+missing inputs are reported; malformed inputs give one line naming the file and the column or key.
+
+Locust CSVs come from a short real headless Locust 2.47.0 run against a loopback server started here; the JSON
+artifacts are built by the tests with known values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import statistics
+import struct
+from pathlib import Path
+
+import pytest
+
+from analysis.errors import MalformedArtifact, TemplateError
+from analysis.metrics import classify_failure_message
+from analysis.report import build_report
+from analysis.rules import SloTargets
+from tests.conftest import run_cli
+from tests.test_report_support import (
+    EXPLAIN_HNSW,
+    case,
+    nearest_rank,
+    real_locust_run,
+    write_adapt,
+    write_benchmark,
+    write_exact,
+    write_manifest,
+    write_pacing,
+    write_seed,
+    write_worker,
+)
+
+RECALL_LAT = [1.5 + 0.01 * i for i in range(400)] + [9.75, 12.5, 30.25]
+WRITE_LAT = [4.0 + 0.05 * i for i in range(120)]
+WORKER_ITER = [(100, 100, 800.0), (100, 98, 750.0), (60, 60, 500.0)]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def locust_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return real_locust_run(tmp_path_factory.mktemp("locust"))
+
+
+def _copy_csvs(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in src.glob("locust_*.csv"):
+        shutil.copy(p, dst / p.name)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def full_dir(locust_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real Locust CSVs + every JSON/text artifact of a matrix run, for scale 1000; scale 3000 has seed+bench only."""
+    d = _copy_csvs(locust_dir, tmp_path_factory.mktemp("full"))
+    write_seed(d, "1000", 1010, 2000)
+    write_benchmark(d, "1000", [
+        case("recall_text", RECALL_LAT, {"200": len(RECALL_LAT)}, rps=81.25,
+             errors={"rate_limited_429": 0, "client_4xx": 0, "server_5xx": 0, "transport": 0, "empty_recall": 0,
+                     "invalid_body": 0}),
+        case("write", WRITE_LAT, {"200": len(WRITE_LAT)}, rps=20.5)])
+    write_exact(d, "1000", {"recall_text": RECALL_LAT, "write": WRITE_LAT})
+    write_pacing(d, "1000", [(1_790_000_000 + t, cls, 10.0 * (t % 3), int(t == 2), 40)
+                             for t in range(6) for cls in ("recall", "write")])
+    write_adapt(d, "1000")
+    (d / "explain_1000.txt").write_text(EXPLAIN_HNSW)
+    write_seed(d, "3000", 3030, 6000)
+    write_benchmark(d, "3000", [case("recall_text", [x * 2 for x in RECALL_LAT], {"200": len(RECALL_LAT)}),
+                                case("write", [x * 2 for x in WRITE_LAT], {"200": len(WRITE_LAT)})])
+    write_worker(d, WORKER_ITER)
+    write_manifest(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def full_report(full_dir: Path):
+    return build_report(full_dir)
+
+
+def _stats_rows(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(newline="") as fh:
+        return {row["Name"]: row for row in csv.DictReader(fh)}
+
+
+def _png_ok(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path.name}: not a PNG"
+    assert data[12:16] == b"IHDR" and data.endswith(b"IEND\xaeB`\x82"), f"{path.name}: truncated PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    assert len(data) > 5000, f"{path.name}: suspiciously small ({len(data)} bytes)"
+    return width, height
+
+
+# ------------------------------------------------------------------------------------------ numbers
+def test_locust_only_numbers_equal_the_csv(locust_dir: Path, tmp_path: Path) -> None:
+    """With only Locust's CSVs, every figure comes from them (bucketed) and says so."""
+    d = _copy_csvs(locust_dir, tmp_path / "run")
+    proc = run_cli("report", "--dir", str(d), "--no-plots", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    md = (d / "PERFORMANCE_REPORT_V1.md").read_text()
+    stats = _stats_rows(d / "locust_1000_stats.csv")
+    with (d / "locust_1000_failures.csv").open(newline="") as fh:
+        failures = list(csv.DictReader(fh))
+    eps = summary["scales"][0]["endpoints"]
+    assert set(eps) == {"recall_text", "write"}  # "write [429]" is the write endpoint's 429 row
+    assert set(stats) == {"recall_text", "write", "write [429]", "Aggregated"}
+    for name in ("recall_text", "write"):
+        rows = [r for n, r in stats.items() if n == name or n.startswith(f"{name} [")]
+        row, ep = stats[name], eps[name]
+        req = sum(int(r["Request Count"]) for r in rows)
+        fail = sum(int(r["Failure Count"]) for r in rows)
+        assert req > 20, "the Locust run must have produced traffic"
+        assert (ep["requests"], ep["failed"], ep["ok"]) == (req, fail, req - fail)
+        assert ep["latency_source"] == "Locust CSV (bucketed)"
+        p50, p95, p99 = (int(row[c]) for c in ("50%", "95%", "99%"))  # the main row: no 429 latencies in it
+        assert (ep["latency_ms"]["p50"], ep["latency_ms"]["p95"], ep["latency_ms"]["p99"]) == (p50, p95, p99)
+        assert ep["rps"] == pytest.approx(sum(float(r["Requests/s"]) for r in rows))
+        assert ep["error_rate"] == pytest.approx(fail / req)
+        assert f"| 1000 | {name} | {req} | {req - fail} | {p50} ms | {p95} ms | {p99} ms |" in md
+    n429 = sum(int(f["Occurrences"]) for f in failures if "rate_limited_429" in f["Error"])
+    assert n429 > 0 and eps["write"]["errors"]["rate_limited_429"] == n429
+    assert n429 == int(stats["write [429]"]["Request Count"])
+    assert eps["write"]["failed"] == n429  # the server's only failure is the 429 of every 4th write
+    assert f"{n429} of {eps['write']['requests']} requests were 429" in md
+    assert summary["primary_bottleneck"]["rule"] == "rate_limit"  # 25 % of writes are 429
+    assert "Locust buckets" in md and "windowed (~10 s, --csv-full-history)" in md
+    hist_rows = sum(1 for _ in (d / "locust_1000_stats_history.csv").open()) - 1
+    assert f"Locust history is windowed (~10 s, --csv-full-history), {hist_rows} rows." in md
+
+
+def test_full_run_numbers_equal_independent_computation(full_dir: Path, full_report) -> None:
+    md = full_report.output.read_text()
+    s = full_report.summary()
+    assert "{{" not in md and "}}" not in md
+    by_scale = {x["scale"]: x for x in s["scales"]}
+    assert list(by_scale) == ["1000", "3000"]
+    rec = by_scale["1000"]["endpoints"]["recall_text"]
+    # exact percentiles: nearest rank over the successful latencies
+    exp = [nearest_rank(RECALL_LAT, q) for q in (.5, .95, .99)]
+    assert [rec["latency_ms"][k] for k in ("p50", "p95", "p99")] == pytest.approx(exp)
+    assert rec["latency_source"] == "exact (suite listener)"
+    assert f"- Recall p50/p95/p99: `1000`: {exp[0]:.2f} ms / {exp[1]:.2f} ms / {exp[2]:.2f} ms (recall_text, exact)" \
+        in md
+    wexp = [nearest_rank(WRITE_LAT, q) for q in (.5, .95, .99)]
+    assert f"`1000`: {wexp[0]:.2f} ms / {wexp[1]:.2f} ms / {wexp[2]:.2f} ms (write, exact)" in md
+    # scale 3000 has no exact file: the benchmark JSON's (exact) block is used
+    r3 = by_scale["3000"]["endpoints"]["recall_text"]
+    assert r3["latency_source"] == "exact (benchmark JSON)"
+    assert r3["latency_ms"]["p95"] == pytest.approx(nearest_rank([x * 2 for x in RECALL_LAT], .95))
+    # RPS, requests and errors from the benchmark JSON (not from Locust's CSV, which has 429s)
+    assert rec["rps"] == 81.25 and "81.2 req/s (recall_text)" in md
+    assert by_scale["1000"]["endpoints"]["write"]["failed"] == 0
+    # dataset, scope
+    assert "`1000`: 1,010 nodes, 2,000 edges" in md and "`3000`: 3,030 nodes, 6,000 edges" in md
+    # worker: processed / Σ elapsed, backlog delta = after - before
+    processed = sum(p for _, p, _ in WORKER_ITER)
+    tput = processed / (sum(e for _, _, e in WORKER_ITER) / 1000)
+    assert s["worker"]["throughput_processed_per_sec"] == pytest.approx(tput)
+    assert f"- Processed/sec: {tput:.2f} jobs/s" in md
+    assert f"- Claimed total: {sum(c for c, _, _ in WORKER_ITER):,}" in md
+    assert "- Outbox backlog delta: -480 unpublished (500 → 20; negative = drained)" in md
+    # explain: min/avg/max of the Execution Time lines, stage 1 on HNSW
+    times = [float(m) for m in re.findall(r"Execution Time: ([\d.]+) ms", EXPLAIN_HNSW)]
+    assert f"| 1000 | explain_1000.txt | {len(times)} | {min(times):.2f} ms | {statistics.fmean(times):.2f} ms | " \
+           f"{max(times):.2f} ms | yes |" in md
+    assert "stage 1 1.25 ms + stage 2 3.75 ms = 5.00 ms" in md
+    assert "Index Scan using memory_nodes_p_0a1b2c3d4e5f6a7b_embedding_idx" in md
+    # metadata from manifest.json
+    for text in ("Branch/commit: main @ abc1234 (manifest.json)", "PostgreSQL version: 18.0 (manifest.json)",
+                 "pgvector version: 0.8.5 (manifest.json)", "Test CPU 9000, 2 logical cores, 23.5 GiB RAM",
+                 "`shared_buffers=128MB`", "| seed_1000 | 2.5 s | ok |", "Sum of phase times: 9.8 s."):
+        assert text in md, text
+    # verdict: everything measured and within the default SLOs
+    assert s["slo"]["status"] == "PASS" and "- Pass/Fail against SLO: **PASS**" in md
+    assert s["primary_bottleneck"]["rule"] == "none"
+    # adaptive: attempts and the live pacing summary
+    assert "| 1000 | True | 2 | 1 | False | 12 / 4 / 0 | 6 / 2 / 50 |" in md
+    assert "| 1000 | recall | 0 | 20 | 20 | 1 | 240 |" in md
+
+
+@pytest.mark.parametrize(("message", "category"), [
+    ("rate_limited_429", "rate_limited_429"),  # the suite's own messages: "<category>[: status]"
+    ("server_5xx: 503", "server_5xx"),
+    ("transport: error:RemoteDisconnected", "transport"),
+    ("empty_recall: empty_recall", "empty_recall"),
+    ("CatchResponseError('server_5xx: 503')", "server_5xx"),  # as Locust's failures CSV stores them
+    ("CatchResponseError('client_4xx: 429-like 404')", "client_4xx"),
+    ("HTTPError('429 Client Error: Too Many Requests for url: write')", "rate_limited_429"),  # plain HttpUser
+    ("HTTPError('500 Server Error: Internal Server Error for url: x')", "server_5xx"),
+    ("HTTPError('404 Client Error: Not Found for url: x')", "client_4xx"),
+    ("ConnectionRefusedError(111, 'Connection refused')", "transport"),
+    ("something odd", "other"),
+])
+def test_failure_messages_are_classified(message: str, category: str) -> None:
+    assert classify_failure_message(message) == category
+
+
+def test_failure_attribution_top3_shares(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    write_benchmark(d, "500", [case("recall_text", [2.0] * 80, {"200": 80, "429": 12, "503": 5, "error:Timeout": 2,
+                                                                "400": 1}),
+                               case("write", [3.0] * 40, {"200": 40, "429": 6})])
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    failures = {"recall_text 429": 12, "write 429": 6, "recall_text 503": 5, "recall_text error:Timeout": 2,
+                "recall_text 400": 1}
+    total_fail, total_req = sum(failures.values()), 80 + 12 + 5 + 2 + 1 + 46
+    assert f"Scale 500: {total_fail} failed of {total_req} requests." in md
+    for rank, (key, n) in enumerate(sorted(failures.items(), key=lambda kv: -kv[1])[:3], start=1):
+        assert f"| {rank} | {key} | {n} | {100 * n / total_fail:.2f} % | {100 * n / total_req:.2f} % |" in md
+    ep = result.summary()["scales"][0]["endpoints"]["recall_text"]
+    assert ep["errors"] == {"rate_limited_429": 12, "client_4xx": 1, "server_5xx": 5, "transport": 2,
+                            "empty_recall": 0, "invalid_body": 0, "other": 0}
+    assert ep["errors_source"] == "benchmark JSON `by_status`"
+
+
+# ------------------------------------------------------------------------------------------ plots
+def test_every_plot_is_a_valid_png_linked_from_the_report(full_dir: Path, full_report) -> None:
+    s = full_report.summary()
+    names = sorted(Path(p).name for p in s["plots"])
+    assert names == sorted(["latency_over_time_1000.png", "rps_failures_1000.png", "latency_cdf_1000.png",
+                            "pace_1000.png", "status_codes.png", "p95_vs_dataset_size.png", "worker_throughput.png"])
+    md = full_report.output.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted(Path(x).name for x in links) == names
+    for link in links:
+        assert not Path(link).is_absolute()
+        w, h = _png_ok(full_report.output.parent / link)
+        assert w >= 600 and h >= 200
+    # scale 3000 has no CSVs: its over-time plots are named as not drawn, with the reason
+    assert "p50/p95/p99 over time — scale 3000: no locust_3000_stats_history.csv" in md
+
+
+def test_report_to_another_output_links_plots_relatively(full_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "elsewhere" / "R.md"
+    result = build_report(full_dir, output=out, slo=SloTargets(recall_p95_ms=1.0))
+    md = out.read_text()
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (out.parent / link).is_file() and link.startswith("plots/")
+    assert result.verdict.status == "FAIL"
+    assert "1000/recall_text p95 ms" in md and "(target < 1)" in md
+
+
+# ------------------------------------------------------------------------------------------ robustness
+def test_empty_directory_gives_a_report_saying_what_is_missing(tmp_path: Path) -> None:
+    d = tmp_path / "empty"
+    d.mkdir()
+    proc = run_cli("report", "--dir", str(d), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    md = (d / "PERFORMANCE_REPORT_V1.md").read_text()
+    assert "**No per-scale artifacts were found**" in md
+    assert "`worker_baseline.json`, `manifest.json`" in md
+    assert json.loads(proc.stdout)["slo"]["status"] == "NOT MEASURED"
+
+
+def test_partial_directory_lists_missing_files(tmp_path: Path) -> None:
+    d = tmp_path / "partial"
+    d.mkdir()
+    write_seed(d, "1000", 1010, 2000)
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    for name in ("benchmark_1000.json", "locust_1000_stats.csv", "locust_1000_exact.json", "explain_1000.txt",
+                 "worker_baseline.json"):
+        assert f"`{name}`" in md
+    assert "Dataset size: 1,010 nodes, 2,000 edges" in md
+    assert "Recall p50/p95/p99: not recorded" in md
+
+
+def _break(d: Path, name: str, fn) -> None:
+    p = d / name
+    p.write_text(fn(p.read_text()))
+
+
+MALFORMED = [
+    ("locust_1000_stats.csv", lambda t: t.replace(",95%,", ",95pct,", 1), "column '95%'"),
+    ("locust_1000_stats_history.csv", lambda t: t.replace("Total Request Count", "Total Requests", 1),
+     "column 'Total Request Count'"),
+    ("locust_1000_stats.csv", lambda t: re.sub(r"(\nPOST,recall_text,)\d+", r"\1lots", t, count=1),
+     "column 'Request Count' line"),
+    ("benchmark_1000.json", lambda t: t.replace('"total": ', '"total": "x", "_": ', 1), "key cases[0].total"),
+    ("benchmark_1000.json", lambda t: t[:-3], "invalid JSON"),
+    ("locust_1000_exact.json", lambda t: t.replace('"95"', '"95.5"', 1), "percentiles_ms.95: missing"),
+    ("worker_baseline.json", lambda t: t.replace('"processed"', '"processd"', 1), "key totals.processed: missing"),
+    ("locust_1000_pacing.csv", lambda t: t.replace("pace_ms", "pace", 1), "column 'pace_ms'"),
+]
+
+
+@pytest.mark.parametrize(("name", "fn", "expect"), MALFORMED, ids=[f"{m[0]}:{m[2]}" for m in MALFORMED])
+def test_malformed_input_names_file_and_column(full_dir: Path, tmp_path: Path, name, fn, expect) -> None:
+    d = tmp_path / "bad"
+    shutil.copytree(full_dir, d, ignore=shutil.ignore_patterns("plots", "*.md"))
+    _break(d, name, fn)
+    with pytest.raises(MalformedArtifact) as err:
+        build_report(d, plots=False)
+    msg = str(err.value)
+    assert msg.startswith(f"{name}: ") and expect in msg and "\n" not in msg
+    assert not (d / "PERFORMANCE_REPORT_V1.md").exists()
+
+
+def test_cli_malformed_input_is_one_line_and_exit_1(full_dir: Path, tmp_path: Path) -> None:
+    d = tmp_path / "bad"
+    shutil.copytree(full_dir, d, ignore=shutil.ignore_patterns("plots", "*.md"))
+    _break(d, "locust_1000_stats.csv", lambda t: t.replace(",95%,", ",95pct,", 1))
+    proc = run_cli("report", "--dir", str(d), timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert lines == ["memload: error: locust_1000_stats.csv: missing column '95%' (percentile columns are needed)"]
+
+
+def test_cli_bad_flags_are_refused_naming_the_flag(tmp_path: Path) -> None:
+    proc = run_cli("report", "--dir", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "--dir: not a directory" in proc.stderr
+    proc = run_cli("report", "--dir", str(tmp_path), "--slo-max-error-rate", "2")
+    assert proc.returncode == 2 and "--slo-max-error-rate" in proc.stderr and "out of range" in proc.stderr
+    proc = run_cli("report", "--dir", str(tmp_path), env={"SLO_RECALL_P95_MS": "fast"})
+    assert proc.returncode == 2 and "--slo-recall-p95-ms" in proc.stderr
+    assert not (tmp_path / "PERFORMANCE_REPORT_V1.md").exists()
+
+
+def test_fail_on_slo_exit_code(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    write_benchmark(d, "100", [case("recall_text", [400.0] * 10, {"200": 10})])
+    proc = run_cli("report", "--dir", str(d), "--no-plots", "--fail-on-slo", timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["ok"] is False and out["slo"]["status"] == "FAIL"
+    assert out["primary_bottleneck"]["rule"] == "api_db_latency"
+    proc = run_cli("report", "--dir", str(d), "--no-plots", "--slo-recall-p95-ms", "500", "--fail-on-slo",
+                   timeout=120)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["slo"]["status"] == "PARTIAL"
+
+
+def test_unknown_template_field_is_named(tmp_path: Path) -> None:
+    tpl = tmp_path / "t.md"
+    tpl.write_text("# {{ title }}\n{{ recall_latency }} {{ no_such_field }}\n")
+    with pytest.raises(TemplateError, match=r"t\.md: unknown field\(s\) no_such_field"):
+        build_report(tmp_path, template=tpl, plots=False)
+    tpl.write_text("<!-- a {{ field }} in the comment is fine -->\n# {{ title }}\np95: {{ recall_latency }}\n")
+    result = build_report(tmp_path, template=tpl, plots=False)
+    assert result.output.read_text().startswith("# ")

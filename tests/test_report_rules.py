@@ -1,0 +1,213 @@
+"""Each bottleneck rule fires on a run built to trigger it and not otherwise; the SLO rule's boundaries are exact.
+
+Every case writes a real run directory (the ARTIFACTS.md formats) and goes through the same loading as the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analysis import rules as R
+from analysis.metrics import collect_run
+from tests.test_report_support import (
+    EXPLAIN_HNSW,
+    EXPLAIN_SEQSCAN,
+    EXPLAIN_SHORT,
+    case,
+    write_benchmark,
+    write_seed,
+    write_worker,
+)
+
+FAST_RECALL = [4.0 + 0.01 * i for i in range(100)]
+FAST_WRITE = [9.0 + 0.02 * i for i in range(50)]
+GOOD_WORKER = [(100, 100, 800.0), (100, 100, 800.0)]  # 125 jobs/s
+
+
+def run_dir(tmp_path: Path, *, recall: dict | None = None, write: dict | None = None,
+            explain: str | None = EXPLAIN_HNSW, worker: list[tuple[int, int, float]] | None = GOOD_WORKER,
+            worker_failed: int = 0) -> Path:
+    """A clean run (fast, no errors, HNSW, worker above SLO) unless a part is overridden."""
+    d = tmp_path / "run"
+    d.mkdir(parents=True)
+    write_seed(d, "1000", 1010, 2000)
+    cases = [recall if recall is not None else case("recall_text", FAST_RECALL, {"200": 100}),
+             write if write is not None else case("write", FAST_WRITE, {"200": 50})]
+    write_benchmark(d, "1000", cases)
+    if explain is not None:
+        (d / "explain_1000.txt").write_text(explain)
+    if worker is not None:
+        write_worker(d, worker, failed_marked=worker_failed)
+    return d
+
+
+def diagnose(d: Path, slo: R.SloTargets | None = None) -> tuple[R.Diagnosis, R.SloVerdict]:
+    run = collect_run(d)
+    slo = slo or R.SloTargets()
+    return R.diagnose(run, slo), R.evaluate_slo(run, slo)
+
+
+def fired(d: Path) -> set[str]:
+    return {r.id for r in diagnose(d)[0].fired}
+
+
+def test_rules_are_data_listed_in_order() -> None:
+    ids = [r.id for r in R.RULES]
+    assert ids == ["rate_limit", "transport", "server_errors", "client_errors", "ann_starvation", "index_planner",
+                   "generator", "api_db_latency", "worker"]
+    assert all(r.condition and r.action and r.bottleneck for r in R.RULES)
+
+
+def test_clean_run_fires_nothing_and_passes(tmp_path: Path) -> None:
+    diag, verdict = diagnose(run_dir(tmp_path))
+    assert diag.fired == [] and diag.primary.id == "none"
+    assert verdict.status == "PASS"
+
+
+@pytest.mark.parametrize(("statuses", "expected"), [
+    ({"200": 95, "429": 5}, {"rate_limit"}),  # 5.0 % = threshold: fires
+    ({"200": 96, "429": 4}, set()),  # 4 %: below, no rule (still an SLO error-rate failure)
+])
+def test_rate_limit_rule_threshold(tmp_path: Path, statuses: dict, expected: set) -> None:
+    d = run_dir(tmp_path, recall=case("recall_text", FAST_RECALL[:95], statuses))
+    diag, verdict = diagnose(d)
+    assert {r.id for r in diag.fired} == expected
+    assert verdict.status == "FAIL"  # any 429 is a failed request against max error rate 0
+    if expected:
+        assert "5 of 100 requests were 429 (5.00 % ≥ 5.00 %)" in diag.primary_finding.evidence
+
+
+@pytest.mark.parametrize(("statuses", "rule"), [
+    ({"200": 99, "error:ConnectError": 1}, "transport"),
+    ({"200": 99, "503": 1}, "server_errors"),
+    ({"200": 99, "400": 1}, "client_errors"),
+    ({"200": 99, "invalid_body": 1}, "client_errors"),
+    ({"200": 98, "empty_recall": 2}, "ann_starvation"),
+])
+def test_error_category_rules_fire_alone(tmp_path: Path, statuses: dict, rule: str) -> None:
+    d = run_dir(tmp_path, recall=case("recall_text", FAST_RECALL[:98], statuses))
+    assert fired(d) == {rule}
+
+
+def test_extended_errors_object_wins_over_by_status(tmp_path: Path) -> None:
+    errors = {"rate_limited_429": 0, "client_4xx": 0, "server_5xx": 0, "transport": 0, "empty_recall": 3,
+              "invalid_body": 0}
+    # by_status alone would say 5xx; the suite's `errors` object classifies the same 3 responses as empty recalls
+    d = run_dir(tmp_path, recall=case("recall_text", FAST_RECALL, {"200": 97, "503": 3}, errors=errors))
+    assert fired(d) == {"ann_starvation"}
+
+
+def test_ann_starvation_from_explain_short_result(tmp_path: Path) -> None:
+    diag, _ = diagnose(run_dir(tmp_path, explain=EXPLAIN_SHORT))
+    assert {r.id for r in diag.fired} == {"ann_starvation"}
+    assert "returned 40 rows for a LIMIT of 150" in diag.primary_finding.evidence
+
+
+def test_index_planner_fires_on_seq_scan_only(tmp_path: Path) -> None:
+    diag, _ = diagnose(run_dir(tmp_path, explain=EXPLAIN_SEQSCAN))
+    assert {r.id for r in diag.fired} == {"index_planner"}
+    assert "Seq Scan on memory_nodes_p_0a1b2c3d4e5f6a7b" in diag.primary_finding.evidence
+
+
+def test_index_planner_silent_without_explain(tmp_path: Path) -> None:
+    assert fired(run_dir(tmp_path, explain=None)) == set()
+
+
+@pytest.mark.parametrize(("open_model", "expected"), [
+    ({"intended": 1000, "late": 5, "dropped": 0}, set()),  # 0.5 % late: below 1 %
+    ({"intended": 1000, "late": 20, "dropped": 0}, {"generator"}),
+    ({"intended": 1000, "late": 0, "dropped": 1}, {"generator"}),
+])
+def test_generator_rule(tmp_path: Path, open_model: dict, expected: set) -> None:
+    d = run_dir(tmp_path, recall=case("recall_text", FAST_RECALL, {"200": 100}, open_model=open_model))
+    assert fired(d) == expected
+
+
+def test_api_db_latency_fires_over_slo_without_429(tmp_path: Path) -> None:
+    diag, verdict = diagnose(run_dir(tmp_path, recall=case("recall_text", [400.0] * 100, {"200": 100})))
+    assert {r.id for r in diag.fired} == {"api_db_latency"}
+    f = diag.primary_finding
+    assert "p95 400.00 ms ≥ target 300 ms" in f.evidence
+    assert "EXPLAIN stage1+stage2 execution 5.00 ms = 1.25 % of p95" in f.evidence
+    assert "outside the two recall queries" in diag.next_action
+    assert verdict.status == "FAIL"
+
+
+def test_api_db_latency_uses_server_timing_and_db_share(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, recall=case("recall_text", [8.0] * 100, {"200": 100},
+                                      server_timing_ms={"db": 6.5, "app": 1.0}))
+    diag, _ = diagnose(d, R.SloTargets(recall_p95_ms=8.0))  # p95 8.0 is not strictly below 8.0
+    f = diag.findings["api_db_latency"][0]
+    assert "Server-Timing: db 6.50 ms, app 1.00 ms" in f.evidence and "`db`" in diag.next_action
+    diag, _ = diagnose(run_dir(tmp_path / "x", recall=case("recall_text", [8.0] * 100, {"200": 100})),
+                       R.SloTargets(recall_p95_ms=8.0))
+    assert "= 62.50 % of p95" in diag.primary_finding.evidence  # 5 ms of 8 ms: database-dominated
+    assert diag.next_action.startswith("database-dominated")
+
+
+def test_api_db_latency_not_evidence_when_429_dominated(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, recall=case("recall_text", [400.0] * 90, {"200": 90, "429": 10}))
+    diag, verdict = diagnose(d)
+    assert {r.id for r in diag.fired} == {"rate_limit"}
+    note = next(c.note for c in verdict.checks if c.subject == "recall_text" and c.metric == "p95 ms")
+    assert "not evidence" in note
+
+
+@pytest.mark.parametrize(("iters", "expected"), [
+    ([(40, 40, 1000.0)], {"worker"}),  # 40 jobs/s
+    ([(50, 50, 1000.0)], {"worker"}),  # exactly 50: the SLO is strictly above
+    ([(5001, 5001, 100000.0)], set()),  # 50.01 jobs/s
+])
+def test_worker_rule(tmp_path: Path, iters: list, expected: set) -> None:
+    assert fired(run_dir(tmp_path, worker=iters)) == expected
+
+
+def test_worker_rule_action_names_the_cause(tmp_path: Path) -> None:
+    diag, _ = diagnose(run_dir(tmp_path, worker=[(0, 0, 1000.0)]))
+    assert "nothing to claim" in diag.next_action
+    diag, _ = diagnose(run_dir(tmp_path / "b", worker=[(30, 20, 1000.0)], worker_failed=10))
+    assert "failing" in diag.next_action
+
+
+def test_primary_is_the_first_rule_in_order(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, recall=case("recall_text", FAST_RECALL[:80], {"200": 80, "429": 15, "503": 5}),
+                worker=[(10, 10, 1000.0)], explain=EXPLAIN_SEQSCAN)
+    diag, _ = diagnose(d)
+    assert [r.id for r in diag.fired] == ["rate_limit", "server_errors", "index_planner", "worker"]
+    assert diag.primary.id == "rate_limit"
+
+
+@pytest.mark.parametrize(("lat", "status"), [(300.0, "fail"), (299.99, "pass")])
+def test_slo_p95_strictly_below_target(tmp_path: Path, lat: float, status: str) -> None:
+    _, verdict = diagnose(run_dir(tmp_path, recall=case("recall_text", [lat] * 100, {"200": 100})))
+    check = next(c for c in verdict.checks if c.subject == "recall_text" and c.metric == "p95 ms")
+    assert check.status == status
+
+
+def test_slo_error_rate_at_max_passes(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, recall=case("recall_text", FAST_RECALL[:98], {"200": 98, "503": 2}))
+    _, verdict = diagnose(d, R.SloTargets(max_error_rate=0.02))
+    check = next(c for c in verdict.checks if c.subject == "recall_text" and c.metric == "error rate")
+    assert check.value == pytest.approx(0.02) and check.status == "pass"
+    _, verdict = diagnose(d, R.SloTargets(max_error_rate=0.0199))
+    assert verdict.status == "FAIL"
+
+
+def test_partial_when_worker_not_measured(tmp_path: Path) -> None:
+    _, verdict = diagnose(run_dir(tmp_path, worker=None))
+    assert verdict.status == "PARTIAL"
+
+
+def test_write_429_flag_in_recommendations(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, write=case("write", FAST_WRITE[:40], {"200": 40, "429": 6, "500": 4}))
+    run = collect_run(d)
+    diag = R.diagnose(run, R.SloTargets())
+    recs = R.recommendations(run, R.evaluate_slo(run, R.SloTargets()), diag)
+    flags = [r.text for r in recs if r.status == "flag"]
+    assert any("6 of 10 write failures are 429" in t for t in flags)
+    d2 = run_dir(tmp_path / "b", write=case("write", FAST_WRITE[:40], {"200": 40, "429": 4, "500": 6}))
+    run2 = collect_run(d2)
+    recs2 = R.recommendations(run2, R.evaluate_slo(run2, R.SloTargets()), R.diagnose(run2, R.SloTargets()))
+    assert not any("write failures are 429" in r.text for r in recs2)

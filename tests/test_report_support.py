@@ -1,0 +1,263 @@
+"""Builders of run-directory artifacts (docs/ARTIFACTS.md formats) for the report and compare tests. No tests here.
+
+Each builder writes exactly what it is given, so a test knows every input number and can compute the expected
+report figures independently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port, wait_http
+
+PYTHON = sys.executable
+
+EXPLAIN_HNSW = """\
+-- stage1
+                                   QUERY PLAN
+-------------------------------------------------------------------------------------------
+ Limit  (cost=30.67..33.38 rows=30 width=12) (actual time=0.461..0.500 rows=30.00 loops=1)
+   Buffers: shared hit=608
+   ->  Index Scan using memory_nodes_p_0a1b2c3d4e5f6a7b_embedding_idx on memory_nodes_p_0a1b2c3d4e5f6a7b n  \
+(cost=30.67..1577.50 rows=20000 width=12) (actual time=0.459..0.492 rows=30.00 loops=1)
+         Order By: (embedding <=> $1)
+         Filter: (scope = 'perf'::text)
+         Index Searches: 1
+         Buffers: shared hit=608
+ Planning Time: 0.342 ms
+ Execution Time: 1.250 ms
+(10 rows)
+
+-- stage2
+ Limit  (cost=120.10..130.20 rows=500 width=64) (actual time=1.201..2.950 rows=500.00 loops=1)
+   ->  Sort  (cost=120.10..125.00 rows=1000 width=64) (actual time=1.200..2.900 rows=500.00 loops=1)
+         Sort Key: e.weight DESC, e.confidence DESC
+         Sort Method: top-N heapsort  Memory: 120kB
+         ->  Index Scan using memory_edges_p_0a1b_scope_src_id_type_idx on memory_edges_p_0a1b e  \
+(cost=0.42..90.00 rows=1000 width=64) (actual time=0.020..0.800 rows=1200.00 loops=1)
+               Index Cond: ((scope = 'perf'::text) AND (src_id = ANY ($2)))
+ Planning Time: 0.410 ms
+ Execution Time: 3.750 ms
+"""
+
+EXPLAIN_SEQSCAN = """\
+-- stage1
+ Limit  (cost=5000.00..5000.10 rows=30 width=12) (actual time=40.100..40.120 rows=30.00 loops=1)
+   ->  Sort  (cost=5000.00..5050.00 rows=20000 width=12) (actual time=40.090..40.100 rows=30.00 loops=1)
+         Sort Key: ((embedding <=> $1))
+         ->  Seq Scan on memory_nodes_p_0a1b2c3d4e5f6a7b n  (cost=0.00..4000.00 rows=20000 width=12) \
+(actual time=0.010..30.000 rows=20000.00 loops=1)
+               Filter: (scope = 'perf'::text)
+ Planning Time: 0.300 ms
+ Execution Time: 40.500 ms
+-- stage2
+ Limit  (cost=1.00..2.00 rows=500 width=64) (actual time=1.000..2.000 rows=500.00 loops=1)
+ Planning Time: 0.200 ms
+ Execution Time: 2.000 ms
+"""
+
+# The stage-1 LIMIT asks 150 rows from an index scan estimated at 20000, and only 40 come back (ef_search = 40 with
+# a post-scan filter): the shape pgvector shows when filtered candidates are not replaced.
+EXPLAIN_SHORT = """\
+-- stage1
+ Limit  (cost=30.67..42.27 rows=150 width=12) (actual time=0.495..0.556 rows=40.00 loops=1)
+   ->  Index Scan using n_p_abc_embedding_idx on n_p_abc n  (cost=30.67..1577.50 rows=20000 width=12) \
+(actual time=0.494..0.552 rows=40.00 loops=1)
+         Order By: (embedding <=> '[1,2,3]'::vector)
+         Filter: (scope = 'perf'::text)
+ Planning Time: 0.132 ms
+ Execution Time: 0.573 ms
+"""
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    """The peer's percentile: sorted[ceil(n·q) − 1]."""
+    s = sorted(values)
+    return s[max(0, math.ceil(len(s) * q) - 1)]
+
+
+def write_json(path: Path, value: Any) -> Path:
+    path.write_text(json.dumps(value, indent=2))
+    return path
+
+
+def case(name: str, latencies: list[float], by_status: dict[str, int], *, rps: float = 50.0,
+         errors: dict[str, int] | None = None, open_model: dict[str, int] | None = None,
+         server_timing_ms: dict[str, float] | None = None) -> dict[str, Any]:
+    """A benchmark case whose latency block is the nearest-rank summary of `latencies` (successes)."""
+    total = sum(by_status.values())
+    ok = sum(v for k, v in by_status.items() if k.isdigit() and 200 <= int(k) < 300)
+    c: dict[str, Any] = {
+        "name": name, "total": total, "ok": ok, "failed": total - ok, "rps": rps,
+        "latency_ms": {"min": min(latencies), "p50": nearest_rank(latencies, .5), "p95": nearest_rank(latencies, .95),
+                       "p99": nearest_rank(latencies, .99), "max": max(latencies),
+                       "mean": sum(latencies) / len(latencies)} if latencies else
+        {"min": None, "p50": None, "p95": None, "p99": None, "max": None, "mean": None},
+        "by_status": by_status, "transport_error_count": sum(v for k, v in by_status.items() if k.startswith("error:")),
+        "transport_error_rate": 0.0,
+    }
+    if errors is not None:
+        c["errors"] = errors
+    if open_model is not None:
+        c["open_model"] = open_model
+    if server_timing_ms is not None:
+        c["server_timing_ms"] = server_timing_ms
+    return c
+
+
+def write_benchmark(directory: Path, scale: str, cases: list[dict[str, Any]], **extra: Any) -> Path:
+    doc = {"ok": True, "base_url": "http://127.0.0.1:3001", "auth_mode": "none", "scope": f"perf_{scale}",
+           "tenant_id": "default",
+           "params": {"mode": "all", "recall_concurrency": 12, "write_concurrency": 4, "pace_ms": 0,
+                      "adaptive": "on", "profile": "balanced", "locust_version": "2.47.0"},
+           "cases": cases, "artifacts": {"csv_prefix": f"locust_{scale}"}}
+    doc.update(extra)
+    return write_json(directory / f"benchmark_{scale}.json", doc)
+
+
+def write_seed(directory: Path, scale: str, nodes: int, edges: int) -> Path:
+    return write_json(directory / f"seed_{scale}.json", {
+        "ok": True, "scope": f"perf_{scale}", "tenant_id": "default", "scope_key": f"perf_{scale}",
+        "inserted": {"topics": nodes // 101, "events": nodes - nodes // 101, "edges": edges},
+        "totals_in_scope": {"nodes": nodes, "edges": edges}, "elapsed_ms": 1234.5, "vectors": "clustered"})
+
+
+def write_worker(directory: Path, per_iteration: list[tuple[int, int, float]], *, failed_marked: int = 0,
+                 before: int = 500, after: int = 20) -> Path:
+    """per_iteration: (claimed, processed, elapsed_ms) per iteration."""
+    processed = sum(p for _, p, _ in per_iteration)
+    elapsed = sum(e for _, _, e in per_iteration)
+    return write_json(directory / "worker_baseline.json", {
+        "ok": True, "scope": "default", "iterations": len(per_iteration), "mode": "in_process",
+        "totals": {"claimed": sum(c for c, _, _ in per_iteration), "processed": processed, "topic_cluster_runs": 1,
+                   "embed_backfill_runs": 1, "failed_marked": failed_marked, "elapsed_ms_sum": elapsed,
+                   "elapsed_ms_wall": elapsed + 100, "throughput_processed_per_sec": processed / (elapsed / 1000)},
+        "outbox_before": {"unpublished": before, "failed": 0, "claimed": 0},
+        "outbox_after": {"unpublished": after, "failed": failed_marked, "claimed": 0},
+        "per_iteration": [{"iteration": i + 1, "claimed": c, "processed": p, "failed_marked": 0, "elapsed_ms": e,
+                           "throughput_processed_per_sec": p / (e / 1000)}
+                          for i, (c, p, e) in enumerate(per_iteration)]})
+
+
+def write_exact(directory: Path, scale: str, endpoints: dict[str, list[float]]) -> Path:
+    out = {}
+    for name, lat in endpoints.items():
+        s = sorted(lat)
+        out[name] = {"count": len(s), "min_ms": s[0], "max_ms": s[-1], "mean_ms": sum(s) / len(s),
+                     "percentiles_ms": {k: nearest_rank(s, q) for k, q in
+                                        (("50", .5), ("66", .66), ("75", .75), ("90", .9), ("95", .95),
+                                         ("99", .99), ("99.9", .999))},
+                     "cdf": [[v, (i + 1) / len(s)] for i, v in enumerate(s)]}
+    return write_json(directory / f"locust_{scale}_exact.json", {"endpoints": out})
+
+
+def write_pacing(directory: Path, scale: str, rows: list[tuple[float, str, float, int, int]]) -> Path:
+    path = directory / f"locust_{scale}_pacing.csv"
+    path.write_text("timestamp,endpoint_class,pace_ms,count_429,count_ok\n"
+                    + "".join(f"{t},{c},{p},{n429},{ok}\n" for t, c, p, n429, ok in rows))
+    return path
+
+
+def write_adapt(directory: Path, scale: str, *, attempts: int = 2, exhausted: bool = False) -> Path:
+    return write_json(directory / f"benchmark_adapt_{scale}.json", {
+        "scale": scale, "auto_adapt": True, "max_rate_limit_retries": 4, "retries_used": attempts - 1,
+        "attempts_total": attempts, "exhausted": exhausted,
+        "initial": {"recall_concurrency": 12, "write_concurrency": 4, "pace_ms": 0},
+        "final": {"recall_concurrency": 6, "write_concurrency": 2, "pace_ms": 50, "last_429": 0,
+                  "last_total_requests": 280, "last_allowed_429": 0, "last_429_rate": 0.0}})
+
+
+def write_manifest(directory: Path) -> Path:
+    return write_json(directory / "manifest.json", {
+        "tool": "memload matrix", "matrix_tag": "t1", "config": {"PERF_PROFILE": "balanced", "RUN_EXPLAIN": True},
+        "host": {"hostname": "h", "cpu_model": "Test CPU 9000", "cpu_cores": 2, "mem_gib": 23.5, "os": "Linux-x",
+                 "python": "3.11.7", "git_commit": "abc1234", "git_branch": "main", "date": "2026-09-01T10:00:00+0000"},
+        "database": {"postgres": "18.0", "pgvector": "0.8.5",
+                     "settings": {"shared_buffers": "128MB", "work_mem": "4MB"}},
+        "api_settings": {"hnsw_ef_search": 100, "hnsw_iterative_scan": "relaxed_order"},
+        "phases": [{"name": "seed_1000", "started_at": 1.0, "elapsed_s": 2.5, "ok": True, "detail": ""},
+                   {"name": "benchmark_1000", "started_at": 4.0, "elapsed_s": 7.25, "ok": True, "detail": ""}],
+        "interrupted": False, "failed": None, "complete": True})
+
+
+# ------------------------------------------------------------------------------------------ a real Locust run
+SERVER = textwrap.dedent('''
+    import json, sys, threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    lock = threading.Lock(); n = {"write": 0}
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"; wbufsize = 65536; disable_nagle_algorithm = True
+        def log_message(self, *a): pass
+        def send(self, code, body, headers=()):
+            data = json.dumps(body).encode()
+            self.send_response(code); self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for k, v in headers: self.send_header(k, v)
+            self.end_headers(); self.wfile.write(data)
+        def do_GET(self):
+            self.send(200, {"ok": True}) if self.path == "/health" else self.send(500, {"error": "internal_error"})
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            if self.path.endswith("/recall_text"):
+                time.sleep(0.002); self.send(200, {"seeds": [{"id": "x"}]})
+            elif self.path.endswith("/write"):
+                with lock:
+                    n["write"] += 1; k = n["write"]
+                if k % 4 == 0: self.send(429, {"error": "tenant_rate_limited_write"}, [("retry-after", "1")])
+                else: time.sleep(0.004); self.send(200, {"commit_id": "c"})
+            else: self.send(404, {"error": "not_found"})
+    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+''')
+
+LOCUSTFILE = textwrap.dedent('''
+    from locust import HttpUser, constant, task
+    class U(HttpUser):
+        wait_time = constant(0.01)
+        @task(3)
+        def recall(self):
+            self.client.post("/v1/memory/recall_text", json={"query_text": "q"}, name="recall_text")
+        @task(1)
+        def write(self):
+            # as the suite's users do: 429s are booked under "<endpoint> [429]" with the category as the failure
+            with self.client.post("/v1/memory/write", json={"input_text": "w"}, name="write",
+                                  catch_response=True) as resp:
+                if resp.status_code == 429:
+                    resp.request_meta["name"] = "write [429]"
+                    resp.failure("rate_limited_429")
+                elif resp.status_code != 200:
+                    resp.failure(f"server_5xx: {resp.status_code}")
+                else:
+                    resp.success()
+''')
+
+
+def real_locust_run(workdir: Path, scale: str = "1000", seconds: int = 4) -> Path:
+    """A short real headless Locust 2.47.0 run (--csv-full-history) against a loopback server; returns the dir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "server.py").write_text(SERVER)
+    (workdir / "locustfile.py").write_text(LOCUSTFILE)
+    out = workdir / "run"
+    out.mkdir(exist_ok=True)
+    port = free_port()
+    server = subprocess.Popen([PYTHON, str(workdir / "server.py"), str(port)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=20, proc=server)
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [PYTHON, "-m", "locust", "-f", str(workdir / "locustfile.py"), "--headless", "-u", "2", "-r", "2",
+             "-t", f"{seconds}s", "--csv", str(out / f"locust_{scale}"), "--csv-full-history", "--only-summary",
+             "-H", f"http://127.0.0.1:{port}", "--exit-code-on-error", "0"],
+            capture_output=True, text=True, timeout=60 + seconds)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert time.monotonic() - t0 < 40 + seconds
+    finally:
+        server.terminate()
+        server.wait(10)
+    return out
