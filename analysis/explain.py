@@ -15,6 +15,7 @@ from pathlib import Path
 from analysis.errors import MalformedArtifact
 
 _SECTION_RE = re.compile(r"^\s*--\s*(?P<name>stage\s*\d+\S*.*?)\s*$", re.IGNORECASE)
+_HEADER_RE = re.compile(r"^\s*--\s*(?P<key>[A-Za-z][\w ./-]*?):\s*(?P<value>.*)$")
 _EXEC_RE = re.compile(r"Execution Time:\s*(?P<ms>[-+0-9.eE]+)\s*ms")
 _PLAN_TIME_RE = re.compile(r"Planning Time:\s*(?P<ms>[-+0-9.eE]+)\s*ms")
 _NODE_RE = re.compile(r"^\s*(?:->\s*)?(?P<node>[A-Z][A-Za-z ]+?(?: using \S+)?(?: on \S+(?: \S+)?)?)\s+\(")
@@ -99,6 +100,22 @@ class ExplainInfo:
     path: Path
     stages: dict[str, StagePlan]
     execution_times_ms: list[float]
+    header: dict[str, str] = field(default_factory=dict)  # `-- key: value` lines before the first stage
+
+    @property
+    def hnsw_threshold(self) -> tuple[int, int] | None:
+        """(ready vectors, minimum for HNSW) from `-- ready hot/warm vectors: N (HNSW required from M)`: below M an
+        exact scan is the planner's right choice, not a fault (memload explain does not enforce HNSW there)."""
+        m = re.match(r"\s*(\d+)\s*\(HNSW required from (\d+)\)", self.header.get("ready hot/warm vectors", ""))
+        return (int(m[1]), int(m[2])) if m else None
+
+    @property
+    def server_versions(self) -> tuple[str | None, str | None]:
+        """(PostgreSQL, pgvector) from a `-- server: PostgreSQL X, pgvector Y` header line (memload explain)."""
+        text = self.header.get("server", "")
+        pg = re.search(r"PostgreSQL\s+([^,\s]+)", text)
+        vec = re.search(r"pgvector\s+([^,\s]+)", text)
+        return (pg[1] if pg else None, vec[1] if vec else None)
 
     @property
     def stage1(self) -> StagePlan | None:
@@ -141,7 +158,11 @@ def parse_explain(path: Path) -> ExplainInfo:
     stages: dict[str, StagePlan] = {}
     current: StagePlan | None = None
     times: list[float] = []
+    header: dict[str, str] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
+        if current is None and (h := _HEADER_RE.match(line)) and not _SECTION_RE.match(line):
+            header.setdefault(h["key"].strip().lower(), h["value"].strip())
+            continue
         if m := _SECTION_RE.match(line):
             label = m["name"].strip()
             number = re.match(r"stage\s*(\d+)", label, re.IGNORECASE)[1]  # type: ignore[index]
@@ -166,4 +187,4 @@ def parse_explain(path: Path) -> ExplainInfo:
                 raise MalformedArtifact(path, f"line {lineno}: bad Planning Time {m['ms']!r}") from None
         if current is not None:
             current.lines.append(line)
-    return ExplainInfo(path, stages, times)
+    return ExplainInfo(path, stages, times, header)

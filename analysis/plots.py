@@ -9,7 +9,6 @@ missing, so the report can link what exists and say what does not.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.artifacts import WorkerBaseline, endpoint_key, status_suffix
+from analysis.figures import Plot, Skipped
 from analysis.locust_csv import AGGREGATED, WINDOW_WARMUP_S, LocustRun
 from analysis.metrics import ScaleMetrics, split_by_status
 from analysis.rules import SloTargets
@@ -27,21 +27,6 @@ MAX_POINTS = 900  # per drawn line (≈ plot width in pixels)
 COLORS = {"p50": "#1f77b4", "p95": "#ff7f0e", "p99": "#d62728"}
 STATUS_COLORS = {"2xx": "#2ca02c", "429": "#ff7f0e", "other 4xx": "#bcbd22", "5xx": "#d62728",
                  "transport": "#9467bd", "empty recall": "#7f7f7f", "invalid body": "#8c564b", "other": "#17becf"}
-
-
-@dataclass
-class Plot:
-    key: str
-    title: str
-    path: Path
-    caption: str
-
-
-@dataclass
-class Skipped:
-    key: str
-    title: str
-    reason: str
 
 
 def _figure(rows: int = 1, height: float = 3.2, width: float = 10.0) -> tuple[Figure, list]:

@@ -17,9 +17,9 @@ from typing import Any
 
 from analysis import rules as R
 from analysis.errors import TemplateError
+from analysis.figures import Plot, Skipped
 from analysis.jsonio import dig
 from analysis.metrics import ERROR_CATEGORIES, ERROR_LABELS, SRC_LOCUST, EndpointMetrics, RunMetrics, ScaleMetrics
-from analysis.plots import Plot, Skipped
 
 NR = "not recorded"
 _FIELD_RE = re.compile(r"\{\{\s*([a-z0-9_]+)\s*\}\}")
@@ -148,28 +148,46 @@ def f_host_spec(ctx: ReportContext) -> str:
             + (f", {osname}" if osname else "") + f" ({src})")
 
 
+def _explain_header(ctx: ReportContext) -> tuple[str, Any] | None:
+    for sm in ctx.run.scales:
+        if sm.explain is not None and sm.explain.header:
+            return sm.explain.path.name, sm.explain
+    return None
+
+
+def _version(ctx: ReportContext, index: int, paths: tuple[str, ...]) -> str:
+    v = _manifest(ctx, *paths)
+    if v:
+        return f"{v} (manifest.json)"
+    found = _explain_header(ctx)
+    if found and found[1].server_versions[index]:
+        return f"{found[1].server_versions[index]} ({found[0]} header)"
+    where = f"manifest.json has no {paths[0]}" if ctx.run.manifest is not None else "no manifest.json"
+    return f"{NR} ({where}; no `memload explain` header)"
+
+
 def f_postgres_version(ctx: ReportContext) -> str:
-    v = _manifest(ctx, "database.postgres", "versions.postgresql", "versions.postgres", "postgres_version")
-    return f"{v} (manifest.json)" if v else f"{NR} (no manifest.json with database.postgres)"
+    return _version(ctx, 0, ("database.postgres", "versions.postgresql", "versions.postgres", "postgres_version"))
 
 
 def f_pgvector_version(ctx: ReportContext) -> str:
-    v = _manifest(ctx, "database.pgvector", "versions.pgvector", "pgvector_version")
-    return f"{v} (manifest.json)" if v else f"{NR} (no manifest.json with database.pgvector)"
+    return _version(ctx, 1, ("database.pgvector", "versions.pgvector", "pgvector_version"))
 
 
 def f_pg_settings(ctx: ReportContext) -> str:
     s = _manifest(ctx, "database.settings", "pg_settings")
     if isinstance(s, dict) and s:
-        return ", ".join(f"`{k}={v}`" for k, v in s.items())
+        return ", ".join(f"`{k}={v}`" for k, v in s.items()) + " (manifest.json)"
     return NR
 
 
 def f_api_settings(ctx: ReportContext) -> str:
     s = _manifest(ctx, "api_settings")
-    if isinstance(s, dict) and s:
-        return ", ".join(f"`{k}={v}`" for k, v in s.items())
-    return NR
+    out = ", ".join(f"`{k}={v}`" for k, v in s.items()) + " (manifest.json)" if isinstance(s, dict) and s else ""
+    found = _explain_header(ctx)
+    if found and found[1].header.get("settings"):
+        out += ("; " if out else "") + f"EXPLAIN session: `{found[1].header['settings']}` ({found[0]})"
+    return out or NR
 
 
 def f_scope_tenant(ctx: ReportContext) -> str:
@@ -396,6 +414,10 @@ def f_planner_details(ctx: ReportContext) -> str:
                     if short else "")
             blocks.append(f"- {label} (scale {sm.scale}, `{sm.explain.path.name}`, execution "
                           f"{ms(plan.execution_ms)}, planning {ms(plan.planning_ms)}):\n\n```text\n{lines}\n```{note}")
+    checks = [f"- `{sm.explain.path.name}` check: {sm.explain.header['check']}" for sm in ctx.run.scales
+              if sm.explain is not None and sm.explain.header.get("check")]
+    if checks:
+        blocks.insert(0, "\n".join(checks))
     return "\n\n".join(blocks) if blocks else "_No explain_<scale>.txt in the run directory._"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import rules as R
+from analysis.figures import Plot, Skipped
 from analysis.metrics import RunMetrics, collect_run
 from analysis.render import HostMeta, ReportContext, render
 
@@ -30,8 +31,6 @@ class ReportResult:
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable result printed by the CLI (every figure the report states, by scale/endpoint)."""
-        from analysis.plots import Plot, Skipped
-
         scales = []
         for sm in self.run.scales:
             scales.append({

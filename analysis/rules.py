@@ -86,10 +86,17 @@ def evaluate_slo(run: RunMetrics, slo: SloTargets) -> SloVerdict:
                 checks.append(_check(sm.scale, ep.name, "p95 ms", ep.p("p95"), target, "<", note))
                 checks.append(_check(sm.scale, ep.name, "error rate", ep.error_rate, slo.max_error_rate, "<=",
                                      ep.errors_source))
-    worker = run.worker.throughput if run.worker else None
-    checks.append(_check("run", "worker", "processed/s", worker, slo.worker_min_jobs_per_sec, ">",
-                         "worker_baseline.json totals.throughput_processed_per_sec" if run.worker else
-                         "worker_baseline.json absent"))
+    w = run.worker
+    if w is None:
+        checks.append(_check("run", "worker", "processed/s", None, slo.worker_min_jobs_per_sec, ">",
+                             "worker_baseline.json absent"))
+    elif w.claimed == 0 and w.processed == 0:  # 0 jobs/s on an empty outbox measures nothing
+        checks.append(_check("run", "worker", "processed/s", None, slo.worker_min_jobs_per_sec, ">",
+                             "the outbox had no jobs to claim (build a backlog: PERF_PROFILE=worker_slo or "
+                             "--backlog-writes)"))
+    else:
+        checks.append(_check("run", "worker", "processed/s", w.throughput, slo.worker_min_jobs_per_sec, ">",
+                             "worker_baseline.json totals.throughput_processed_per_sec"))
     return SloVerdict(checks)
 
 
@@ -179,6 +186,9 @@ def _index_planner(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     out = []
     for sm in run.scales:
         if sm.explain is not None and sm.explain.hnsw_used is False:
+            small = sm.explain.hnsw_threshold
+            if small is not None and small[0] < small[1]:
+                continue  # too few vectors for HNSW to pay off: an exact scan is the right plan
             first = sm.explain.stage1.first_scan if sm.explain.stage1 else None
             out.append(Finding("index_planner", sm.scale, "stage1",
                                f"stage 1 has no ANN index scan (Index Scan ordered by a distance operator); "
@@ -228,6 +238,18 @@ def _api_db_latency(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     return out
 
 
+def _rate_limit_minor(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    out = []
+    for sm, ep in _each_endpoint(run):
+        n, share, rate = ep.errors.get("rate_limited_429", 0), ep.share("rate_limited_429"), ep.error_rate
+        if n > 0 and share is not None and share < RATE_LIMIT_SHARE and rate is not None \
+                and rate > slo.max_error_rate:
+            out.append(Finding("rate_limit_minor", sm.scale, ep.name,
+                               f"{n} of {ep.requests} requests were 429 ({_pct(share)}, below {_pct(RATE_LIMIT_SHARE)})"
+                               f" and the error rate {_pct(rate)} exceeds the SLO maximum {_pct(slo.max_error_rate)}"))
+    return out
+
+
 def _explain_ms(sm: ScaleMetrics) -> float | None:
     if sm.explain is None or sm.explain.stage1 is None or sm.explain.stage1.execution_ms is None:
         return None
@@ -237,14 +259,12 @@ def _explain_ms(sm: ScaleMetrics) -> float | None:
 
 def _worker(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     w = run.worker
-    if w is None or w.throughput > slo.worker_min_jobs_per_sec:
-        return []
+    if w is None or w.throughput > slo.worker_min_jobs_per_sec or (w.claimed == 0 and w.processed == 0):
+        return []  # an empty outbox is "not measured" (see evaluate_slo), not a slow worker
     evidence = (f"processed/s {w.throughput:.2f} ≤ target {slo.worker_min_jobs_per_sec:g} "
                 f"({w.processed} processed, {w.claimed} claimed, {w.failed_marked} failed marked)")
     action = None
-    if w.claimed == 0:
-        action = "the worker had nothing to claim: build a backlog first (PERF_PROFILE=worker_slo / --backlog-writes)"
-    elif w.failed_marked > 0:
+    if w.failed_marked > 0:
         action = "jobs are failing: read embedding_last_error / outbox last_error before tuning throughput"
     return [Finding("worker", "run", "worker", evidence, action)]
 
@@ -271,7 +291,8 @@ RULES: tuple[Rule, ...] = (
          "raise hnsw.ef_search or use hnsw.iterative_scan (relaxed_order/strict_order, hnsw.max_scan_tuples); check "
          "the query set belongs to this scope and the seed used distinct vectors", _ann_starvation),
     Rule("index_planner", "index / planner",
-         "EXPLAIN stage 1 has a plan but no ANN index scan (an Index Scan ordered by a pgvector distance operator)",
+         "EXPLAIN stage 1 has a plan but no ANN index scan (an Index Scan ordered by a pgvector distance operator), "
+         "unless the explain header says the scope has fewer ready vectors than HNSW needs",
          "run `memload check-indexes`, ANALYZE the scope, check the stage-1 shape (ORDER BY embedding <=> $q LIMIT n)"
          " and PGOPTIONS (enable_seqscan/enable_indexscan)", _index_planner),
     Rule("generator", "load generator (coordinated omission risk)",
@@ -283,7 +304,12 @@ RULES: tuple[Rule, ...] = (
          f"{_pct(RATE_LIMIT_SHARE)}; Server-Timing (if recorded) and EXPLAIN time (≥ {_pct(DB_SHARE_OF_P95)} of p95 "
          "= database-dominated) say where the time goes",
          "profile the slow part named in the evidence", _api_db_latency),
-    Rule("worker", "worker", "worker processed/s ≤ the worker SLO minimum",
+    Rule("rate_limit_minor", "rate limiter (a few 429s fail the error-rate SLO)",
+         f"429s below {_pct(RATE_LIMIT_SHARE)} of an endpoint's requests (latency still evidence) but its error rate "
+         "exceeds the SLO maximum",
+         "lower concurrency slightly or let adaptive pacing settle (AUTO_ADAPT_RATE_LIMIT), or raise the limits; "
+         "the error-rate SLO counts every 429", _rate_limit_minor),
+    Rule("worker", "worker", "worker processed/s ≤ the worker SLO minimum (with jobs to claim)",
          "raise OUTBOX_BATCH_SIZE, run more worker processes, and check failed_marked", _worker),
 )
 
@@ -341,7 +367,9 @@ def recommendations(run: RunMetrics, verdict: SloVerdict, diagnosis: Diagnosis) 
         status = SloVerdict(checks).status if checks else "NOT MEASURED"
         failing = [c for c in checks if c.status == "fail"]
         if status == "NOT MEASURED":
-            text = f"not measured in this run: `PERF_PROFILE={profile} SCALES={scales} memload matrix`"
+            notes = "; ".join(dict.fromkeys(c.note for c in checks if c.note and "absent" not in c.note))
+            text = (f"not measured in this run{': ' + notes if notes else ''} — "
+                    f"`PERF_PROFILE={profile} SCALES={scales} memload matrix`")
         elif failing:
             text = "; ".join(f"{c.scale}/{c.subject} {c.metric} {_fmt(c)} (target {c.op} {_fmt(c, c.target)})"
                              for c in failing) + f" — re-run `PERF_PROFILE={profile} SCALES={scales} memload matrix` " \

@@ -17,6 +17,7 @@ from locust.exception import StopUser
 from locustfiles.pacing import PacingController, parse_retry_after
 from locustfiles.runtime import REPORT_KEY, Suite, suite_of
 from locustfiles.validation import OK, RATE_LIMITED, classify
+from locustfiles.write_ack import default_log
 
 
 class SuiteUser(FastHttpUser):
@@ -44,7 +45,7 @@ class SuiteUser(FastHttpUser):
             ctl.unregister_user()
 
     def send(self, endpoint: str, method: str, path: str, body: bytes | None = None, *,
-             expected_min_seeds: int = 0, expected_nodes: int = 1) -> None:
+             expected_min_seeds: int = 0, expected_nodes: int = 1, ack_client_id: str | None = None) -> None:
         """One budgeted request: take a token (or stop), wait for pace/schedule/Retry-After, send, judge."""
         suite, cls = self.suite, self.endpoint_class
         if not suite.take(cls):
@@ -55,17 +56,19 @@ class SuiteUser(FastHttpUser):
             headers = suite.post_headers if body is not None else suite.headers
             with self.client.request(method, path, name=endpoint, data=body, headers=headers,
                                      catch_response=True) as resp:
-                self._judge(resp, endpoint, intended, expected_min_seeds, expected_nodes)
+                self._judge(resp, endpoint, intended, expected_min_seeds, expected_nodes, ack_client_id)
         finally:
             suite.complete(cls)
 
     def _judge(self, resp: Any, endpoint: str, intended: float | None, expected_min_seeds: int,
-               expected_nodes: int) -> None:
+               expected_nodes: int, ack_client_id: str | None = None) -> None:
         status = resp.status_code or 0
         error = getattr(resp, "error", None) if status == 0 else None
         body = resp.content if status else None
         verdict = classify(endpoint, status, body, error, expected_min_seeds=expected_min_seeds,
                            expected_nodes=expected_nodes)
+        if ack_client_id is not None:  # --verify-writes: record what the server told us about this write
+            default_log().record(ack_client_id, status, verdict.status_key, body)
         meta = resp.request_meta
         meta["context"][REPORT_KEY] = (endpoint, verdict, intended)
         if verdict.category == OK:

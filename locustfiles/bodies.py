@@ -30,11 +30,15 @@ def recall_body(tenant_id: str, scope: str, text: str, limit: int) -> bytes:
     return _dumps({"tenant_id": tenant_id, "scope": scope, "query_embedding": fake_embed(text), "limit": limit})
 
 
+def write_client_id(run_tag: str, i: int) -> str:
+    return f"perf_write_{run_tag}_{i}"
+
+
 def write_body(tenant_id: str, scope: str, run_tag: str, i: int, auto_embed: bool) -> bytes:
     """The peer's write: `perf write <runTag> #<i>`, client id `perf_write_<runTag>_<i>`, shared lane."""
     return _dumps({
         "tenant_id": tenant_id, "scope": scope, "input_text": f"perf write {run_tag} #{i}",
         "auto_embed": auto_embed, "memory_lane": "shared",
-        "nodes": [{"client_id": f"perf_write_{run_tag}_{i}", "type": "event",
+        "nodes": [{"client_id": write_client_id(run_tag, i), "type": "event",
                    "text_summary": f"perf write payload #{i}"}],
     })

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from locustfiles.validation import CATEGORIES, OK, TRANSPORT, Verdict
@@ -25,10 +26,37 @@ HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
 PERCENTILES = ("50", "66", "75", "90", "95", "99", "99.9")
 MAX_CDF_POINTS = 400
+PENDING_MAX = 4096
 
 
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def record_many(hist: HdrHistogram, values_us: list[int]) -> None:
+    """Add integer microsecond values to `hist` in one vectorised step (same counts as `record_value` per value).
+
+    `record_value` costs several microseconds of pure Python per call, too much on the request path of a load
+    generator; the request listener only appends to a list and this folds the list in. It relies on hdrh's
+    (pinned, 0.10.8) internals; anything unexpected falls back to `record_value`."""
+    if not values_us:
+        return
+    try:
+        counts = np.ctypeslib.as_array(hist.counts)
+        v = np.asarray(values_us, dtype=np.int64)
+        _, exp = np.frexp((v | hist.sub_bucket_mask).astype(np.float64))  # exp = bit length (exact below 2^53)
+        bucket = exp.astype(np.int64) - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
+        sub = v >> (bucket + hist.unit_magnitude)
+        idx = ((bucket + 1) << hist.sub_bucket_half_count_magnitude) + (sub - hist.sub_bucket_half_count)
+        if idx.min() < 0 or idx.max() >= hist.counts_len or counts.shape[0] < hist.counts_len:
+            raise ValueError("index out of range")
+        np.add.at(counts, idx, 1)
+        hist.total_count += len(values_us)
+        hist.min_value = min(hist.min_value, int(v.min()))
+        hist.max_value = max(hist.max_value, int(v.max()))
+    except (AttributeError, TypeError, ValueError):
+        for value in values_us:
+            hist.record_value(value)
 
 
 @dataclass
@@ -50,23 +78,40 @@ class CaseStats:
     late: int = 0
     lag_sum_ms: float = 0.0
     lag_max_ms: float = 0.0
+    pending_us: list[int] = field(default_factory=list)  # successes not yet folded into `hist`
 
     def record(self, verdict: Verdict, latency_ms: float, start: float, end: float) -> None:
+        """One finished request (hot path of the load generator: plain comparisons, no histogram call)."""
         self.total += 1
         self.by_status[verdict.status_key] += 1
-        self.first_start = min(self.first_start, start)
-        self.last_end = max(self.last_end, end)
+        if start < self.first_start:
+            self.first_start = start
+        if end > self.last_end:
+            self.last_end = end
         if verdict.category == OK:
             self.ok += 1
             self.sum_ms += latency_ms
-            self.min_ms = min(self.min_ms, latency_ms)
-            self.max_ms = max(self.max_ms, latency_ms)
-            self.hist.record_value(min(HIGHEST_US, max(LOWEST_US, round(latency_ms * 1000.0))))
+            if latency_ms < self.min_ms:
+                self.min_ms = latency_ms
+            if latency_ms > self.max_ms:
+                self.max_ms = latency_ms
+            us = int(latency_ms * 1000.0 + 0.5)
+            pending = self.pending_us
+            pending.append(LOWEST_US if us < LOWEST_US else HIGHEST_US if us > HIGHEST_US else us)
+            if len(pending) >= PENDING_MAX:
+                self.flush()
         else:
             self.errors[verdict.category] += 1
 
+    def flush(self) -> HdrHistogram:
+        """Fold pending values into the histogram; returns it."""
+        if self.pending_us:
+            pending, self.pending_us = self.pending_us, []
+            record_many(self.hist, pending)
+        return self.hist
+
     def merge(self, other: CaseStats) -> None:
-        self.hist.add(other.hist)
+        self.flush().add(other.flush())
         for name in ("ok", "sum_ms", "total", "intended", "dropped", "late", "lag_sum_ms"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.min_ms = min(self.min_ms, other.min_ms)
@@ -80,7 +125,7 @@ class CaseStats:
     # --- wire format (worker -> master) ---
     def to_wire(self) -> dict[str, Any]:
         return {
-            "hist": self.hist.encode().decode("ascii") if self.ok else "",
+            "hist": self.flush().encode().decode("ascii") if self.ok else "",
             "ok": self.ok, "sum_ms": self.sum_ms, "min_ms": _finite(self.min_ms), "max_ms": self.max_ms,
             "total": self.total, "by_status": dict(self.by_status), "errors": dict(self.errors),
             "first_start": _finite(self.first_start), "last_end": self.last_end,
@@ -104,7 +149,7 @@ class CaseStats:
     # --- rendering ---
     def percentile_ms(self, q: float) -> float | None:
         """Nearest-rank percentile (the peer's `sorted[ceil(n*q)-1]`) at histogram resolution, clamped to min/max."""
-        n = self.hist.get_total_count()
+        n = self.flush().get_total_count()
         if n == 0:
             return None
         if q >= 1.0:
@@ -121,7 +166,7 @@ class CaseStats:
 
     def cdf(self) -> list[list[float]]:
         """[[ms, fraction <= ms], ...] over the recorded buckets, thinned to at most MAX_CDF_POINTS."""
-        n = self.hist.get_total_count()
+        n = self.flush().get_total_count()
         if n == 0:
             return []
         points: list[list[float]] = []
@@ -199,8 +244,9 @@ class Recorder:
         return cs
 
     def mark_start(self, endpoint: str, when: float) -> None:
-        cs = self.case(endpoint)
-        cs.first_start = min(cs.first_start, when)
+        cs = self.cases.get(endpoint) or self.case(endpoint)
+        if when < cs.first_start:
+            cs.first_start = when
 
     def take_delta(self) -> dict[str, Any]:
         delta = {"cases": self.cases, "pacing_rows": self.pacing_rows, "pacing_state": dict(self.pacing_state)}

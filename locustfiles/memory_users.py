@@ -16,7 +16,7 @@ from locust import events, tag, task
 
 from locustfiles import runtime
 from locustfiles.base_user import SuiteUser
-from locustfiles.bodies import recall_body, recall_text_body, write_body
+from locustfiles.bodies import recall_body, recall_text_body, write_body, write_client_id
 from memload.contract import RECALL, RECALL_TEXT, WRITE
 
 runtime.install(events)
@@ -59,5 +59,6 @@ class WriteUser(SuiteUser):
         suite = self.suite
         cfg = suite.cfg
         assert cfg is not None
-        body = write_body(cfg.tenant_id, cfg.scope, suite.run_tag, suite.next_write_index(), cfg.embed_on_write)
-        self.send("write", "POST", WRITE, body, expected_nodes=1)
+        i = suite.next_write_index()
+        body = write_body(cfg.tenant_id, cfg.scope, suite.run_tag, i, cfg.embed_on_write)
+        self.send("write", "POST", WRITE, body, expected_nodes=1, ack_client_id=write_client_id(suite.run_tag, i))

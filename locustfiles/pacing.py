@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+SAMPLE_EVERY_S = 0.1
+
 
 @dataclass(frozen=True)
 class PacingParams:
@@ -59,7 +61,8 @@ class PacingController:
         self._cooldown_until = 0.0
         self._streak = 0
         self._step_ms = self.params.min_step_ms
-        self._recent_ok: collections.deque[float] = collections.deque()
+        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)  # (time, count_ok)
+        self._next_sample = 0.0
         self._marker: tuple[float, int] | None = None
         self._latency_ms: float | None = None
         self._release_seq = 0
@@ -95,12 +98,9 @@ class PacingController:
         self.tick_ok += 1
         if not self.adaptive:
             return
-        recent = self._recent_ok
-        recent.append(now)
-        if recent[0] < now - 2 * self.params.window_s:  # keep the window bounded without a 429 to prune it
-            horizon = now - self.params.window_s
-            while recent[0] < horizon:
-                recent.popleft()
+        if now >= self._next_sample:  # a (time, successes) sample every 0.1 s, for the rate before an episode
+            self._samples.append((now, self.count_ok - 1))
+            self._next_sample = now + SAMPLE_EVERY_S
         self._latency_ms = latency_ms if self._latency_ms is None else 0.9 * self._latency_ms + 0.1 * latency_ms
         if self.pace_ms > self.base_ms:
             self._streak += 1
@@ -143,9 +143,12 @@ class PacingController:
             rate = (self.count_ok - self._marker[1]) / (now - self._marker[0])
         self._marker = (now, self.count_ok)
         if rate is None:
-            while self._recent_ok and self._recent_ok[0] < now - p.window_s:
-                self._recent_ok.popleft()
-            rate = len(self._recent_ok) / p.window_s
+            horizon, before = now - p.window_s, 0
+            for t, count in reversed(self._samples):
+                if t <= horizon:
+                    before = count
+                    break
+            rate = (self.count_ok - before) / p.window_s
         return rate
 
     # --- reporting ---

@@ -82,6 +82,7 @@ class Suite:
         self.started_at: float | None = None
         self._ticker: gevent.Greenlet | None = None
         self._finishing = False
+        self._open_model = False
 
     # --- roles ---
     @property
@@ -154,6 +155,7 @@ class Suite:
             self._ticker = gevent.spawn(self._tick_loop)
         if not self.is_worker and cfg.warmup > 0:
             self._run_warmup(cfg)
+        self._open_model = cfg.open_model
         self.cfg = cfg
         if budgets:
             phases = "sequential" if cfg.sequential else "concurrent"
@@ -247,30 +249,30 @@ class Suite:
     def wait_turn(self, cls: str, endpoint: str, ctl: PacingController) -> float | None:
         """Sleep until this user may send: the schedule's slot (open model) or its pace (closed), then any
         Retry-After hold. Returns the intended start (epoch s) in the open model, else None."""
-        cfg = self.cfg
-        if cfg is not None and cfg.open_model:
-            sched = self._schedule(cls)
-            slot = sched.next_slot()
-            case = self.recorder.case(endpoint)
-            case.dropped += slot.dropped_before
-            delay = slot.intended - time.time()
-            if delay > 0:
-                gevent.sleep(delay)
-            while (hold := ctl.release_delay()) > 0:
-                gevent.sleep(hold)
-            sent = time.time()
-            lag_ms = max(0.0, (sent - slot.intended) * 1000.0)
-            case.intended += 1
-            case.lag_sum_ms += lag_ms
-            case.lag_max_ms = max(case.lag_max_ms, lag_ms)
-            if sched.is_late(slot.intended, sent):
-                case.late += 1
-            return slot.intended
-        if ctl.pace_ms > 0:
-            gevent.sleep(ctl.pace_s)
+        if not self._open_model:
+            if ctl.pace_ms > 0:
+                gevent.sleep(ctl.pace_s)
+            if ctl.blocked_until:
+                while (hold := ctl.release_delay()) > 0:
+                    gevent.sleep(hold)
+            return None
+        sched = self._schedule(cls)
+        slot = sched.next_slot()
+        case = self.recorder.case(endpoint)
+        case.dropped += slot.dropped_before
+        delay = slot.intended - time.time()
+        if delay > 0:
+            gevent.sleep(delay)
         while (hold := ctl.release_delay()) > 0:
             gevent.sleep(hold)
-        return None
+        sent = time.time()
+        lag_ms = max(0.0, (sent - slot.intended) * 1000.0)
+        case.intended += 1
+        case.lag_sum_ms += lag_ms
+        case.lag_max_ms = max(case.lag_max_ms, lag_ms)
+        if sched.is_late(slot.intended, sent):
+            case.late += 1
+        return slot.intended
 
     def _schedule(self, cls: str) -> ArrivalSchedule:
         sched = self.schedules.get(cls)
@@ -294,9 +296,12 @@ class Suite:
         return max(local[cls], 1) / denominator
 
     # --- events ---
-    def on_request(self, name: str, response_time: float, context: dict | None = None,
-                   start_time: float | None = None, **_: Any) -> None:
-        meta = context.get(REPORT_KEY) if context else None
+    def on_request(self, response_time: float = 0.0, context: dict | None = None, start_time: float | None = None,
+                   **_: Any) -> None:
+        """`request` listener: the unrounded latency and the verdict the user stored in the context."""
+        if not context:
+            return
+        meta = context.get(REPORT_KEY)
         if meta is None:
             return
         endpoint, verdict, intended = meta
@@ -447,6 +452,7 @@ def install(events: Any) -> None:
         _current_env[0] = environment  # request/report events carry no environment; one per process
         if runner is not None:
             suite.on_init()
+            environment.events.request.add_listener(suite.on_request)
         if web_ui is not None:
             _extend_web_ui(suite, web_ui)
 
@@ -464,12 +470,6 @@ def install(events: Any) -> None:
     @events.test_stop.add_listener
     def _stop(environment: Any, **_: Any) -> None:
         suite_of(environment).end()
-
-    @events.request.add_listener
-    def _request(**kw: Any) -> None:
-        env = _current_env[0]
-        if env is not None and kw.get("context"):
-            suite_of(env).on_request(**kw)
 
     @events.report_to_master.add_listener
     def _report(client_id: str, data: dict[str, Any], **_: Any) -> None:

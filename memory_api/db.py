@@ -47,7 +47,7 @@ async def fetchall(conn: psycopg.AsyncConnection, sql: str, params: Any = None) 
     t0 = time.perf_counter()
     try:
         cur = await conn.execute(sql, params)
-        return await cur.fetchall() if cur.description is not None else []
+        return await cur.fetchall()  # in pipeline mode this is the sync point that brings the rows
     finally:
         acc = _db_ms.get()
         if acc is not None:

@@ -276,11 +276,8 @@ async def _debug_embeddings(conn: psycopg.AsyncConnection, scope: str, seed_ids:
 
 async def _audit(conn: psycopg.AsyncConnection, q: RecallQuery, endpoint: str, seeds: int, nodes: int,
                  edges: int) -> None:
-    """Insert the audit row, best effort as the peer: a failure is logged and the recall still answers."""
-    try:
-        await db.execute(conn, Q.AUDIT_SQL, {"scope": q.scope_key, "endpoint": endpoint, "agent": q.agent,
-                                             "team": q.team, "query_sha256": q.query_sha256, "seeds": seeds,
-                                             "nodes": nodes, "edges": edges})
-    except psycopg.Error as exc:
-        log.warning("recall audit insert failed (scope=%s): %s", q.scope_key, str(exc).strip().splitlines()[0])
-        await conn.rollback()  # the transaction wrote nothing else
+    """Queue the audit row; it travels with the COMMIT (pipeline mode), whose failure the caller treats as
+    best effort (as the peer, which ignores audit errors)."""
+    await db.execute(conn, Q.AUDIT_SQL, {"scope": q.scope_key, "endpoint": endpoint, "agent": q.agent,
+                                         "team": q.team, "query_sha256": q.query_sha256, "seeds": seeds,
+                                         "nodes": nodes, "edges": edges})

@@ -15,6 +15,10 @@ from memload import contract as C
 from memory_api.errors import ApiError
 from memory_api.schema import MISSING, UUID_RE, Spec
 
+# Free-form values (slots) are stored as jsonb and serialised with orjson, whose limit is 255 levels: deeper ones
+# were a 500. 128 leaves room for the response envelope around them.
+OPEN_VALUE_MAX_DEPTH = 128
+
 
 @dataclass
 class Issue:
@@ -134,7 +138,10 @@ def _check(spec: Spec, value: Any, path: str, issues: list[Issue]) -> Any:
             issues.append(Issue(path, f"Expected object, received {_type_name(value)}"))
             return None
         if spec.open_values:
-            if spec.no_nul and _has_nul(value):
+            depth, nul = _walk(value)
+            if depth > OPEN_VALUE_MAX_DEPTH:
+                issues.append(Issue(path, f"Nesting must be at most {OPEN_VALUE_MAX_DEPTH} levels deep"))
+            elif spec.no_nul and nul:
                 issues.append(Issue(path, "Strings and keys must not contain NUL (\\u0000) characters"))
             return value
         out: dict[str, Any] = {}
@@ -152,14 +159,24 @@ def _check(spec: Spec, value: Any, path: str, issues: list[Issue]) -> Any:
     raise AssertionError(f"unknown spec type {t}")
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    if isinstance(value, dict):
-        return any("\x00" in k or _has_nul(v) for k, v in value.items())
-    return False
+def _walk(value: Any) -> tuple[int, bool]:
+    """(nesting depth, contains NUL) of a JSON value, iteratively: a deep value cannot exhaust the Python stack."""
+    depth, nul = 0, False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, str):
+            nul = nul or "\x00" in v
+        elif isinstance(v, list | dict):
+            depth = max(depth, d)
+            if depth > OPEN_VALUE_MAX_DEPTH:
+                break
+            if isinstance(v, dict):
+                nul = nul or any("\x00" in k for k in v)
+                stack.extend((x, d + 1) for x in v.values())
+            else:
+                stack.extend((x, d + 1) for x in v)
+    return depth, nul
 
 
 def _fmt(x: float) -> str:

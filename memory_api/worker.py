@@ -214,13 +214,11 @@ WITH to_fail AS (
 UPDATE memory_outbox o SET failed_at = now(), failed_reason = 'max_attempts_exceeded', claimed_at = NULL
 FROM to_fail f WHERE o.scope = f.scope AND o.id = f.id
 """
-# The fence: lock our claimed rows and keep those whose claim is still ours.
+# The fence: lock our claimed rows (primary-key lookups), then keep those whose claim is still ours.
 _LOCK_OWNED_SQL = """
-SELECT o.scope, o.id FROM memory_outbox o
-JOIN unnest(%s::text[], %s::bigint[], %s::timestamptz[]) AS c(scope, id, claimed_at)
-  ON o.scope = c.scope AND o.id = c.id AND o.claimed_at = c.claimed_at
-WHERE o.published_at IS NULL AND o.failed_at IS NULL
-FOR UPDATE OF o
+SELECT scope, id, claimed_at FROM memory_outbox
+WHERE scope = ANY(%s::text[]) AND id = ANY(%s::bigint[]) AND published_at IS NULL AND failed_at IS NULL
+FOR UPDATE
 """
 _PUBLISH_SQL = """
 UPDATE memory_outbox o SET payload = o.payload || p.patch, last_error = NULL, published_at = now()
@@ -365,9 +363,9 @@ class OutboxWorker:
         return sorted(out, key=lambda r: r.id)
 
     def _lock_owned(self, conn: psycopg.Connection, rows: list[ClaimedRow]) -> set[tuple[str, int]]:
-        found = conn.execute(_LOCK_OWNED_SQL, ([r.scope for r in rows], [r.id for r in rows],
-                                               [r.claimed_at for r in rows])).fetchall()
-        return {(s, int(i)) for s, i in found}
+        claims = {(r.scope, r.id): r.claimed_at for r in rows}
+        found = conn.execute(_LOCK_OWNED_SQL, (sorted({r.scope for r in rows}), [r.id for r in rows])).fetchall()
+        return {(s, int(i)) for s, i, at in found if claims.get((s, int(i))) == at}
 
     def _release(self, conn: psycopg.Connection, rows: list[ClaimedRow]) -> int:
         """Hand unprocessed claims back (stop requested): claimable at once, and the attempt is not counted."""

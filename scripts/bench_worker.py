@@ -168,11 +168,13 @@ def drain(url: str, config: Any, *, workers: int = 1, max_batches: int = 100_000
 
 
 def run_case(server_url: str, *, nodes: int, nodes_per_row: int, batch_size: int, embed_batch_rows: int,
-             cluster: bool, workers: int = 1) -> dict[str, Any]:
+             cluster: bool, workers: int = 1, without_hnsw: bool = False) -> dict[str, Any]:
     from memory_api.worker import WorkerConfig
 
     with scratch_database(server_url) as url:
         with psycopg.connect(url, autocommit=True) as conn:
+            if without_hnsw:  # diagnostic: the worker's own cost, without pgvector's per-row HNSW maintenance
+                conn.execute("DROP INDEX memory_nodes_embedding_ready_hot_warm_hnsw_idx")
             t0 = time.perf_counter()
             backlog = build_embed_backlog(conn, "default", nodes, nodes_per_row, cluster=cluster)
             build_s = time.perf_counter() - t0
@@ -183,6 +185,7 @@ def run_case(server_url: str, *, nodes: int, nodes_per_row: int, batch_size: int
                                  " AND embedding_status = 'ready'").fetchone()[0]
             left = conn.execute("SELECT count(*) FROM memory_outbox WHERE published_at IS NULL").fetchone()[0]
     return {"nodes": nodes, "nodes_per_row": nodes_per_row, "rows": len(backlog.outbox_ids),
+            "hnsw_index": not without_hnsw,
             "batch_size": batch_size, "embed_batch_rows": embed_batch_rows, "cluster": cluster,
             "backlog_build_s": round(build_s, 3), "ready_after": ready, "unpublished_after": left, **result}
 
@@ -203,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                help="embed_nodes rows per claim")
     add_option(p, "--workers", env="BENCH_WORKER_WORKERS", type=bounded_int(1, 8), default=1,
                help="concurrent in-process workers (threads, one connection each; SKIP LOCKED splits the work)")
+    add_switch(p, "--without-hnsw", env="BENCH_WORKER_WITHOUT_HNSW", default=False,
+               help="diagnostic: drop the recall HNSW index in the scratch database, to separate the worker's own "
+                    "cost from pgvector's index maintenance (each embedded node is one HNSW insert)")
     add_switch(p, "--cluster", env="BENCH_WORKER_CLUSTER", default=False,
                help="also run the topic_cluster jobs that embedding enqueues (drain time includes them)")
     args = p.parse_args(argv)
@@ -212,10 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     for npr in args.nodes_per_row or [1, 20]:
         for ebr in sorted({args.batch_size, args.embed_batch_rows}):
             r = run_case(server, nodes=args.nodes, nodes_per_row=npr, batch_size=args.batch_size,
-                         embed_batch_rows=ebr, cluster=args.cluster, workers=args.workers)
+                         embed_batch_rows=ebr, cluster=args.cluster, workers=args.workers,
+                         without_hnsw=args.without_hnsw)
             results.append(r)
             print(f"[bench-worker] {r['nodes']} nodes, {r['nodes_per_row']}/row ({r['rows']} rows), "
-                  f"{r['workers']} worker(s), claim "
+                  f"{r['workers']} worker(s), hnsw index {'on' if r['hnsw_index'] else 'OFF'}, claim "
                   f"{r['embed_batch_rows']} embed rows: {r['nodes_per_sec']} nodes/s, {r['rows_per_sec']} rows/s, "
                   f"{r['batches']} batches in {r['wall_s']} s (batch p50 {r['batch_ms_p50']} ms)",
                   file=sys.stderr, flush=True)

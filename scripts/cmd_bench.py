@@ -9,7 +9,8 @@ recall_text calls before the users start, excluded from every statistic (also in
 Output: the peer's JSON schema on stdout (and `--out`), extended with 429/empty-recall categories, open-model
 counts and the pacing history; Locust's CSV files plus `_exact.json`, `_pacing.csv`, `_summary.json` and
 `_locust.log` under the `--csv` prefix. Exit codes: 0 ok; 2 transport-error gate failed (as the peer); 3 SLO
-breach (`--slo-*`); 1 the run itself failed or did not finish. Locust is never imported here (gevent patching).
+breach (`--slo-*`); 4 `--verify-writes` found a lost or half-applied write; 1 the run itself failed or did not
+finish. Locust is never imported here (gevent patching).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
 CASE_ORDER = ("recall_text", "recall", "write")
 EXIT_TRANSPORT_GATE = 2
 EXIT_SLO_BREACH = 3
+EXIT_WRITES_LOST = 4
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -107,6 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                help="hard time limit of the Locust run (a run cut short exits 1)")
     add_switch(p, "--allow-remote", env="MEMLOAD_ALLOW_REMOTE", default=False,
                help="allow a non-loopback --base-url")
+    add_switch(p, "--verify-writes", env="MEMLOAD_VERIFY_WRITES", default=False,
+               help="after the run, check in the database (DATABASE_URL) that every acknowledged write is there with "
+                    f"its commit and no rejected one is (exit {EXIT_WRITES_LOST} otherwise)")
     p.set_defaults(func=run_bench)
 
 
@@ -386,6 +391,7 @@ def slo_check(cases: list[dict[str, Any]], recall_p95: float | None, write_p95: 
 
 def run_bench(args: argparse.Namespace) -> int:
     plan = resolve_plan(args)
+    verifier = _write_verifier(args, plan) if args.verify_writes else None
     mode_desc = {"all": "recall then write", "recall": "recall", "write": "write"}[plan.mode]
     log(f"bench {plan.base_url} scope={plan.scope} tenant={plan.tenant_id} ({mode_desc}; recall "
         f"{plan.recall_requests}@{plan.recall_concurrency}, write {plan.write_requests}@{plan.write_concurrency}, "
@@ -397,6 +403,10 @@ def run_bench(args: argparse.Namespace) -> int:
         raise MemloadError(f"locust exited with {rc} without a summary; last log lines:\n{tail}")
     summary = json.loads(summary_path.read_text())
     result = build_result(plan, summary, args)
+    if verifier is not None:
+        check = verifier()
+        result["verify_writes"] = check.as_json()
+        result["ok"] = result["ok"] and check.ok
     result["run"]["locust_exit_code"] = rc
     result["run"]["elapsed_s"] = round(elapsed, 3)
     if args.out:
@@ -412,6 +422,10 @@ def run_bench(args: argparse.Namespace) -> int:
             kinds = ", ".join(k for k in c["by_status"] if k.startswith("error:"))
             log(f"{c['name']}: {c['transport_error_count']}/{c['total']} requests failed in transport ({kinds}): "
                 f"is the server at {plan.base_url} running?", prefix="bench")
+    if verifier is not None:
+        log(f"verify-writes: {check.line()}", prefix="bench")
+        if not check.ok:
+            return EXIT_WRITES_LOST
     gate, slo = result["quality"]["transport_error_gate"], result["quality"]["slo"]
     if gate["failed_cases"]:
         log(f"transport-error gate failed (rate > {gate['threshold']}): {', '.join(gate['failed_cases'])}",
@@ -426,6 +440,33 @@ def run_bench(args: argparse.Namespace) -> int:
             log(f"SLO breach: {b['case']} {b['metric']} {b['value']} (threshold {b['threshold']})", prefix="bench")
         return EXIT_SLO_BREACH
     return 0
+
+
+def _write_verifier(args: argparse.Namespace, plan: Plan) -> Any:
+    """Before any traffic: check the database is reachable and point the write users at an ack log; returns the
+    post-run check (a callable giving a scripts.verify_writes.WriteCheck)."""
+    from locustfiles.write_ack import ENV_VAR
+    from memload.db import connect
+    from memload.identity import scope_key
+    from scripts import verify_writes
+    from scripts.embedded_db import resolve_database_url
+
+    if not plan.runs_write:
+        raise ConfigError("--verify-writes: the run has no write case (use --mode all or write)")
+    settings = settings_from_args(args)
+    url = resolve_database_url(settings, autostart=False)
+    connect(url).close()
+    key = scope_key(plan.scope, plan.tenant_id, settings.memory_tenant_id)
+    ack_path = Path(f"{plan.csv_prefix}_write_acks.jsonl")
+    ack_path.parent.mkdir(parents=True, exist_ok=True)
+    ack_path.unlink(missing_ok=True)
+    os.environ[ENV_VAR] = str(ack_path)
+
+    def check() -> Any:
+        with connect(url) as conn:
+            return verify_writes.verify(conn, key, verify_writes.read_acks(ack_path))
+
+    return check
 
 
 def _rel(path: Path, base: Path | None) -> str:

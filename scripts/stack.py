@@ -7,9 +7,10 @@
 
 Every child runs in a process group of its own (so Ctrl-C in a terminal reaches only this process, which then stops
 the children in order: worker first, so it finishes its current job, then the API) and, on Linux, is told to die
-with this process even if it is SIGKILLed (PR_SET_PDEATHSIG). `stop()` ends each whole group (SIGTERM, then SIGKILL
-after a grace period), so no orphan survives. The embedded database is shared by every memload command and keeps
-running (`memload db stop` stops it).
+with this process even if it is SIGKILLed (PR_SET_PDEATHSIG; Linux ties it to the *thread* that started the child,
+so start the stack from a thread that outlives it, e.g. the main thread). `stop()` ends each whole group (SIGTERM,
+then SIGKILL after a grace period), so no orphan survives. The embedded database is shared by every memload
+command and keeps running (`memload db stop` stops it).
 """
 
 from __future__ import annotations

@@ -146,6 +146,7 @@ class ParentIndex:
     method: str
     constraint_def: str | None  # "PRIMARY KEY (scope, id)" when the index backs a constraint
     index_def: str  # pg_get_indexdef() of the parent index
+    predicate: str | None = None  # WHERE clause of a partial index (pg_get_expr of indpred)
 
     @property
     def is_vector(self) -> bool:
@@ -155,13 +156,14 @@ class ParentIndex:
 def parent_indexes(conn: psycopg.Connection, table: str) -> list[ParentIndex]:
     """Indexes of a partitioned parent (constraint indexes first, vector indexes last: the slow ones)."""
     rows = conn.execute(
-        "SELECT ic.relname, am.amname, pg_get_constraintdef(con.oid), pg_get_indexdef(i.indexrelid)"
+        "SELECT ic.relname, am.amname, pg_get_constraintdef(con.oid), pg_get_indexdef(i.indexrelid),"
+        " pg_get_expr(i.indpred, i.indrelid)"
         " FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam"
         " LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid"
         " WHERE i.indrelid = %s::regclass ORDER BY (con.oid IS NULL), (am.amname IN ('hnsw', 'ivfflat')), 1",
         (table,),
     ).fetchall()
-    return [ParentIndex(r[0], r[1], r[2], r[3]) for r in rows]
+    return [ParentIndex(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
 _INDEXDEF_RE = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON ONLY \S+ USING ")

@@ -139,7 +139,10 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
         engine.dispose()
 
     qs_path = params.query_set_out or query_set.default_path(settings.memload_home, target.scope_key)
-    query_set.write(qs_path, query_set.build(target, factory.topic_uuids()))
+    try:
+        query_set.write(qs_path, query_set.build(target, factory.topic_uuids()))
+    except OSError as exc:
+        raise MemloadError(f"--query-set-out: the seed is committed, but writing {qs_path} failed: {exc}") from None
     with run.timings.phase("analyze"):
         _analyze_after_commit(url, run.load_path, target.scope_key)
     log(f"done in {time.monotonic() - started:.1f}s; query set {qs_path}")
@@ -308,7 +311,7 @@ def _analyze_after_commit(url: str, load_path: str, key: str) -> None:
                 for (leaf,) in conn.execute(f"SELECT DISTINCT tableoid::regclass::text FROM {table} WHERE scope = %s",
                                             (key,)).fetchall():
                     conn.execute(f"ANALYZE {leaf}")
-        conn.execute("ANALYZE ONLY memory_nodes, memory_edges")
+        conn.execute("ANALYZE ONLY memory_nodes, ONLY memory_edges")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -286,3 +286,16 @@ def test_scope_partition_uses_its_hnsw_index_and_scope_path_prevents_starvation(
     assert len(call(api.base_url, "/v1/memory/recall_text", {"scope": own, "query_text": "own scope node"})[2][
         "seeds"]) == 1
 
+
+
+def test_inject_delay_is_exact_server_side_sleep(start_api: Any) -> None:
+    api = start_api(memload_inject_delay_ms="150")
+    import time
+
+    t0 = time.perf_counter()
+    st, h, _ = call(api.base_url, "/v1/memory/recall_text", {"scope": uniq("t_delay"), "query_text": "q"})
+    elapsed = (time.perf_counter() - t0) * 1000
+    total = float(h["server-timing"].split(",")[0].split("=")[1])
+    assert st == 200 and elapsed >= 150 and total >= 150
+    st, h, _ = call(api.base_url, "/health", method="GET")
+    assert float(h["server-timing"].split(",")[0].split("=")[1]) < 100  # health is not delayed

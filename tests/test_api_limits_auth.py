@@ -27,7 +27,7 @@ def call(base: str, path: str, body: Any, headers: dict[str, str] | None = None)
 
 
 def test_tenant_recall_quota_429_retry_after_and_recovery(start_api: Any) -> None:
-    api = start_api(tenant_recall_rps="1", tenant_recall_burst="2")
+    api = start_api(tenant_recall_rps="0.5", tenant_recall_burst="2")
     body = {"tenant_id": "quota-a", "scope": "t_rl", "query_text": "q"}
     assert call(api.base_url, "/v1/memory/recall_text", body)[0] == 200
     assert call(api.base_url, "/v1/memory/recall_text", body)[0] == 200
@@ -38,8 +38,8 @@ def test_tenant_recall_quota_429_retry_after_and_recovery(start_api: Any) -> Non
     assert err["error"] == "tenant_rate_limited_recall"
     assert err["message"] == "tenant quota exceeded (recall); retry later"
     assert err["details"]["tenant_id"] == "quota-a" and err["details"]["waited_ms"] == 0
-    assert 1 <= err["details"]["retry_after_ms"] <= 1000
-    assert h["retry-after"].isdigit() and int(h["retry-after"]) == 1
+    assert 1 <= err["details"]["retry_after_ms"] <= 2000
+    assert h["retry-after"].isdigit() and int(h["retry-after"]) == -(-err["details"]["retry_after_ms"] // 1000)
     assert "x-ratelimit-limit" not in h
     # Another tenant has its own bucket; the loopback bypass never applies to tenants.
     assert call(api.base_url, "/v1/memory/recall_text", {**body, "tenant_id": "quota-b"})[0] == 200
@@ -56,14 +56,15 @@ def test_write_limits_run_before_validation_and_wait_then_retry_once(start_api: 
     elapsed = time.perf_counter() - t0
     assert st == 429 and err["error"] == "tenant_rate_limited_write"
     assert err["details"]["waited_ms"] == 300 and elapsed >= 0.29  # slept TENANT_WRITE_MAX_WAIT_MS, re-checked
-    assert int(h["retry-after"]) == 2
+    assert int(h["retry-after"]) in (1, 2)
 
     fast = start_api(tenant_write_rps="10", tenant_write_burst="1")
     body = {"tenant_id": "wq2", "scope": "t_wl", "input_text": "y", "auto_embed": False}
-    assert call(fast.base_url, "/v1/memory/write", body)[0] == 200
     t0 = time.perf_counter()
-    assert call(fast.base_url, "/v1/memory/write", body)[0] == 200  # waited ~100 ms for the refill, then passed
-    assert time.perf_counter() - t0 >= 0.08
+    assert call(fast.base_url, "/v1/memory/write", body)[0] == 200
+    st, _, w = call(fast.base_url, "/v1/memory/write", body)
+    assert st == 200, w  # the second write slept until the bucket refilled (100 ms after the first), then passed
+    assert time.perf_counter() - t0 >= 0.095
 
 
 def test_client_ip_layer_bypassed_on_loopback_unless_disabled(start_api: Any) -> None:
@@ -75,7 +76,7 @@ def test_client_ip_layer_bypassed_on_loopback_unless_disabled(start_api: Any) ->
     st, h, err = call(strict.base_url, "/v1/memory/recall_text", body)
     assert st == 429 and err["error"] == "rate_limited_recall"
     assert err["message"] == "rate limited (recall); retry later"
-    assert set(err["details"]) == {"retry_after_ms", "waited_ms"} and int(h["retry-after"]) == 10
+    assert set(err["details"]) == {"retry_after_ms", "waited_ms"} and int(h["retry-after"]) in (9, 10)
 
 
 def test_api_key_auth_forces_tenant_and_isolates(start_api: Any) -> None:

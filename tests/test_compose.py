@@ -12,6 +12,7 @@ import copy
 import fnmatch
 import json
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import fields
@@ -85,6 +86,7 @@ def test_services_dependencies_and_healthchecks(compose: dict) -> None:
         assert condition(svc, "migrate") == "service_completed_successfully"
     assert condition("locust-master", "api") == "service_healthy"
     assert condition("locust-worker", "locust-master") == "service_healthy"
+    assert condition("seed", "api") == "service_healthy"  # it writes the source vector through the API
     for svc in ("db", "api", "locust-master"):
         assert services[svc]["healthcheck"]["test"], svc
     assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
@@ -118,7 +120,17 @@ def test_db_image_is_pinned_pgvector_at_least_0_8_4(compose: dict) -> None:
 
 
 def _service_commands(compose: dict) -> list[tuple[str, list[str]]]:
-    return [(name, svc["command"]) for name, svc in kit_services(compose).items()]
+    """(service, argv) for every program a kit service runs; `sh -c "a && exec b"` yields a and b."""
+    out: list[tuple[str, list[str]]] = []
+    for name, svc in kit_services(compose).items():
+        command = svc["command"]
+        if command[:2] == ["sh", "-c"]:
+            for i, part in enumerate(command[2].split("&&")):
+                argv = shlex.split(part)
+                out.append((f"{name}.{i}", argv[1:] if argv[0] == "exec" else argv))
+        else:
+            out.append((name, command))
+    return out
 
 
 COMPOSE_COMMANDS = _service_commands(yaml.safe_load(COMPOSE.read_text()))
@@ -128,6 +140,9 @@ COMPOSE_COMMANDS = _service_commands(yaml.safe_load(COMPOSE.read_text()))
 def test_service_command_exists_and_answers_help(service: str, command: list[str]) -> None:
     """Runs `<command with its args> --help` here: the program, the subcommand and every flag value must parse."""
     program, args = command[0], command[1:]
+    if program == "python":
+        _assert_python_snippet_imports(service, args)
+        return
     if program == "memload":
         argv = [sys.executable, "-m", "scripts.cli", *args, "--help"]
     elif program == "locust":
@@ -152,6 +167,16 @@ def _assert_memload_args_parse(service: str, args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"{service}: memload {' '.join(args)} does not parse:\n{proc.stderr}"
     assert proc.stdout.strip() == args[0]
+
+
+def _assert_python_snippet_imports(service: str, args: list[str]) -> None:
+    """`python -c "from M import F; F(...)"`: M.F exists here (the call itself needs the running stack)."""
+    assert args[0] == "-c", f"{service}: only `python -c` snippets are expected"
+    imports = re.findall(r"from ([\w.]+) import (\w+)", args[1])
+    assert imports, f"{service}: snippet imports nothing: {args[1]}"
+    code = "; ".join(f"from {module} import {name}" for module, name in imports)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{service}: {code} fails:\n{proc.stderr}"
 
 
 def _assert_locust_args_parse(service: str, args: list[str]) -> None:

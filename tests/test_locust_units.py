@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from locustfiles.budget import TokenDispenser, TokenPool
-from locustfiles.exact_stats import Aggregate, CaseStats, Recorder
+from locustfiles.exact_stats import HIGHEST_US, Aggregate, CaseStats, Recorder, new_histogram, record_many
 from locustfiles.open_model import ArrivalSchedule
 from locustfiles.options import OptionError, SuiteConfig, auth_headers, load_queries
 from locustfiles.pacing import PacingController, parse_retry_after
@@ -227,6 +227,20 @@ def test_exact_percentiles_match_nearest_rank_within_histogram_precision() -> No
     assert cs.latency_summary()["max"] == pytest.approx(max(values), abs=1e-4)
     cdf = cs.cdf()
     assert cdf[-1][1] == 1.0 and all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(cdf))
+
+
+def test_vectorised_histogram_add_equals_record_value() -> None:
+    rng = random.Random(11)
+    values = [rng.randint(1, HIGHEST_US) for _ in range(5000)] + [int(rng.lognormvariate(8, 2)) % HIGHEST_US + 1
+                                                                 for _ in range(5000)]
+    values += [1, 2, 2047, 2048, 2049, 4095, 4096, HIGHEST_US]
+    one_by_one, batched = new_histogram(), new_histogram()
+    for v in values:
+        one_by_one.record_value(v)
+    record_many(batched, values)
+    assert batched.encode() == one_by_one.encode()
+    assert (batched.get_total_count(), batched.get_min_value(), batched.get_max_value()) == \
+        (one_by_one.get_total_count(), one_by_one.get_min_value(), one_by_one.get_max_value())
 
 
 def test_merged_workers_equal_one_recorder() -> None:

@@ -264,11 +264,17 @@ def test_partial_directory_lists_missing_files(tmp_path: Path) -> None:
     d = tmp_path / "partial"
     d.mkdir()
     write_seed(d, "1000", 1010, 2000)
+    (d / "explain_1000.txt").write_text(EXPLAIN_HNSW)
     result = build_report(d, plots=False)
     md = result.output.read_text()
-    for name in ("benchmark_1000.json", "locust_1000_stats.csv", "locust_1000_exact.json", "explain_1000.txt",
-                 "worker_baseline.json"):
+    for name in ("benchmark_1000.json", "locust_1000_stats.csv", "locust_1000_exact.json", "worker_baseline.json",
+                 "manifest.json"):
         assert f"`{name}`" in md
+    # without manifest.json the versions and session settings come from `memload explain`'s header
+    assert "PostgreSQL version: 18.1 (explain_1000.txt header)" in md
+    assert "pgvector version: 0.8.5 (explain_1000.txt header)" in md
+    assert "EXPLAIN session: `hnsw.ef_search=100 hnsw.iterative_scan=relaxed_order" in md
+    assert "`explain_1000.txt` check: ok: stage 1 uses the HNSW index" in md
     assert "Dataset size: 1,010 nodes, 2,000 edges" in md
     assert "Recall p50/p95/p99: not recorded" in md
 
@@ -346,3 +352,17 @@ def test_unknown_template_field_is_named(tmp_path: Path) -> None:
     tpl.write_text("<!-- a {{ field }} in the comment is fine -->\n# {{ title }}\np95: {{ recall_latency }}\n")
     result = build_report(tmp_path, template=tpl, plots=False)
     assert result.output.read_text().startswith("# ")
+
+
+def test_bench_synthetic_run_is_a_valid_full_history_run(tmp_path: Path) -> None:
+    """The benchmark's synthetic one-hour run (here 2 minutes) has Locust's shape and renders every plot."""
+    from scripts.bench_report import synthesize
+
+    synthesize(tmp_path, seconds=120)
+    rows = list(csv.DictReader((tmp_path / "locust_100000_stats_history.csv").open()))
+    assert len(rows) == 120 * 4 and {r["Name"] for r in rows} == {"recall_text", "recall", "write", "Aggregated"}
+    result = build_report(tmp_path)
+    s = result.summary()
+    assert len(s["plots"]) == 7 and not s["plots_skipped"]
+    assert result.run.scales[0].locust.full_history
+    assert s["rules_fired"].keys() == {"server_errors"}  # the synthetic 503s (0.2 %)

@@ -20,7 +20,13 @@ from tests.conftest import free_port, wait_http
 PYTHON = sys.executable
 
 EXPLAIN_HNSW = """\
--- stage1
+-- memload explain: scope=perf tenant_id=default scope_key=perf lim=30 oversample=5
+-- settings: hnsw.ef_search=100 hnsw.iterative_scan=relaxed_order plan_cache_mode=force_generic_plan
+-- server: PostgreSQL 18.1, pgvector 0.8.5
+-- ready hot/warm vectors: 1010 (HNSW required from 1000)
+-- check: ok: stage 1 uses the HNSW index
+
+-- stage1: ANN seeds (EXECUTE memload_explain_stage1)
                                    QUERY PLAN
 -------------------------------------------------------------------------------------------
  Limit  (cost=30.67..33.38 rows=30 width=12) (actual time=0.461..0.500 rows=30.00 loops=1)
@@ -35,7 +41,7 @@ EXPLAIN_HNSW = """\
  Execution Time: 1.250 ms
 (10 rows)
 
--- stage2
+-- stage2: neighbourhood edges (EXECUTE memload_explain_stage2)
  Limit  (cost=120.10..130.20 rows=500 width=64) (actual time=1.201..2.950 rows=500.00 loops=1)
    ->  Sort  (cost=120.10..125.00 rows=1000 width=64) (actual time=1.200..2.900 rows=500.00 loops=1)
          Sort Key: e.weight DESC, e.confidence DESC
