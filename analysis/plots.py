@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -48,8 +49,11 @@ def _layout(fig: Figure, rows: int = 1, *, twin: bool = False, suptitle: bool = 
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """PNG with fast zlib and unhinted glyphs (text rendering is most of a plot's cost; both ~20 % faster, and at
+    100 dpi indistinguishable)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", pil_kwargs={"compress_level": 1})
+    with matplotlib.rc_context({"text.hinting": "no_hinting"}):
+        fig.savefig(path, format="png", pil_kwargs={"compress_level": 1})
     return path
 
 

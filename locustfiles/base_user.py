@@ -31,6 +31,8 @@ class SuiteUser(FastHttpUser):
 
     suite: Suite
     ctl: PacingController
+    _limited = False  # this class has a request limit: take a token per request
+    _first = True
 
     def on_start(self) -> None:
         self.suite = suite_of(self.environment)
@@ -38,6 +40,7 @@ class SuiteUser(FastHttpUser):
             raise StopUser()
         self.ctl = self.suite.controller(self.endpoint_class)
         self.ctl.register_user()
+        self._limited = self.suite.pool is not None and self.endpoint_class in self.suite.pool.limited
 
     def on_stop(self) -> None:
         ctl = getattr(self, "ctl", None)
@@ -48,25 +51,27 @@ class SuiteUser(FastHttpUser):
              expected_min_seeds: int = 0, expected_nodes: int = 1, ack_client_id: str | None = None) -> None:
         """One budgeted request: take a token (or stop), wait for pace/schedule/Retry-After, send, judge."""
         suite, cls = self.suite, self.endpoint_class
-        if not suite.take(cls):
+        if self._limited and not suite.take(cls):
             raise StopUser()
         try:
-            suite.recorder.mark_start(endpoint, time.time())
+            if self._first:  # the case starts with the first token taken (before its pace), as the peer's wall
+                self._first = False
+                suite.recorder.mark_start(endpoint, time.time())
             intended = suite.wait_turn(cls, endpoint, self.ctl)
             headers = suite.post_headers if body is not None else suite.headers
             with self.client.request(method, path, name=endpoint, data=body, headers=headers,
                                      catch_response=True) as resp:
                 self._judge(resp, endpoint, intended, expected_min_seeds, expected_nodes, ack_client_id)
         finally:
-            suite.complete(cls)
+            if self._limited:
+                suite.complete(cls)
 
     def _judge(self, resp: Any, endpoint: str, intended: float | None, expected_min_seeds: int,
                expected_nodes: int, ack_client_id: str | None = None) -> None:
         status = resp.status_code or 0
-        error = getattr(resp, "error", None) if status == 0 else None
         body = resp.content if status else None
-        verdict = classify(endpoint, status, body, error, expected_min_seeds=expected_min_seeds,
-                           expected_nodes=expected_nodes)
+        verdict = classify(endpoint, status, body, None if status else getattr(resp, "error", None),
+                           expected_min_seeds=expected_min_seeds, expected_nodes=expected_nodes)
         if ack_client_id is not None:  # --verify-writes: record what the server told us about this write
             default_log().record(ack_client_id, status, verdict.status_key, body)
         meta = resp.request_meta

@@ -1,8 +1,10 @@
 """Exact latencies and outcome counts per endpoint, mergeable across Locust workers.
 
 Every request event carries the unrounded float latency; successes go into an HdrHistogram per endpoint
-(1 us .. 60 s, 3 significant digits, i.e. <= 0.1 % relative error, against Locust's 1-10 ms buckets), with exact
-min/max/sum kept beside it. 429s and failures are counted apart and never enter the latency figures.
+(1 us .. 60 s, 3 significant digits, i.e. <= 0.1 % relative error, where Locust rounds to ~2 digits: 1 ms below
+100 ms, 10 ms below 1 s, 100 ms below 10 s), with exact min/max/sum kept beside it. The request path only appends
+to a list; the list is folded into the histogram in vectorised batches. 429s and failures are counted apart and
+never enter the latency figures.
 
 A process records into a `Recorder`; `take_delta()` hands over what was recorded since the last call. Workers
 send it with `report_to_master` (histograms base64-encoded); the master (or the local runner) merges deltas into

@@ -117,10 +117,17 @@ class Suite:
             opts.embed_on_write = True
         named = bool(getattr(opts, "user_classes", None))
         classes = self.env.user_classes
-        if not named:
-            keep = [c for c in classes if getattr(c, "endpoint_class", None) in (*cfg.enabled_classes(), None)]
-            if keep and len(keep) != len(classes):
-                classes[:] = keep
+        enabled = set(cfg.enabled_classes()) if not named else {"recall", "write"}
+        # tasks are tagged with their endpoint class: `-T recall` / `-E write` drop the other class entirely
+        # (Locust itself would fail on a user class left without tasks)
+        tags, excluded = set(getattr(opts, "tags", None) or ()), set(getattr(opts, "exclude_tags", None) or ())
+        if tags:
+            enabled &= tags
+        enabled -= excluded
+        keep = [c for c in classes
+                if getattr(c, "endpoint_class", None) not in ("recall", "write") or c.endpoint_class in enabled]
+        if keep and len(keep) != len(classes):
+            classes[:] = keep
         for cls in classes:
             count = {"recall": cfg.recall_users, "write": cfg.write_users}.get(getattr(cls, "endpoint_class", ""), 0)
             if count > 0:
@@ -308,7 +315,8 @@ class Suite:
         start = start_time if start_time is not None else time.time() - response_time / 1000.0
         end = start + response_time / 1000.0
         latency_ms = response_time if intended is None else (end - intended) * 1000.0
-        self.recorder.case(endpoint).record(verdict, latency_ms, start, end)
+        recorder = self.recorder
+        (recorder.cases.get(endpoint) or recorder.case(endpoint)).record(verdict, latency_ms, start, end)
 
     def report_delta(self) -> dict[str, Any]:
         self._snapshot_states()
@@ -451,7 +459,11 @@ def install(events: Any) -> None:
         setattr(environment, SUITE_ATTR, suite)
         _current_env[0] = environment  # request/report events carry no environment; one per process
         if runner is not None:
-            suite.on_init()
+            try:
+                suite.on_init()
+            except OptionError as exc:  # a bad command-line value: one line, no traceback
+                log.error("memload: %s", exc)
+                raise SystemExit(2) from None
             environment.events.request.add_listener(suite.on_request)
         if web_ui is not None:
             _extend_web_ui(suite, web_ui)

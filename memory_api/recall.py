@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psycopg
@@ -46,8 +46,9 @@ class RecallQuery:
     params: dict[str, Any]  # the validated request (defaults filled)
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
+    """A stage-2 edge row (a tuple: hundreds are built per recall)."""
+
     id: str
     type: str
     src: str
@@ -55,6 +56,12 @@ class Edge:
     weight: float
     confidence: float
     commit_id: str | None
+
+
+def uuid_array(ids: list[str]) -> str:
+    """A uuid[] literal for `%(x)s::uuid[]`: the ids come from the database, so no quoting is needed, and one text
+    parameter avoids psycopg's per-element list dumping (hundreds of ids per recall)."""
+    return "{" + ",".join(ids) + "}"
 
 
 def edge_budgets(max_edges: int) -> tuple[int, int, int]:
@@ -149,13 +156,13 @@ async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings,
     seed_ids = [x["id"] for x in seeds]
 
     edge_budget, hop1, hop2 = edge_budgets(p["max_edges"])
-    params = {"seed_ids": seed_ids, "scope": q.scope_key, "min_w": _clamp01(p["min_edge_weight"]),
+    params = {"seed_ids": uuid_array(seed_ids), "scope": q.scope_key, "min_w": _clamp01(p["min_edge_weight"]),
               "min_c": _clamp01(p["min_edge_confidence"]), "hop1_budget": hop1, "edge_budget": edge_budget}
     if p["neighborhood_hops"] == 1:
         edge_rows = await db.fetchall(conn, Q.STAGE2_HOP1_SQL, params)
     else:
         edge_rows = await db.fetchall(conn, Q.STAGE2_HOP2_SQL, {**params, "hop2_budget": hop2})
-    edges = [Edge(*r) for r in edge_rows]
+    edges = [Edge._make(r) for r in edge_rows]
 
     node_score: dict[str, float] = {}
     node_ids: dict[str, None] = dict.fromkeys(seed_ids)
@@ -174,8 +181,8 @@ async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings,
 
     want_slots = bool(p["include_slots"] or p["include_slots_preview"])
     nodes_sql = Q.NODES_META_SQL if p["include_meta"] else Q.NODES_SQL
-    node_rows = await db.fetchall(conn, nodes_sql, {"scope": q.scope_key, "ids": ids, "want_slots": want_slots,
-                                                    "agent": q.agent, "team": q.team})
+    node_rows = await db.fetchall(conn, nodes_sql, {"scope": q.scope_key, "ids": uuid_array(ids),
+                                                    "want_slots": want_slots, "agent": q.agent, "team": q.team})
     nodes_all = {r[0]: dict(zip(_NODE_COLS, r, strict=True)) for r in node_rows}
     edges_all = [e for e in edges if e.src in nodes_all and e.dst in nodes_all]
 
@@ -208,7 +215,7 @@ async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings,
     rule_defs: dict[str, dict[str, Any]] = {}
     rule_ids = [n["id"] for n in out_nodes if n["type"] == "rule"]
     if rule_ids:
-        for r in await db.fetchall(conn, Q.RULE_DEFS_SQL, {"scope": q.scope_key, "ids": rule_ids}):
+        for r in await db.fetchall(conn, Q.RULE_DEFS_SQL, {"scope": q.scope_key, "ids": uuid_array(rule_ids)}):
             rule_defs[r[0]] = dict(zip(_RULE_COLS, r, strict=True))
     context = build_context(ranked_all, nodes_all, rule_defs)
 

@@ -145,14 +145,14 @@ Parameters: seed_ids, scope, min_w, min_c, hop1_budget, hop2_budget, edge_budget
 
 _NODES_SELECT = """
 SELECT
-  id::text, type::text, tier::text, memory_lane::text, producer_agent_id, owner_agent_id, owner_team_id,
+  id::text, type::text, {meta1},
   title, text_summary,
   CASE WHEN %(want_slots)s THEN slots END AS slots,
   embedding_status::text,
-  embedding_model,
+  {meta2},
   CASE WHEN type = 'topic' THEN COALESCE(slots->>'topic_state', 'active') END AS topic_state,
   CASE WHEN type = 'topic' THEN NULLIF(slots->>'member_count', '')::int END AS member_count,
-  raw_ref, evidence_ref, salience, importance, confidence,
+  raw_ref, evidence_ref, salience, {meta3}, confidence,
   {times},
   commit_id::text,
   CASE WHEN type = 'concept' THEN slots END AS concept_slots,
@@ -170,13 +170,22 @@ WHERE scope = %(scope)s
 _ISO = "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS {c}"
 
 NODES_META_SQL: Final = _NODES_SELECT.format(
-    times=",\n  ".join(_ISO.format(c=c) for c in ("last_activated", "created_at", "updated_at"))
+    meta1="tier::text, memory_lane::text, producer_agent_id, owner_agent_id, owner_team_id",
+    meta2="embedding_model",
+    meta3="importance",
+    times=",\n  ".join(_ISO.format(c=c) for c in ("last_activated", "created_at", "updated_at")),
 )
 """Node fetch of stage 2 with include_meta (timestamps as JavaScript's ISO strings). Never selects embeddings.
-Parameters: scope, ids, want_slots, agent, team."""
+Parameters: scope, ids (a uuid[] literal or list), want_slots, agent, team."""
 
-NODES_SQL: Final = _NODES_SELECT.format(times="NULL AS last_activated, NULL AS created_at, NULL AS updated_at")
-"""Node fetch of stage 2 without include_meta (no timestamp formatting). Parameters as NODES_META_SQL."""
+NODES_SQL: Final = _NODES_SELECT.format(
+    meta1="NULL AS tier, NULL AS memory_lane, NULL AS producer_agent_id, NULL AS owner_agent_id, NULL AS owner_team_id",
+    meta2="NULL AS embedding_model",
+    meta3="NULL AS importance",
+    times="NULL AS last_activated, NULL AS created_at, NULL AS updated_at",
+)
+"""Node fetch without include_meta: the meta-only columns are NULL (not read, not converted). Same shape and
+parameters as NODES_META_SQL."""
 
 RULE_DEFS_SQL: Final = """
 SELECT rule_node_id::text, state::text, rule_scope::text, target_agent_id, target_team_id,

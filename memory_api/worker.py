@@ -49,9 +49,12 @@ class WorkerConfig:
     """Knobs of one worker (peer env names: OUTBOX_BATCH_SIZE, OUTBOX_CLAIM_TIMEOUT_MS, ...)."""
 
     batch_size: int = 20
-    # embed_nodes rows claimed per batch (they are processed together, so more rows cost little); the claim still
-    # takes embed_nodes rows first, then fills up to batch_size with topic_cluster and other rows.
-    embed_batch_rows: int = 20
+    # embed_nodes rows are processed together (one embedding call, one COPY, one UPDATE), so a batch may claim more
+    # of them than batch_size: up to embed_batch_rows rows, stopping once they hold embed_batch_nodes nodes (which
+    # bounds how long one group's transaction - and a graceful stop - can take). embed_batch_rows = batch_size gives
+    # the contract's claim exactly. Other rows fill the batch up to batch_size, after the embed rows.
+    embed_batch_rows: int = 200
+    embed_batch_nodes: int = 500
     claim_timeout_ms: int = 300_000
     max_attempts: int = 25
     poll_interval_ms: int = 1000
@@ -65,7 +68,6 @@ class WorkerConfig:
     def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:
         cfg = cls(
             batch_size=settings.outbox_batch_size,
-            embed_batch_rows=settings.outbox_batch_size,
             claim_timeout_ms=settings.outbox_claim_timeout_ms,
             max_attempts=settings.outbox_max_attempts,
             poll_interval_ms=settings.outbox_poll_interval_ms,
@@ -181,6 +183,11 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def _node_count(row: ClaimedRow) -> int:
+    nodes = row.payload.get("nodes")
+    return len(nodes) if isinstance(nodes, list) else 0
 
 
 def _error_line(exc: BaseException) -> str:
@@ -347,13 +354,34 @@ class OutboxWorker:
         base = {"max_attempts": cfg.max_attempts, "timeout_ms": cfg.claim_timeout_ms, **params}
         out: list[ClaimedRow] = []
         with conn.transaction():
-            if cfg.embed_batch_rows > 0:
-                out += self._claim_some(conn, f"{flt} AND event_type = 'embed_nodes'",
-                                        {**base, "limit": cfg.embed_batch_rows})
+            out += self._claim_embed(conn, f"{flt} AND event_type = 'embed_nodes'", base)
             if len(out) < cfg.batch_size:
                 out += self._claim_some(conn, f"{flt} AND event_type <> 'embed_nodes'",
                                         {**base, "limit": cfg.batch_size - len(out)})
         return out
+
+    def _claim_embed(self, conn: psycopg.Connection, filters: str, base: dict[str, Any]) -> list[ClaimedRow]:
+        """embed_nodes rows: a first chunk of batch_size rows, then as many more as the node budget allows."""
+        cfg = self.config
+        out: list[ClaimedRow] = []
+        nodes = 0
+        limit = min(cfg.batch_size, cfg.embed_batch_rows)
+        while limit > 0:
+            chunk = self._claim_some(conn, filters, {**base, "limit": limit})
+            out += chunk
+            nodes += sum(_node_count(r) for r in chunk)
+            if len(chunk) < limit or len(out) >= cfg.embed_batch_rows or nodes >= cfg.embed_batch_nodes:
+                break
+            per_row = max(nodes / len(out), 1.0)
+            limit = min(cfg.embed_batch_rows - len(out), max(1, int((cfg.embed_batch_nodes - nodes) / per_row)))
+        # over the node budget (big rows): hand the surplus back at once, keeping at least one row
+        keep = len(out)
+        while keep > 1 and nodes > cfg.embed_batch_nodes:
+            keep -= 1
+            nodes -= _node_count(out[keep])
+        if keep < len(out):
+            self._release_in_tx(conn, out[keep:])
+        return out[:keep]
 
     @staticmethod
     def _claim_some(conn: psycopg.Connection, filters: str, params: dict[str, Any]) -> list[ClaimedRow]:
@@ -370,12 +398,16 @@ class OutboxWorker:
     def _release(self, conn: psycopg.Connection, rows: list[ClaimedRow]) -> int:
         """Hand unprocessed claims back (stop requested): claimable at once, and the attempt is not counted."""
         with conn.transaction():
-            cur = conn.execute(
-                "UPDATE memory_outbox o SET claimed_at = NULL, attempts = GREATEST(o.attempts - 1, 0)"
-                " FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[]) AS c(scope, id, claimed_at)"
-                " WHERE o.scope = c.scope AND o.id = c.id AND o.claimed_at = c.claimed_at AND o.published_at IS NULL",
-                ([r.scope for r in rows], [r.id for r in rows], [r.claimed_at for r in rows]))
-            return cur.rowcount
+            return self._release_in_tx(conn, rows)
+
+    @staticmethod
+    def _release_in_tx(conn: psycopg.Connection, rows: list[ClaimedRow]) -> int:
+        cur = conn.execute(
+            "UPDATE memory_outbox o SET claimed_at = NULL, attempts = GREATEST(o.attempts - 1, 0)"
+            " FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[]) AS c(scope, id, claimed_at)"
+            " WHERE o.scope = c.scope AND o.id = c.id AND o.claimed_at = c.claimed_at AND o.published_at IS NULL",
+            ([r.scope for r in rows], [r.id for r in rows], [r.claimed_at for r in rows]))
+        return cur.rowcount
 
     def _record_error(self, conn: psycopg.Connection, row: ClaimedRow, exc: BaseException) -> None:
         """After a rollback: keep the row unpublished, release the claim (retried next batch until max attempts)."""

@@ -342,7 +342,14 @@ def _diff(p: PreparedWrite, pii_redaction: bool) -> dict[str, Any]:
     }
 
 
-async def _check_external_endpoints(conn: psycopg.AsyncConnection, p: PreparedWrite) -> None:
+def _same_tenant(scope: str, tenant_id: str, default_tenant_id: str) -> bool:
+    """Is a stored scope key one of `tenant_id`'s? (the default tenant's keys are the raw scopes)."""
+    if tenant_id == default_tenant_id:
+        return not scope.startswith("tenant:")
+    return scope.startswith(f"tenant:{tenant_id}::scope:")
+
+
+async def _check_external_endpoints(conn: psycopg.AsyncConnection, p: PreparedWrite, default_tenant_id: str) -> None:
     local = {n.id for n in p.nodes}
     external = sorted({i for e in p.edges for i in (e.src_id, e.dst_id)} - local)
     if not external:
@@ -351,7 +358,10 @@ async def _check_external_endpoints(conn: psycopg.AsyncConnection, p: PreparedWr
     missing = [i for i in external if i not in found]
     if not missing:
         return
-    elsewhere = dict(await db.fetchall(conn, _SELECT_OTHER_SCOPES, (missing, p.scope)))
+    # Only the caller's own scopes may be named: saying "another scope" for another tenant's node would tell the
+    # caller that the node exists (deterministic ids are computable from tenant, scope and client_id).
+    elsewhere = {i: sc for i, sc in await db.fetchall(conn, _SELECT_OTHER_SCOPES, (missing, p.scope))
+                 if _same_tenant(sc, p.tenant_id, default_tenant_id)}
     node_id = missing[0]
     edge = next(e for e in p.edges if node_id in (e.src_id, e.dst_id))
     end = "src" if edge.src_id == node_id else "dst"
@@ -366,7 +376,7 @@ async def _check_external_endpoints(conn: psycopg.AsyncConnection, p: PreparedWr
 
 async def apply_write(conn: psycopg.AsyncConnection, p: PreparedWrite, s: Settings) -> dict[str, Any]:
     """Insert commit, nodes, rule defs, edges and outbox rows (caller owns the transaction)."""
-    await _check_external_endpoints(conn, p)
+    await _check_external_endpoints(conn, p, s.memory_tenant_id)
     parent_hash = ""
     if p.parent_commit_id:
         rows = await db.fetchall(conn, _SELECT_PARENT, (p.scope, p.parent_commit_id))

@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         run_case(Case("warmup"), port, "/v1/memory/write", writes_warm, 1, 15, time.monotonic() + 60)
 
         cases: dict[str, Case] = {}
+        load_at_start = round(os.getloadavg()[0], 2)
+        api_settings = Settings.from_env()
         log(f"recall_text x{args.recall_requests} at concurrency {args.recall_concurrency} (constant query)")
         cases["recall_text"] = Case("recall_text")
         run_case(cases["recall_text"], port, "/v1/memory/recall_text", [recall_body] * args.recall_requests,
@@ -308,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
             "scope": scope, "seed": seeded,
             "params": {k: getattr(args, k) for k in ("events", "topics", "recall_requests", "recall_concurrency",
                                                      "write_requests", "write_concurrency", "warmup")},
-            "host": {"cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)},
+            "host": {"cpus": os.cpu_count(), "loadavg_1m_at_start": load_at_start,
+                     "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
+            "api_settings": {k: getattr(api_settings, k) for k in ("hnsw_ef_search", "hnsw_iterative_scan",
+                                                                   "hnsw_max_scan_tuples", "db_pool_max")},
             "cases": {name: c.summary() for name, c in cases.items()},
         }
         out["targets_p95_ms"] = TARGETS_MS

@@ -168,7 +168,8 @@ def drain(url: str, config: Any, *, workers: int = 1, max_batches: int = 100_000
 
 
 def run_case(server_url: str, *, nodes: int, nodes_per_row: int, batch_size: int, embed_batch_rows: int,
-             cluster: bool, workers: int = 1, without_hnsw: bool = False) -> dict[str, Any]:
+             cluster: bool, workers: int = 1, without_hnsw: bool = False, embed_batch_nodes: int = 500
+             ) -> dict[str, Any]:
     from memory_api.worker import WorkerConfig
 
     with scratch_database(server_url) as url:
@@ -178,7 +179,8 @@ def run_case(server_url: str, *, nodes: int, nodes_per_row: int, batch_size: int
             t0 = time.perf_counter()
             backlog = build_embed_backlog(conn, "default", nodes, nodes_per_row, cluster=cluster)
             build_s = time.perf_counter() - t0
-        config = WorkerConfig(batch_size=batch_size, embed_batch_rows=embed_batch_rows)
+        config = WorkerConfig(batch_size=batch_size, embed_batch_rows=embed_batch_rows,
+                              embed_batch_nodes=embed_batch_nodes)
         result = drain(url, config, workers=workers)
         with psycopg.connect(url) as conn:
             ready = conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = 'default' AND type = 'event'"
@@ -186,7 +188,8 @@ def run_case(server_url: str, *, nodes: int, nodes_per_row: int, batch_size: int
             left = conn.execute("SELECT count(*) FROM memory_outbox WHERE published_at IS NULL").fetchone()[0]
     return {"nodes": nodes, "nodes_per_row": nodes_per_row, "rows": len(backlog.outbox_ids),
             "hnsw_index": not without_hnsw,
-            "batch_size": batch_size, "embed_batch_rows": embed_batch_rows, "cluster": cluster,
+            "batch_size": batch_size, "embed_batch_rows": embed_batch_rows, "embed_batch_nodes": embed_batch_nodes,
+            "cluster": cluster,
             "backlog_build_s": round(build_s, 3), "ready_after": ready, "unpublished_after": left, **result}
 
 
@@ -203,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     add_option(p, "--batch-size", env="OUTBOX_BATCH_SIZE", type=bounded_int(1, 200), default=20,
                help="rows per claim (contract LIMIT)")
     add_option(p, "--embed-batch-rows", env="OUTBOX_EMBED_BATCH_ROWS", type=bounded_int(1, 1000), default=200,
-               help="embed_nodes rows per claim")
+               help="max embed_nodes rows per claim (each case also runs with it equal to --batch-size)")
+    add_option(p, "--embed-batch-nodes", env="OUTBOX_EMBED_BATCH_NODES", type=bounded_int(1, 100_000), default=500,
+               help="node budget of one embed claim")
     add_option(p, "--workers", env="BENCH_WORKER_WORKERS", type=bounded_int(1, 8), default=1,
                help="concurrent in-process workers (threads, one connection each; SKIP LOCKED splits the work)")
     add_switch(p, "--without-hnsw", env="BENCH_WORKER_WITHOUT_HNSW", default=False,
@@ -219,11 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         for ebr in sorted({args.batch_size, args.embed_batch_rows}):
             r = run_case(server, nodes=args.nodes, nodes_per_row=npr, batch_size=args.batch_size,
                          embed_batch_rows=ebr, cluster=args.cluster, workers=args.workers,
-                         without_hnsw=args.without_hnsw)
+                         without_hnsw=args.without_hnsw, embed_batch_nodes=args.embed_batch_nodes)
             results.append(r)
             print(f"[bench-worker] {r['nodes']} nodes, {r['nodes_per_row']}/row ({r['rows']} rows), "
                   f"{r['workers']} worker(s), hnsw index {'on' if r['hnsw_index'] else 'OFF'}, claim "
-                  f"{r['embed_batch_rows']} embed rows: {r['nodes_per_sec']} nodes/s, {r['rows_per_sec']} rows/s, "
+                  f"<= {r['embed_batch_rows']} embed rows/{r['embed_batch_nodes']} nodes: "
+                  f"{r['nodes_per_sec']} nodes/s, {r['rows_per_sec']} rows/s, "
                   f"{r['batches']} batches in {r['wall_s']} s (batch p50 {r['batch_ms_p50']} ms)",
                   file=sys.stderr, flush=True)
     print(json.dumps({"ok": all(r["unpublished_after"] == 0 for r in results), "cases": results}, indent=2))

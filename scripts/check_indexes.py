@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from memload.db import connection
 from scripts.common import settings_from_args
 
 # name -> (table, access method)
@@ -32,6 +31,8 @@ class IndexState:
 
 def inspect_indexes(url: str) -> tuple[list[IndexState], dict[str, str]]:
     """The state of each required index, and {postgres, pgvector} versions."""
+    from memload.db import connection
+
     states: list[IndexState] = []
     with connection(url) as conn:
         for name, (table, method) in REQUIRED_INDEXES.items():

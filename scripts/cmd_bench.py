@@ -393,9 +393,11 @@ def run_bench(args: argparse.Namespace) -> int:
     plan = resolve_plan(args)
     verifier = _write_verifier(args, plan) if args.verify_writes else None
     mode_desc = {"all": "recall then write", "recall": "recall", "write": "write"}[plan.mode]
-    log(f"bench {plan.base_url} scope={plan.scope} tenant={plan.tenant_id} ({mode_desc}; recall "
-        f"{plan.recall_requests}@{plan.recall_concurrency}, write {plan.write_requests}@{plan.write_concurrency}, "
-        f"warmup {plan.warmup}, adaptive {plan.adaptive}, queries {plan.query_count})", prefix="bench")
+    cases = [f"recall {plan.recall_requests}@{plan.recall_concurrency}"] if plan.runs_recall else []
+    cases += [f"write {plan.write_requests}@{plan.write_concurrency}"] if plan.runs_write else []
+    log(f"bench {plan.base_url} scope={plan.scope} tenant={plan.tenant_id} ({mode_desc}: {', '.join(cases)}; "
+        f"warmup {plan.warmup}, adaptive {plan.adaptive}, queries {plan.query_count}) -> {plan.csv_prefix}*",
+        prefix="bench")
     rc, elapsed = run_locust(plan)
     summary_path = Path(f"{plan.csv_prefix}_summary.json")
     if not summary_path.is_file():

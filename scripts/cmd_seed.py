@@ -107,6 +107,13 @@ def _register_purge(sub: argparse._SubParsersAction) -> None:
                help="in --mode partition, DELETE rows that are not in a partition of the scope instead of failing")
     add_switch(p, "--fail-on-delete", env=e + "FAIL_ON_DELETE",
                help="refuse (before deleting anything) if a partitioned table would need DELETE")
+    add_option(p, "--src-scope", env=e + "SRC_SCOPE", default=os.environ.get("MEMORY_SCOPE") or "default",
+               type=_scope_arg, help="the source scope (the API's MEMORY_SCOPE, the seeder's default source): "
+                                     "purging it is refused unless --allow-source-scope")
+    add_option(p, "--src-tenant-id", env=e + "SRC_TENANT_ID", default=_default_tenant(), type=_tenant_arg,
+               help="tenant of the source scope")
+    add_switch(p, "--allow-source-scope", env=e + "ALLOW_SOURCE_SCOPE",
+               help="allow purging the source scope (it holds the data the kit reads, not benchmark data)")
     p.set_defaults(func=run_purge_cmd)
 
 
@@ -174,6 +181,11 @@ def run_purge_cmd(args: argparse.Namespace) -> int:
         raise ConfigError("--scope: required (refusing to guess which scope to purge)")
     settings = settings_from_args(args)
     tenancy = Tenancy.resolve(args.scope, args.tenant_id, settings.memory_tenant_id, flags=("--scope", "--tenant-id"))
+    source = Tenancy.resolve(args.src_scope, args.src_tenant_id, settings.memory_tenant_id,
+                             flags=("--src-scope", "--src-tenant-id"))
+    if tenancy.scope_key == source.scope_key and not args.allow_source_scope:
+        raise SafetyRefusal(f"--scope: refusing to purge the source scope {source.scope_key!r} (it is also "
+                            "--src-scope); pass --allow-source-scope if you really mean it; nothing was changed")
     summary = run_purge(_url(settings), tenancy, mode=args.mode, batch_size=args.batch_size, apply=args.apply,
                         allow_fallback_delete=args.allow_fallback_delete, fail_on_delete=args.fail_on_delete)
     print_json(summary)

@@ -20,7 +20,10 @@ from scripts.options import add_option, add_switch, bounded_int
 _KNOBS: list[tuple[str, str, str, str, Any, int | None]] = [
     ("batch_size", "--batch-size", "OUTBOX_BATCH_SIZE", "rows claimed per batch (max 200)", bounded_int(1, 200), 20),
     ("embed_batch_rows", "--embed-batch-rows", "OUTBOX_EMBED_BATCH_ROWS",
-     "embed_nodes rows claimed per batch and embedded together (None = the batch size)", bounded_int(1, 1000), None),
+     "max embed_nodes rows claimed per batch and embedded together (equal to --batch-size: the contract's claim)",
+     bounded_int(1, 1000), 200),
+    ("embed_batch_nodes", "--embed-batch-nodes", "OUTBOX_EMBED_BATCH_NODES",
+     "stop claiming embed_nodes rows once they hold this many nodes", bounded_int(1, 100_000), 500),
     ("claim_timeout_ms", "--claim-timeout-ms", "OUTBOX_CLAIM_TIMEOUT_MS", "a claim older than this is re-claimable",
      bounded_int(1, 86_400_000), 300_000),
     ("max_attempts", "--max-attempts", "OUTBOX_MAX_ATTEMPTS", "dead-letter a job after this many attempts",
@@ -49,8 +52,6 @@ def _worker_config(args: argparse.Namespace, settings: Any, scope: str | None) -
     from memory_api.worker import WorkerConfig
 
     overrides = {name: getattr(args, name, None) for name, *_ in _KNOBS}
-    if overrides["embed_batch_rows"] is None:  # embed rows default to the batch size (the contract's LIMIT)
-        overrides["embed_batch_rows"] = overrides["batch_size"] or settings.outbox_batch_size
     return WorkerConfig.from_settings(settings, scope=scope, **overrides)
 
 
@@ -68,13 +69,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("worker-bench", help="worker throughput baseline (the seed's job:perf-worker-benchmark)")
     add_option(b, "--scope", env="WORKER_SCOPE", help="scope to measure (default: MEMORY_SCOPE)")
     add_option(b, "--tenant-id", env="TENANT_ID", help="tenant of the scope (default: MEMORY_TENANT_ID)")
-    add_option(b, "--iterations", env="WORKER_ITERATIONS", type=bounded_int(1, 200), default=8,
-               help="worker batches to measure")
+    add_option(b, "--iterations", env="WORKER_ITERATIONS", type=bounded_int(0, 200), default=8,
+               help="worker batches to measure (0 only with --backlog-only)")
     add_switch(b, "--spawn", env="WORKER_BENCH_SPAWN",
                help="one `memload worker --once` process per iteration (the peer's way, start-up included)")
     add_option(b, "--out", env="WORKER_BENCH_OUT", help="also write the JSON to this file (worker_baseline.json)")
-    add_option(b, "--backlog-writes", env="WORKER_BACKLOG_WRITES", type=bounded_int(0, 100_000), default=0,
+    add_option(b, "--backlog-writes", env="WORKER_BACKLOG_WRITES", type=bounded_int(0, 1_000_000), default=0,
                help="first make this many HTTP writes with auto_embed=true (needs --base-url)")
+    add_switch(b, "--backlog-only", env="WORKER_BENCH_BACKLOG_ONLY",
+               help="only build the backlog (worker_slo's write pass) and print its figures; measure nothing")
     add_option(b, "--backlog-concurrency", env="WORKER_BACKLOG_CONCURRENCY", type=bounded_int(1, 64), default=1,
                help="concurrent backlog writers")
     add_option(b, "--base-url", env="BASE_URL", help="API for the backlog writes (loopback only)",
@@ -102,7 +105,8 @@ def run_worker(args: argparse.Namespace) -> int:
     try:
         if not args.once:
             print(f"[worker] started: scope={config.scope or 'all'} batch={config.batch_size} "
-                  f"embed_rows={config.embed_batch_rows} poll={config.poll_interval_ms}ms", file=sys.stderr, flush=True)
+                  f"embed_rows={config.embed_batch_rows} embed_nodes={config.embed_batch_nodes} "
+                  f"poll={config.poll_interval_ms}ms", file=sys.stderr, flush=True)
         return worker.run(once=args.once, emit=emit, max_batches=args.max_batches, log_idle=args.log_idle)
     finally:
         worker.close()
@@ -111,6 +115,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_worker_bench(args: argparse.Namespace) -> int:
+    from memload.errors import ConfigError
     from memload.identity import scope_key
     from scripts import worker_bench as wb
     from scripts.common import log, settings_from_args
@@ -120,12 +125,14 @@ def run_worker_bench(args: argparse.Namespace) -> int:
     scope = args.scope or settings.memory_scope
     tenant = args.tenant_id or settings.memory_tenant_id
     key = scope_key(scope, tenant, settings.memory_tenant_id)
+    if args.iterations == 0 and not args.backlog_only:
+        raise ConfigError("--iterations: must be at least 1 (0 is only accepted with --backlog-only)")
+    if args.backlog_only and not args.backlog_writes:
+        raise ConfigError("--backlog-only: needs --backlog-writes N (N > 0)")
     if args.backlog_writes:
         wb.check_loopback(args.base_url)
     out_path = Path(args.out) if args.out else None
     if out_path is not None and not out_path.parent.exists():
-        from memload.errors import ConfigError
-
         raise ConfigError(f"--out: directory {out_path.parent} does not exist")
     url = resolve_database_url(settings)
     config = _worker_config(args, settings, key)
@@ -135,6 +142,15 @@ def run_worker_bench(args: argparse.Namespace) -> int:
         backlog = wb.build_http_backlog(
             wb.BacklogSpec(args.base_url, args.backlog_writes, args.backlog_concurrency, tenant, scope),
             log=lambda m: log(m, prefix="worker-bench"))
+    if args.backlog_only:
+        assert backlog is not None
+        result_only = {"ok": backlog["ok"] == backlog["writes"], "mode": "backlog_only", "scope": scope,
+                       "tenant_id": tenant, "scope_key": key, "backlog": backlog, "outbox": wb.snapshot(url, key)}
+        text = json.dumps(result_only, indent=2)
+        if out_path is not None:
+            out_path.write_text(text + "\n")
+        print(text)
+        return 0 if result_only["ok"] else 1
     before = wb.snapshot(url, key)
     t0 = time.perf_counter()
     command = None
@@ -156,6 +172,7 @@ def run_worker_bench(args: argparse.Namespace) -> int:
         "outbox_after": after,
         "per_iteration": records,
         "config": {"batch_size": config.batch_size, "embed_batch_rows": config.embed_batch_rows,
+                   "embed_batch_nodes": config.embed_batch_nodes,
                    "claim_timeout_ms": config.claim_timeout_ms, "max_attempts": config.max_attempts},
     }
     if command:

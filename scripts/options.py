@@ -29,6 +29,8 @@ def add_option(
     """A valued option `flag` whose default comes from `$env` when set."""
     raw = os.environ.get(env)
     value: Any = raw if raw not in (None, "") else default
+    if choices is not None and raw not in (None, ""):
+        type = _checked_choice(type or str, list(choices), env)  # argparse checks choices of command-line values only
     parser.add_argument(
         flag,
         *flag_aliases,
@@ -51,6 +53,21 @@ def add_switch(
     parser.add_argument(
         flag, default=value, action=argparse.BooleanOptionalAction, help=f"{help} [env {env}; default: {default}]"
     )
+
+
+def _checked_choice(base: Callable[[str], Any], allowed: list[Any], env: str) -> Callable[[str], Any]:
+    """argparse type that also enforces `choices`: argparse converts a string default (the env value) with the
+    option's type when parsing, but never checks it against choices, so `PERF_PROFILE=turbo` used to get through."""
+
+    def parse(text: str) -> Any:
+        value = base(text)
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {value!r} (from ${env}; choose from {', '.join(map(str, allowed))})")
+        return value
+
+    parse.__name__ = getattr(base, "__name__", "value")
+    return parse
 
 
 def bounded_int(lo: int, hi: int) -> Callable[[str], int]:

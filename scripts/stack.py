@@ -99,6 +99,8 @@ class LocalStack:
         migrate: bool = True,
         log_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
+        api_env: Mapping[str, str] | None = None,
+        worker_env: Mapping[str, str] | None = None,
         api_args: Sequence[str] = (),
         worker_args: Sequence[str] = (),
         startup_timeout_s: float = 60.0,
@@ -111,7 +113,8 @@ class LocalStack:
         self.with_worker = worker
         self.migrate = migrate
         self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.extra_env = dict(env or {})
+        self.extra_env = dict(env or {})  # both children
+        self.child_env = {"api": dict(api_env or {}), "worker": dict(worker_env or {})}
         self.api_args = list(api_args)
         self.worker_args = list(worker_args)
         self.startup_timeout_s = startup_timeout_s
@@ -180,8 +183,8 @@ class LocalStack:
         self.children = []
 
     # -- internals
-    def _env(self) -> dict[str, str]:
-        env = {**os.environ, **self.settings.as_env(), **self.extra_env}
+    def _env(self, name: str) -> dict[str, str]:
+        env = {**os.environ, **self.settings.as_env(), **self.extra_env, **self.child_env.get(name, {})}
         env["DATABASE_URL"] = self.database_url
         env["PORT"] = str(self.port)
         env["HOST"] = self.host
@@ -199,7 +202,7 @@ class LocalStack:
         else:  # foreground: children's output goes to our stderr, so our stdout carries only the two result lines
             stdout, stderr = sys.stderr.fileno(), sys.stderr.fileno()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "scripts.cli", *args], cwd=REPO_ROOT, env=self._env(), stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "scripts.cli", *args], cwd=REPO_ROOT, env=self._env(name), stdin=subprocess.DEVNULL,
             stdout=stdout, stderr=stderr, start_new_session=True, preexec_fn=_die_with_parent(),
         )
         self.children.append(Child(name, proc, log_path, log_file))

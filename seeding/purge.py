@@ -162,7 +162,7 @@ def apply_purge(conn: psycopg.Connection, plan: PurgePlan, *, commit_each_step: 
 
 
 def _delete_batches(conn: psycopg.Connection, t: TablePurge, key: str, batch: int, commit: bool) -> tuple[int, int]:
-    leaf = ".".join(quote_ident(p) for p in t.leaf.split("."))  # regclass text may be schema-qualified
+    leaf = t.leaf or t.table  # regclass text: already quoted and qualified as SQL needs it
     if t.table == "memory_commits":
         n = conn.execute(f"DELETE FROM {leaf} WHERE scope = %s", (key,)).rowcount
         return n, 1

@@ -28,9 +28,11 @@ def call(base: str, path: str, body: Any = None, *, raw: bytes | None = None, ct
         return e.code, {k.lower(): v for k, v in e.headers.items()}, json.loads(e.read() or b"null")
 
 
-def counts(url: str) -> dict[str, int]:
+def counts(url: str, scopes: list[str]) -> dict[str, int]:
+    """Row counts of the scopes a test touches (not the whole database: other suites share it)."""
     with psycopg.connect(url) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+        return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE scope = ANY(%s)", (scopes,)).fetchone()[0]
+                for t in TABLES}
 
 
 def test_bad_inputs_are_4xx_envelopes_and_change_nothing(start_api: Any, db_url: str) -> None:
@@ -54,7 +56,8 @@ def test_bad_inputs_are_4xx_envelopes_and_change_nothing(start_api: Any, db_url:
         commit = conn.execute("SELECT id FROM memory_commits WHERE scope=%s", (scope,)).fetchone()[0]
         conn.execute("INSERT INTO memory_nodes (id, scope, type, client_id, commit_id) "
                      "VALUES (%s, %s, 'event', 'taken', %s)", (str(uuid.uuid4()), scope, commit))
-    before = counts(db_url)
+    touched = [scope, other, "default"]  # cases without a scope target the default scope
+    before = counts(db_url, touched)
 
     big = b'{"input_text":"' + b"x" * (5 * 1024 * 1024) + b'"}'
     w = "/v1/memory/write"
@@ -149,7 +152,7 @@ def test_bad_inputs_are_4xx_envelopes_and_change_nothing(start_api: Any, db_url:
         if not ok:
             failures.append((path, str(kwargs)[:120], st, body))
     assert not failures, "\n".join(map(str, failures))
-    assert counts(db_url) == before
+    assert counts(db_url, touched) == before
     assert "Traceback" not in api.log() and "unhandled error" not in api.log()
 
 

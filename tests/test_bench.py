@@ -188,6 +188,7 @@ def test_profile_presets_fill_the_flags_not_given(profile: str, mode: str, concu
                                                    "all": ["RecallUser", "WriteUser"]}[mode]
 
 
+@pytest.mark.slow
 def test_distributed_master_and_two_workers_sum_up(start_api, tmp_path: Path) -> None:
     api = start_api(**HIGH_LIMITS)
     scope = f"bench_dist_{uuid.uuid4().hex[:8]}"

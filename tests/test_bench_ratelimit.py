@@ -12,6 +12,8 @@ import json
 import statistics
 from pathlib import Path
 
+import pytest
+
 from tests.test_bench import bench, locust_rows
 
 RATE, BURST = 50, 50
@@ -33,6 +35,7 @@ def _pacing_rows(prefix: Path) -> list[dict[str, str]]:
         return [r for r in csv.DictReader(fh) if r["endpoint_class"] == "recall"]
 
 
+@pytest.mark.slow
 def test_adaptive_pacing_keeps_429_share_low_at_high_throughput(start_api, tmp_path: Path) -> None:
     api = start_api(tenant_recall_rps=str(RATE), tenant_recall_burst=str(BURST))
 

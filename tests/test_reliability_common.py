@@ -6,7 +6,9 @@ tables a request may change, `report` prints the one-line figures docs/RELIABILI
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 import psycopg
@@ -121,6 +124,114 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20)
             proc.kill()
             proc.wait(10)
     return proc.returncode
+
+
+# ------------------------------------------------------------------------------------------- load-run harness
+def start_api_on(port: int, db_url: str, log_path: Path, **env: str) -> subprocess.Popen:
+    """`memload api` on a fixed port (so a restarted API is found by a running load at the same address)."""
+    from tests.conftest import wait_http
+
+    full = {"DATABASE_URL": db_url, **{k.upper(): str(v) for k, v in env.items()}}
+    proc = start_cli(["api", "--host", "127.0.0.1", "--port", str(port)], log_path, full)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=60, proc=proc)
+    except Exception:
+        stop(proc, signal.SIGKILL)
+        raise RuntimeError(f"API did not start:\n{log_path.read_text(errors='replace')[-2000:]}") from None
+    return proc
+
+
+def start_worker(db_url: str, log_path: Path, *args: str) -> subprocess.Popen:
+    return start_cli(["worker", "--poll-interval-ms", "100", *args], log_path, {"DATABASE_URL": db_url})
+
+
+def start_bench(base_url: str, db_url: str, csv_prefix: Path, *args: str, env: Mapping[str, str] | None = None
+                ) -> subprocess.Popen:
+    """`memload bench` in the background; stdout (the JSON) goes to <prefix>.json, logs to <prefix>.log."""
+    csv_prefix.parent.mkdir(parents=True, exist_ok=True)
+    full = {**os.environ, "DATABASE_URL": db_url, **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "scripts.cli", "bench", "--base-url", base_url, "--csv",
+                             str(csv_prefix), "--warmup", "0", "--max-run-s", "240", *args], cwd=REPO_ROOT, env=full,
+                            stdout=open(f"{csv_prefix}.json", "w"), stderr=open(f"{csv_prefix}.log", "w"),
+                            start_new_session=True)
+
+
+def bench_result(proc: subprocess.Popen, csv_prefix: Path, timeout: float = 300) -> tuple[int, dict[str, Any], str]:
+    """Wait for a bench started by start_bench: (exit code, its JSON, its stderr)."""
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc, signal.SIGKILL)
+        raise
+    log = Path(f"{csv_prefix}.log").read_text(errors="replace")
+    text = Path(f"{csv_prefix}.json").read_text()
+    if not text.strip():
+        raise AssertionError(f"bench printed no JSON (exit {rc}):\n{log[-3000:]}")
+    return rc, json.loads(text), log
+
+
+def ack_lines(csv_prefix: Path) -> int:
+    path = Path(f"{csv_prefix}_write_acks.jsonl")
+    try:
+        with path.open("rb") as fh:
+            return sum(1 for _ in fh)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def outbox_exactly_once(conn: psycopg.Connection, scope: str) -> dict[str, int]:
+    """After the worker drained a scope written by the suite's write users (embed_on_write): every job is published,
+    none failed, and each effect happened once (each node embedded once, each event clustered into one topic).
+    Returns the figures; raises AssertionError naming the first violation."""
+    rows = dict(conn.execute(
+        "SELECT event_type, count(*) FROM memory_outbox WHERE scope = %s GROUP BY 1", (scope,)).fetchall())
+    pending = conn.execute("SELECT count(*) FROM memory_outbox WHERE scope = %s AND (published_at IS NULL"
+                           " OR failed_at IS NOT NULL)", (scope,)).fetchone()[0]
+    writes = conn.execute("SELECT count(*) FROM memory_commits WHERE scope = %s AND actor = 'system'",
+                          (scope,)).fetchone()[0]
+    events = conn.execute("SELECT count(*), count(*) FILTER (WHERE embedding_status = 'ready'),"
+                          " count(*) FILTER (WHERE embedding_attempts = 1), max(embedding_attempts)"
+                          " FROM memory_nodes WHERE scope = %s AND type = 'event'", (scope,)).fetchone()
+    part_of = conn.execute("SELECT count(*), count(DISTINCT src_id) FROM memory_edges e JOIN memory_nodes n"
+                           " ON n.scope = e.scope AND n.id = e.src_id WHERE e.scope = %s AND e.type = 'part_of'"
+                           " AND n.type = 'event'", (scope,)).fetchone()
+    embedded = conn.execute("SELECT coalesce(sum((payload->'embed_backfill'->>'updated')::int), 0) FROM memory_outbox"
+                            " WHERE scope = %s AND event_type = 'embed_nodes'", (scope,)).fetchone()[0]
+    out = {"jobs_expected": 2 * writes, "jobs": sum(rows.values()), "jobs_unprocessed": pending,
+           "embed_jobs": rows.get("embed_nodes", 0), "topic_jobs": rows.get("topic_cluster", 0), "events": events[0],
+           "events_embedded_once": events[2], "nodes_embedded_by_jobs": embedded,
+           "events_clustered": part_of[1], "part_of_edges": part_of[0]}
+    assert pending == 0, f"unprocessed or failed outbox jobs: {out}"
+    assert out["embed_jobs"] == writes and out["topic_jobs"] == writes, f"one embed + one topic job per write: {out}"
+    assert events[0] == writes and events[1] == writes and events[2] == writes, f"each event embedded once: {out}"
+    assert embedded == writes, f"the jobs' own counts: each node updated by exactly one job: {out}"
+    assert part_of[0] == part_of[1] == writes, f"each event clustered into exactly one topic: {out}"
+    out["jobs_processed"] = out["jobs"] - pending
+    return out
+
+
+def cli(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """`memload ARGS` in this process: the CLI's own main() (parsing, env twins, guards, exit codes, output) without
+    the interpreter start-up a subprocess costs per call. Returns (exit code, stdout, stderr)."""
+    from scripts.cli import main as cli_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, dict(env or {})), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        try:
+            rc = cli_main(list(args))
+        except SystemExit as exc:  # argparse errors
+            rc = int(exc.code) if isinstance(exc.code, int) else 1
+    return rc, out.getvalue(), err.getvalue()
 
 
 def test_client_reconnects_and_envelope_check(start_api: Any) -> None:

@@ -27,6 +27,7 @@ from seeding.seed import run_seed
 from tests.conftest import run_cli
 
 SOURCE_TEXT = "memload source anchor"
+SRC = "tseed_src"  # this module's source scope in the shared session database
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -85,16 +86,17 @@ def leftover_build_tables(url: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def src_url(db_url: str) -> str:
-    """The session database with a source vector in scope 'src'."""
-    add_source_vector(db_url, "src")
+    """The session database (shared with other test files: every scope here is prefixed tseed_), with a source
+    vector in scope 'tseed_src'."""
+    add_source_vector(db_url, SRC)
     return db_url
 
 
 # ----------------------------------------------------------------------------------------------------- tests
 def test_topology_values_commit_and_partitions(src_url: str, tmp_path: Path) -> None:
     E, T = 250, 7
-    out = seed(src_url, tmp_path, "topo", events=E, topics=T, seed=11)
-    assert out["ok"] and out["load_path"] == "partition" and out["scope_key"] == "topo"
+    out = seed(src_url, tmp_path, "tseed_topo", source=SRC, events=E, topics=T, seed=11)
+    assert out["ok"] and out["load_path"] == "partition" and out["scope_key"] == "tseed_topo"
     assert out["inserted"] == {"topics": T, "events": E, "edges": 2 * E}
     assert out["totals_in_scope"] == {"nodes": T + E, "edges": 2 * E}
     assert set(out["timings_ms"]) == {"reset", "load", "index", "attach", "analyze"}
@@ -108,16 +110,16 @@ def test_topology_values_commit_and_partitions(src_url: str, tmp_path: Path) -> 
             " bool_and(embedding_model = 'perf:seed'), bool_and(memory_lane = 'shared'),"
             " bool_and(embedding_ready_at IS NOT NULL), min(salience), max(importance), min(confidence),"
             " bool_and(commit_id = %s::uuid), count(DISTINCT embedding)"
-            " FROM memory_nodes WHERE scope = 'topo' GROUP BY type ORDER BY type", (out["commit_id"],)).fetchall()
+            " FROM memory_nodes WHERE scope = 'tseed_topo' GROUP BY type ORDER BY type", (out["commit_id"],)).fetchall()
         by_type = {r[0]: r[1:] for r in rows}
         assert by_type["topic"] == (T, "hot", "hot", True, True, True, True, pytest.approx(0.4), pytest.approx(0.4),
                                     pytest.approx(0.9), True, T)
         assert by_type["event"] == (E, "hot", "hot", True, True, True, True, 0.5, 0.5, pytest.approx(0.8), True, E)
-        titles = conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = 'topo' AND type = 'topic'"
+        titles = conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = 'tseed_topo' AND type = 'topic'"
                               " AND title = 'perf topic #' || substr(text_summary, 23)"
                               " AND text_summary LIKE 'synthetic perf topic #%'").fetchone()[0]
         assert titles == T
-        assert conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = 'topo' AND type = 'event'"
+        assert conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = 'tseed_topo' AND type = 'event'"
                             " AND title IS NULL AND text_summary LIKE 'synthetic perf event #%'").fetchone()[0] == E
         # edges: event k -> topic 1+((k-1) mod T), both directions, exact weights
         bad = conn.execute(
@@ -126,41 +128,42 @@ def test_topology_values_commit_and_partitions(src_url: str, tmp_path: Path) -> 
             "   ELSE e.dst_id END AND ev.type = 'event'"
             " JOIN memory_nodes tp ON tp.scope = e.scope AND tp.id = CASE WHEN e.type = 'part_of' THEN e.dst_id"
             "   ELSE e.src_id END AND tp.type = 'topic'"
-            " WHERE e.scope = 'topo' AND NOT ("
+            " WHERE e.scope = 'tseed_topo' AND NOT ("
             "   tp.title = 'perf topic #' || (1 + (substr(ev.text_summary, 23)::int - 1) %% %s)::text"
             "   AND e.decay_rate = real '0.01' AND e.commit_id = %s::uuid"
             "   AND ((e.type = 'part_of' AND e.weight = 0.75 AND e.confidence = 0.75)"
             "     OR (e.type = 'derived_from' AND e.weight = 1 AND e.confidence = 1)))", (T, out["commit_id"])
         ).fetchone()[0]
         assert bad == 0
-        per_type = dict(conn.execute("SELECT type::text, count(*) FROM memory_edges WHERE scope = 'topo' GROUP BY 1"))
+        per_type = dict(conn.execute(
+            "SELECT type::text, count(*) FROM memory_edges WHERE scope = 'tseed_topo' GROUP BY 1"))
         assert per_type == {"part_of": E, "derived_from": E}
         # commit: actor, no parent, the contract's hash over the recorded diff
         c = conn.execute("SELECT actor, parent_id, input_sha256, diff_json, commit_hash FROM memory_commits"
-                         " WHERE scope = 'topo'").fetchall()
+                         " WHERE scope = 'tseed_topo'").fetchall()
         assert len(c) == 1
         actor, parent, input_sha, diff, chash = c[0]
         assert actor == "job:perf_seed" and parent is None and chash == out["commit_hash"]
-        assert chash == commit_hash(parent_hash="", input_sha256=input_sha, diff=diff, scope_key="topo",
+        assert chash == commit_hash(parent_hash="", input_sha256=input_sha, diff=diff, scope_key="tseed_topo",
                                     actor="job:perf_seed", model_version=None, prompt_version=None)
         assert diff["events"] == E and diff["topics"] == T and diff["vectors"] == "clustered"
         # own partitions; every parent index adopted on attach (HNSW included), nothing left behind
         for t in ("memory_commits", "memory_nodes", "memory_edges", "memory_outbox"):
-            assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (partition_name(t, "topo"),)).fetchone()[0]
+            assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (partition_name(t, "tseed_topo"),)).fetchone()[0]
         missing = conn.execute(
             "SELECT pi.indexrelid::regclass::text FROM pg_index pi WHERE pi.indrelid = 'memory_nodes'::regclass"
             " AND NOT EXISTS (SELECT 1 FROM pg_inherits inh JOIN pg_index ci ON ci.indexrelid = inh.inhrelid"
             "  WHERE inh.inhparent = pi.indexrelid AND ci.indrelid = %s::regclass AND ci.indisvalid)",
-            (partition_name("memory_nodes", "topo"),)).fetchall()
+            (partition_name("memory_nodes", "tseed_topo"),)).fetchall()
         assert missing == []
         assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conname LIKE '%%scope_ck'").fetchone()[0] == 0
         # vectors: topics are exactly the fake embeddings of their titles; each event is nearest its own topic
-        topics = conn.execute("SELECT title, embedding FROM memory_nodes WHERE scope = 'topo' AND type = 'topic'"
+        topics = conn.execute("SELECT title, embedding FROM memory_nodes WHERE scope = 'tseed_topo' AND type = 'topic'"
                               " ORDER BY substr(title, 13)::int").fetchall()
         tv = np.stack([r[1].to_numpy() for r in topics])
         np.testing.assert_allclose(tv, fake_embed_many([r[0] for r in topics]).astype(np.float32))
         events = conn.execute("SELECT substr(text_summary, 23)::int, embedding FROM memory_nodes"
-                              " WHERE scope = 'topo' AND type = 'event'").fetchall()
+                              " WHERE scope = 'tseed_topo' AND type = 'event'").fetchall()
     ks = np.array([r[0] for r in events])
     ev = np.stack([r[1].to_numpy() for r in events])
     cos = (ev / np.linalg.norm(ev, axis=1, keepdims=True)) @ (tv / np.linalg.norm(tv, axis=1, keepdims=True)).T
@@ -169,75 +172,80 @@ def test_topology_values_commit_and_partitions(src_url: str, tmp_path: Path) -> 
     assert leftover_build_tables(src_url) == []
     # query set: every topic title with its id (docs/ARTIFACTS.md)
     qs = json.loads(Path(out["query_set"]).read_text())
-    assert set(qs) == {"scope", "tenant_id", "scope_key", "queries"} and qs["scope_key"] == "topo"
+    assert set(qs) == {"scope", "tenant_id", "scope_key", "queries"} and qs["scope_key"] == "tseed_topo"
     assert [q["text"] for q in qs["queries"]] == [f"perf topic #{k}" for k in range(1, T + 1)]
     assert all(q["expected_min_seeds"] == 1 for q in qs["queries"])
     with psycopg.connect(src_url) as conn:
-        ids = dict(conn.execute("SELECT title, id::text FROM memory_nodes WHERE scope = 'topo' AND type = 'topic'"))
+        ids = dict(conn.execute(
+            "SELECT title, id::text FROM memory_nodes WHERE scope = 'tseed_topo' AND type = 'topic'"))
     assert {q["text"]: q["topic_id"] for q in qs["queries"]} == ids
 
 
 def test_same_seed_same_dataset_other_seed_differs(src_url: str, tmp_path: Path) -> None:
-    a = seed(src_url, tmp_path, "det", events=300, seed=5, reset=True)
-    snap_a = snapshot(src_url, "det")
-    b = seed(src_url, tmp_path, "det", events=300, seed=5, reset=True)
-    snap_b = snapshot(src_url, "det")
+    a = seed(src_url, tmp_path, "tseed_det", source=SRC, events=300, seed=5, reset=True)
+    snap_a = snapshot(src_url, "tseed_det")
+    b = seed(src_url, tmp_path, "tseed_det", source=SRC, events=300, seed=5, reset=True)
+    snap_b = snapshot(src_url, "tseed_det")
     assert b["reset_stats"]["nodes"] == 350 and b["reset_stats"]["edges"] == 600 and b["reset_stats"]["commits"] == 1
     assert snap_a == snap_b and a["commit_hash"] == b["commit_hash"] and a["commit_id"] == b["commit_id"]
-    seed(src_url, tmp_path, "det", events=300, seed=6, reset=True)
-    snap_c = snapshot(src_url, "det")
+    seed(src_url, tmp_path, "tseed_det", source=SRC, events=300, seed=6, reset=True)
+    snap_c = snapshot(src_url, "tseed_det")
     assert snap_c["nodes_md5"] != snap_a["nodes_md5"] and snap_c["edges_md5"] != snap_a["edges_md5"]
     with psycopg.connect(src_url) as conn:  # distinct clustered vectors
-        distinct = conn.execute("SELECT count(DISTINCT embedding) FROM memory_nodes WHERE scope = 'det'").fetchone()
+        distinct = conn.execute(
+            "SELECT count(DISTINCT embedding) FROM memory_nodes WHERE scope = 'tseed_det'").fetchone()
     assert distinct[0] == 350
 
 
 def test_copy_mode_is_the_peer_dataset(src_url: str, tmp_path: Path) -> None:
-    out = seed(src_url, tmp_path, "peercopy", events=120, topics=3, vectors="copy", seed=1)
+    out = seed(src_url, tmp_path, "tseed_peercopy", source=SRC, events=120, topics=3, vectors="copy", seed=1)
     src = np.asarray(fake_embed(SOURCE_TEXT), dtype=np.float32)
     with psycopg.connect(src_url) as conn:
         register_vector(conn)
-        vecs = conn.execute("SELECT DISTINCT embedding FROM memory_nodes WHERE scope = 'peercopy'").fetchall()
+        vecs = conn.execute("SELECT DISTINCT embedding FROM memory_nodes WHERE scope = 'tseed_peercopy'").fetchall()
     assert out["totals_in_scope"] == {"nodes": 123, "edges": 240}
     assert len(vecs) == 1 and np.array_equal(vecs[0][0].to_numpy(), src)
 
 
 def test_append_without_reset_chains_to_the_head_commit(src_url: str, tmp_path: Path) -> None:
-    first = seed(src_url, tmp_path, "chain", events=150, seed=1)
-    second = seed(src_url, tmp_path, "chain", events=120, seed=1)
+    first = seed(src_url, tmp_path, "tseed_chain", source=SRC, events=150, seed=1)
+    second = seed(src_url, tmp_path, "tseed_chain", source=SRC, events=120, seed=1)
     assert second["load_path"] == "append" and second["warnings"]
     assert second["totals_in_scope"] == {"nodes": 150 + 50 + 120 + 50, "edges": 2 * (150 + 120)}
     with psycopg.connect(src_url) as conn:
-        parent = conn.execute("SELECT parent_id::text FROM memory_commits WHERE scope = 'chain' AND id = %s",
+        parent = conn.execute("SELECT parent_id::text FROM memory_commits WHERE scope = 'tseed_chain' AND id = %s",
                               (second["commit_id"],)).fetchone()[0]
-        leaves = conn.execute("SELECT DISTINCT tableoid::regclass::text FROM memory_nodes WHERE scope = 'chain'"
+        leaves = conn.execute("SELECT DISTINCT tableoid::regclass::text FROM memory_nodes WHERE scope = 'tseed_chain'"
                               ).fetchall()
     assert parent == first["commit_id"]
-    assert leaves == [(partition_name("memory_nodes", "chain"),)]
+    assert leaves == [(partition_name("memory_nodes", "tseed_chain"),)]
 
 
 def test_scope_written_through_the_api_appends_then_reset_moves_it_to_a_partition(src_url: str,
                                                                                  tmp_path: Path) -> None:
-    add_source_vector(src_url, "apiwritten", "an api write")  # rows of the scope in the default partitions
-    out = seed(src_url, tmp_path, "apiwritten", events=100, topics=2, seed=3)
+    add_source_vector(src_url, "tseed_apiwritten", "an api write")  # rows of the scope in the default partitions
+    out = seed(src_url, tmp_path, "tseed_apiwritten", source=SRC, events=100, topics=2, seed=3)
     assert out["load_path"] == "append" and out["totals_in_scope"]["nodes"] == 103
     with psycopg.connect(src_url) as conn:
-        assert conn.execute("SELECT DISTINCT tableoid::regclass::text FROM memory_nodes WHERE scope = 'apiwritten'"
-                            ).fetchall() == [("memory_nodes_default",)]
-    out = seed(src_url, tmp_path, "apiwritten", events=100, topics=2, seed=3, reset=True)
+        assert conn.execute(
+            "SELECT DISTINCT tableoid::regclass::text FROM memory_nodes WHERE scope = 'tseed_apiwritten'"
+        ).fetchall() == [("memory_nodes_default",)]
+    out = seed(src_url, tmp_path, "tseed_apiwritten", source=SRC, events=100, topics=2, seed=3, reset=True)
     assert out["load_path"] == "partition"
     assert out["reset_stats"]["nodes"] == 103 and out["reset_stats"]["commits"] == 2
     with psycopg.connect(src_url) as conn:
-        assert conn.execute("SELECT count(*) FROM memory_nodes_default WHERE scope = 'apiwritten'").fetchone()[0] == 0
-        assert conn.execute("SELECT DISTINCT tableoid::regclass::text FROM memory_nodes WHERE scope = 'apiwritten'"
-                            ).fetchall() == [(partition_name("memory_nodes", "apiwritten"),)]
+        assert conn.execute(
+            "SELECT count(*) FROM memory_nodes_default WHERE scope = 'tseed_apiwritten'").fetchone()[0] == 0
+        assert conn.execute(
+            "SELECT DISTINCT tableoid::regclass::text FROM memory_nodes WHERE scope = 'tseed_apiwritten'"
+        ).fetchall() == [(partition_name("memory_nodes", "tseed_apiwritten"),)]
 
 
 def test_tenant_scope_key_and_source_scope_refusal(src_url: str, tmp_path: Path) -> None:
-    out = seed(src_url, tmp_path, "perf", tenant="acme", events=100, topics=1, seed=1)
-    assert out["scope_key"] == "tenant:acme::scope:perf" and out["tenant_id"] == "acme"
+    out = seed(src_url, tmp_path, "tseed_perf", source=SRC, tenant="acme", events=100, topics=1, seed=1)
+    assert out["scope_key"] == "tenant:acme::scope:tseed_perf" and out["tenant_id"] == "acme"
     with pytest.raises(SafetyRefusal, match="--scope: refusing to reset the source scope"):
-        params("src", reset=True, events=100).validate()
+        params(SRC, source=SRC, reset=True, events=100).validate()
     with pytest.raises(ConfigError, match="--events"):
         params("x", events=99).validate()
 
@@ -245,43 +253,43 @@ def test_tenant_scope_key_and_source_scope_refusal(src_url: str, tmp_path: Path)
 def test_cli_json_summary_and_refusals_change_nothing(src_url: str, tmp_path: Path) -> None:
     env = {"DATABASE_URL": src_url, "MEMLOAD_HOME": str(tmp_path / "home")}
     out_file = tmp_path / "seed.json"
-    ok = run_cli("seed", "--scope", "clijson", "--src-scope", "src", "--events", "100", "--topics", "4", "--seed",
+    ok = run_cli("seed", "--scope", "tseed_clijson", "--src-scope", SRC, "--events", "100", "--topics", "4", "--seed",
                  "9", "--out", str(out_file), env=env)
     assert ok.returncode == 0, ok.stderr
     summary = json.loads(ok.stdout)
     assert summary == json.loads(out_file.read_text())
-    assert summary["query_set"] == str(tmp_path / "home" / "query_sets" / "clijson.json")
+    assert summary["query_set"] == str(tmp_path / "home" / "query_sets" / "tseed_clijson.json")
     assert Path(summary["query_set"]).exists() and "[memload seed] committed" in ok.stderr
-    before = snapshot(src_url, "src")
-    refused = run_cli("seed", "--scope", "src", "--src-scope", "src", "--reset", "--events", "100", env=env)
+    before = snapshot(src_url, "tseed_src")
+    refused = run_cli("seed", "--scope", "tseed_src", "--src-scope", "tseed_src", "--reset", "--events", "100", env=env)
     assert refused.returncode == 3
     assert refused.stderr.strip().splitlines()[-1].startswith("memload: error: --scope: refusing to reset")
-    assert snapshot(src_url, "src") == before
+    assert snapshot(src_url, "tseed_src") == before
 
 
 @pytest.mark.parametrize(("args", "flag", "code"), [
     (["--events", "50"], "--events", 2),
     (["--events", "2000000"], "--events", 2),
     (["--tenant-id", "bad tenant!"], "--tenant-id", 2),
-    (["--src-scope", "nothing_here"], "--src-scope", 2),
+    (["--src-scope", "tseed_nothing_here"], "--src-scope", 2),
 ])
 def test_bad_flags_one_line_error_nothing_changed(src_url: str, tmp_path: Path, args: list[str], flag: str,
                                                   code: int) -> None:
-    base = ["seed", "--scope", "badflags", "--src-scope", "src", "--events", "100"]
+    base = ["seed", "--scope", "tseed_badflags", "--src-scope", "tseed_src", "--events", "100"]
     proc = run_cli(*base, *args, env={"DATABASE_URL": src_url, "MEMLOAD_HOME": str(tmp_path)})
     assert proc.returncode == code
     last = proc.stderr.strip().splitlines()[-1]
     assert flag in last and "Traceback" not in proc.stderr
-    assert snapshot(src_url, "badflags") == snapshot(src_url, "never_used_scope")  # nothing at all
+    assert snapshot(src_url, "tseed_badflags") == snapshot(src_url, "tseed_never_used_scope")  # nothing at all
     assert leftover_build_tables(src_url) == []
 
 
 def test_seed_killed_during_load_leaves_the_scope_as_it_was(src_url: str, tmp_path: Path) -> None:
-    seed(src_url, tmp_path, "killme", events=200, seed=1)
-    before = snapshot(src_url, "killme")
+    seed(src_url, tmp_path, "tseed_killme", source=SRC, events=200, seed=1)
+    before = snapshot(src_url, "tseed_killme")
     env = {**os.environ, "DATABASE_URL": src_url, "MEMLOAD_HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "seed", "--scope", "killme", "--src-scope", "src", "--reset",
+        [sys.executable, "-m", "scripts.cli", "seed", "--scope", "tseed_killme", "--src-scope", "tseed_src", "--reset",
          "--events", "60000", "--seed", "2"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
@@ -302,5 +310,5 @@ def test_seed_killed_during_load_leaves_the_scope_as_it_was(src_url: str, tmp_pa
                            " AND datname = current_database()").fetchone()[0]:
             assert time.monotonic() < deadline, "seed backend still alive"
             time.sleep(0.2)
-    assert snapshot(src_url, "killme") == before
+    assert snapshot(src_url, "tseed_killme") == before
     assert leftover_build_tables(src_url) == []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from seeding.schema import partition_name
 from tests.conftest import run_cli
@@ -47,3 +49,24 @@ def test_ann_check_gate_and_empty_scope(fresh_db_url: str, tmp_path: Path) -> No
     assert proc.returncode == (0 if out["recall_at_k"] >= 1.0 else 1)
     empty = run_cli("ann-check", "--scope", "nothing", env={"DATABASE_URL": fresh_db_url})
     assert empty.returncode == 2 and "--scope" in empty.stderr.strip().splitlines()[-1]
+
+
+def test_recall_text_with_a_topic_title_finds_that_topics_events(fresh_db_url: str, tmp_path: Path,
+                                                                 start_api: Callable[..., Any]) -> None:
+    """The point of clustered vectors: through the API's fake provider, a topic title lands on its own cluster."""
+    import urllib.request
+
+    add_source_vector(fresh_db_url, "src")
+    seed(fresh_db_url, tmp_path, "e2e", events=500, topics=5, seed=1)
+    api = start_api(database_url=fresh_db_url)
+    for k in range(1, 6):
+        req = urllib.request.Request(
+            api.base_url + "/v1/memory/recall_text", method="POST", headers={"content-type": "application/json"},
+            data=json.dumps({"scope": "e2e", "query_text": f"perf topic #{k}", "limit": 10}).encode())
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            seeds = json.loads(resp.read())["seeds"]
+        assert seeds[0]["type"] == "topic" and seeds[0]["title"] == f"perf topic #{k}"
+        assert seeds[0]["similarity"] > 0.999
+        events = [s for s in seeds if s["type"] == "event"]
+        assert len(events) == 9
+        assert all(int(s["text_summary"].rsplit("#", 1)[1]) % 5 == k % 5 for s in events), events

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -127,10 +128,20 @@ def test_up_refuses_a_port_in_use(fresh_db_url: str) -> None:
 
 def test_local_stack_context_manager(fresh_db_url: str, tmp_path: Path) -> None:
     settings = Settings.from_env(database_url=fresh_db_url)
-    with LocalStack(settings, port=0, worker=False, log_dir=tmp_path, log=lambda _m: None) as stack:
+    api_env = {"MEMORY_AUTH_MODE": "api_key", "MEMORY_API_KEYS_JSON": '{"k1": {"tenant_id": "default"}}'}
+    with LocalStack(settings, port=0, worker=False, log_dir=tmp_path, api_env=api_env, log=lambda _m: None) as stack:
         assert stack.database_url == fresh_db_url and stack.base_url.startswith("http://127.0.0.1:")
         assert set(stack.pids) == {"api"}
         with urllib.request.urlopen(stack.base_url + "/health", timeout=5) as resp:
+            assert resp.status == 200
+        body = json.dumps({"input_text": "x", "nodes": [{"type": "event", "text_summary": "x"}]}).encode()
+        req = urllib.request.Request(stack.base_url + "/v1/memory/write", data=body,
+                                     headers={"content-type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as denied:  # api_env reached the API: auth is on
+            urllib.request.urlopen(req, timeout=5)
+        assert denied.value.code == 401
+        req.add_header("x-api-key", "k1")
+        with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 200
         pids = list(stack.pids.values())
     assert _gone(pids) and stack.children == []
@@ -162,13 +173,19 @@ def test_worker_bench_builds_an_http_backlog_then_measures(db_url: str, start_ap
     api = start_api()
     scope = f"wb_http_{os.urandom(4).hex()}"
     out = tmp_path / "worker_baseline.json"
+    # the matrix's worker_slo write pass: backlog only
+    only = run_cli("worker-bench", "--scope", scope, "--iterations", "0", "--backlog-only", "--backlog-writes", "2",
+                   "--base-url", api.base_url, env={"DATABASE_URL": db_url})
+    assert only.returncode == 0, only.stderr
+    first = json.loads(only.stdout)
+    assert first["mode"] == "backlog_only" and first["backlog"]["ok"] == 2 and first["outbox"]["unpublished"] == 2
     proc = run_cli("worker-bench", "--scope", scope, "--iterations", "2", "--backlog-writes", "5",
                    "--backlog-concurrency", "2", "--base-url", api.base_url, "--out", str(out),
                    env={"DATABASE_URL": db_url})
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data["backlog"]["ok"] == 5 and data["backlog"]["by_status"] == {"200": 5}
-    assert data["outbox_before"]["unpublished"] == 5  # one embed_nodes row per write
-    # iteration 1 embeds the 5 nodes and enqueues their topic_cluster jobs; iteration 2 clusters them
-    assert [(r["embed_backfill_runs"], r["topic_cluster_runs"]) for r in data["per_iteration"]] == [(5, 0), (0, 5)]
-    assert data["totals"]["nodes_embedded"] == 5 and data["outbox_after"]["unpublished"] == 0
+    assert data["outbox_before"]["unpublished"] == 7  # one embed_nodes row per write (2 + 5)
+    # iteration 1 embeds the 7 nodes and enqueues their topic_cluster jobs; iteration 2 clusters them
+    assert [(r["embed_backfill_runs"], r["topic_cluster_runs"]) for r in data["per_iteration"]] == [(7, 0), (0, 7)]
+    assert data["totals"]["nodes_embedded"] == 7 and data["outbox_after"]["unpublished"] == 0

@@ -92,7 +92,9 @@ def test_cli_once_prints_one_json_line(db_url: str) -> None:
     scope = _scope("cli")
     with _conn(db_url) as conn:
         build_embed_backlog(conn, scope, 5, 1)
-    proc = run_cli("worker", "--once", "--scope", scope, "--batch-size", "3", env={"DATABASE_URL": db_url})
+    # the contract's claim (embed rows limited by the batch size too)
+    proc = run_cli("worker", "--once", "--scope", scope, "--batch-size", "3", "--embed-batch-rows", "3",
+                   env={"DATABASE_URL": db_url})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -100,6 +102,33 @@ def test_cli_once_prints_one_json_line(db_url: str) -> None:
     assert CONTRACT_FIELDS <= set(data) and data["mode"] == "once" and data["ok"] is True
     assert data["claimed"] == data["processed"] == data["embed_backfill_runs"] == 3
     assert data["failed_marked"] == 0 and data["topic_commit_hashes"] == [] and data["elapsed_ms"] > 0
+
+
+def test_embed_claim_grows_to_the_node_budget(db_url: str) -> None:
+    scope = _scope("budget")
+    with _conn(db_url) as conn:
+        build_embed_backlog(conn, scope, 45, 1)  # API-shaped: one node per row
+        build_embed_backlog(conn, scope, 60, 6)  # 10 rows of 6 nodes
+    with OutboxWorker(db_url, WorkerConfig(scope=scope, batch_size=10, embed_batch_rows=40,
+                                           embed_batch_nodes=70)) as w:
+        first, second, third = (w.run_batch() for _ in range(3))
+    # 10 rows, then 30 more (row cap 40); next: 5 one-node rows + 10 six-node rows = 65 nodes; nothing left
+    assert (first.claimed, first.nodes_embedded) == (40, 40)
+    assert (second.claimed, second.nodes_embedded) == (15, 65)
+    assert third.claimed == 0
+
+    # rows bigger than the budget: the first chunk (batch_size rows) is trimmed back to it, the surplus handed back
+    scope = _scope("budget_big")
+    with _conn(db_url) as conn:
+        build_embed_backlog(conn, scope, 300, 30)  # 10 rows of 30 nodes
+    with OutboxWorker(db_url, WorkerConfig(scope=scope, batch_size=10, embed_batch_rows=40,
+                                           embed_batch_nodes=70)) as w:
+        s = w.run_batch()
+    assert (s.claimed, s.nodes_embedded) == (2, 60)
+    with _conn(db_url) as conn:
+        rest = conn.execute("SELECT count(*), max(attempts), count(claimed_at) FROM memory_outbox WHERE scope = %s"
+                            " AND published_at IS NULL", (scope,)).fetchone()
+    assert rest == (8, 0, 0)
 
 
 def test_bad_worker_flags_are_refused_naming_the_flag(db_url: str) -> None:
@@ -330,7 +359,7 @@ def test_sigkill_mid_batch_then_restart_processes_every_job_exactly_once(fresh_d
                                                       "after_topic_cluster_event_ids": [i for i, _ in chunk]})
     n_jobs = len(ids) // 4
 
-    proc = _worker_proc(url, "--batch-size", "4")
+    proc = _worker_proc(url, "--batch-size", "4", "--embed-batch-rows", "4")
     try:
         first = proc.stdout.readline()
         if not first:
@@ -397,7 +426,7 @@ def test_worker_bench_in_process_and_spawn(db_url: str, tmp_path: Path) -> None:
         build_embed_backlog(conn, scope, 50, 1)
     out = tmp_path / "worker_baseline.json"
     proc = run_cli("worker-bench", "--scope", scope, "--iterations", "3", "--out", str(out),
-                   env={"DATABASE_URL": db_url})
+                   "--embed-batch-rows", "20", env={"DATABASE_URL": db_url})
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data == json.loads(proc.stdout)
@@ -417,10 +446,11 @@ def test_worker_bench_in_process_and_spawn(db_url: str, tmp_path: Path) -> None:
     with _conn(db_url) as conn:
         build_embed_backlog(conn, scope, 6, 1)
     proc = run_cli("worker-bench", "--scope", scope, "--iterations", "2", "--spawn", "--batch-size", "4",
-                   env={"DATABASE_URL": db_url})
+                   "--embed-batch-rows", "4", env={"DATABASE_URL": db_url})
     assert proc.returncode == 0, proc.stderr
     spawned = json.loads(proc.stdout)
     assert spawned["mode"] == "spawn" and spawned["command"].startswith("memload worker --once --scope")
+    assert "--embed-batch-rows 4" in spawned["command"]
     assert [r["processed"] for r in spawned["per_iteration"]] == [4, 2]
     assert spawned["outbox_after"]["unpublished"] == 0
 
@@ -430,6 +460,8 @@ def test_worker_bench_refuses_bad_input_before_touching_anything(db_url: str) ->
     with _conn(db_url) as conn:
         build_embed_backlog(conn, scope, 3, 1)
     proc = run_cli("worker-bench", "--scope", scope, "--iterations", "0", env={"DATABASE_URL": db_url})
+    assert proc.returncode == 2 and "--iterations" in proc.stderr and "--backlog-only" in proc.stderr
+    proc = run_cli("worker-bench", "--scope", scope, "--iterations", "201", env={"DATABASE_URL": db_url})
     assert proc.returncode == 2 and "--iterations" in proc.stderr
     proc = run_cli("worker-bench", "--scope", scope, "--backlog-writes", "3", "--base-url", "http://10.1.2.3:3001",
                    env={"DATABASE_URL": db_url})
