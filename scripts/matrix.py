@@ -71,13 +71,38 @@ def _memload(args: list[str], *, env: dict[str, str], out: Path | None = None, t
              ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
     """Run `memload ARGS` as a child process; stdout goes to `out` when given; stderr streams through."""
     cmd = [sys.executable, "-m", "scripts.cli", *args]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True,
-                          timeout=timeout)
+    # Own process group: on Ctrl-C / failure the whole tree (e.g. bench → Locust master + workers) is stopped.
+    child = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True,
+                             start_new_session=True)
+    try:
+        stdout, _ = child.communicate(timeout=timeout)
+    except BaseException:
+        _stop_group(child)
+        raise
+    proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, None)
     if out is not None:
         out.write_text(proc.stdout)
     if proc.returncode not in ok_codes:
         raise MemloadError(f"`memload {' '.join(args[:2])}` exited with {proc.returncode}")
     return proc
+
+
+def _stop_group(child: subprocess.Popen[str], grace_s: float = 10.0) -> None:
+    """SIGINT the child's process group (children write what they can), then SIGKILL whatever is left."""
+    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; make sure no member of its group outlives it
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
 
 
 def _post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -192,7 +217,7 @@ class Matrix:
             from scripts.stack import LocalStack
 
             api_env = dict(BENCHMARK_RATE_LIMITS) if self.cfg["LOCAL_RATE_LIMIT_PROFILE"] == "benchmark" else {}
-            self.stack = LocalStack(self.settings, worker=False, api_env=api_env)
+            self.stack = LocalStack(self.settings, worker=False, api_env=api_env, log_dir=self.state.out_dir / "logs")
             self.stack.start()
             self.base_url = self.stack.base_url
             self.database_url = self.stack.database_url

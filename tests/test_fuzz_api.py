@@ -234,14 +234,14 @@ def _dumps(doc: Any) -> bytes:
 # ------------------------------------------------------------------------------------------------ tests
 @pytest.mark.slow
 def test_generated_and_malformed_requests(start_api: Any, fresh_db_url: str) -> None:
-    """~3000 generated requests: schema-driven (valid and mutated) bodies, arbitrary JSON, raw bytes."""
+    """~2250 generated requests: schema-driven (valid and mutated) bodies, arbitrary JSON, raw bytes."""
     api = start_api(database_url=fresh_db_url, **HIGH_LIMITS)
     tally = Tally()
     checker = Checker(api.base_url, fresh_db_url, tally)
     schema = Schema(checker.client.request("GET", C.OPENAPI).json())
     started = time.monotonic()
     try:
-        @hypo(2100)
+        @hypo(1600)
         @given(route=st.sampled_from(ROUTES), data=st.data())
         def schema_bodies(route: str, data: st.DataObject) -> None:
             body = data.draw(mutated(data.draw(schema.request(route))))
@@ -249,7 +249,7 @@ def test_generated_and_malformed_requests(start_api: Any, fresh_db_url: str) -> 
 
         schema_bodies()
 
-        @hypo(450)
+        @hypo(400)
         @given(route=st.sampled_from(ROUTES), body=JSON_VALUE,
                ctype=st.sampled_from(["application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
                                       "text/plain", "", "application/x-www-form-urlencoded", "application/jsonx"]))
@@ -258,7 +258,7 @@ def test_generated_and_malformed_requests(start_api: Any, fresh_db_url: str) -> 
 
         arbitrary_json()
 
-        @hypo(300)
+        @hypo(250)
         @given(route=st.sampled_from([*ROUTES, "/v1/memory/nope", "/", C.HEALTH]),
                method=st.sampled_from(["POST", "POST", "GET", "PUT", "DELETE", "PATCH"]),
                raw=st.one_of(st.binary(max_size=300), st.sampled_from([
@@ -274,7 +274,7 @@ def test_generated_and_malformed_requests(start_api: Any, fresh_db_url: str) -> 
     elapsed = time.monotonic() - started
     report("fuzz_generated", requests=tally.requests, server_errors=tally.server_errors,
            by_status=dict(sorted(tally.by_status.items())), seconds=round(elapsed, 1))
-    assert tally.requests >= 2500
+    assert tally.requests >= 2000
     assert tally.by_status[200] > 50, "the generator should also produce valid requests that reach the database"
     assert not tally.problems, "\n".join(tally.problems)
 

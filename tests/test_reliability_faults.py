@@ -42,7 +42,7 @@ from tests.test_reliability_common import (
     wait_for,
 )
 
-WRITES, RECALLS, RATE = 300, 300, 20.0  # 15 s of load per endpoint class
+WRITES, RECALLS, RATE = 240, 240, 20.0  # 12 s of load per endpoint class
 FAULT_AFTER_ACKS = 60
 HIGH = {"tenant_write_rps": "1000", "tenant_write_burst": "1000", "tenant_recall_rps": "1000",
         "tenant_recall_burst": "1000"}

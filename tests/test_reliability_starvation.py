@@ -36,7 +36,7 @@ from tests.test_seed import add_source_vector
 
 QUERIES = ("memory graph perf", "agent memory question", "what happened yesterday")
 EVENTS, CROWD = 10_000, 600
-REQUESTS = 150
+REQUESTS = 100
 FORCE_ANN = "-c enable_seqscan=off -c enable_bitmapscan=off -c enable_sort=off"
 HIGH = {"tenant_recall_rps": "100000", "tenant_recall_burst": "100000"}
 

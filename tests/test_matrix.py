@@ -1,0 +1,119 @@
+"""`memload matrix` end to end: every profile at SCALES=1000,3000 against a fresh database, local stack started by it.
+
+Checks that every artifact of the seed document exists and that the numbers agree across files, and that an
+interrupted run stops what it started and still writes a partial report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from memload.config import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+SCALES = (1000, 3000)
+
+
+def _matrix_env(db_url: str, out: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": db_url, "SCALES": ",".join(map(str, SCALES)), "OUT_DIR": str(out), "MATRIX_TAG": out.name,
+        "PORT": "0", "RECALL_REQUESTS": "60", "WRITE_REQUESTS": "30", "BENCH_WARMUP": "3",
+        "WORKER_ITERATIONS": "3", "WORKER_BACKLOG_WRITES": "30",
+    })
+    env.update(extra)
+    return env
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("profile", ["balanced", "recall_slo", "write_slo", "worker_slo"])
+def test_matrix_profile_produces_consistent_artifacts(profile: str, fresh_db_url: str, tmp_path: Path) -> None:
+    out = tmp_path / f"run_{profile}"
+    env = _matrix_env(fresh_db_url, out, PERF_PROFILE=profile)
+    if profile in ("recall_slo", "write_slo"):
+        env.update({"RECALL_REQUESTS": "60", "WRITE_REQUESTS": "30", "BENCH_PACE_MS": "5"})
+    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "memload matrix configuration:" in proc.stderr  # configuration echoed first
+    manifest = _load(out / "manifest.json")
+    assert manifest["complete"] is True and manifest["config"]["PERF_PROFILE"] == profile
+    assert manifest["database"]["pgvector"] >= "0.8.4"
+    phases = {p["name"]: p for p in manifest["phases"]}
+    expected_mode = {"balanced": "all", "recall_slo": "recall", "write_slo": "write", "worker_slo": "recall"}[profile]
+    for scale in SCALES:
+        seed = _load(out / f"seed_{scale}.json")
+        assert seed["ok"] is True and seed["inserted"]["events"] == scale
+        assert seed["inserted"]["topics"] == scale // 100 and seed["inserted"]["edges"] == 2 * scale
+        bench = _load(out / f"benchmark_{scale}.json")
+        adapt = _load(out / f"benchmark_adapt_{scale}.json")
+        attempts = sorted(out.glob(f"benchmark_{scale}_attempt*.json"))
+        assert adapt["attempts_total"] == len(attempts) >= 1
+        assert _load(attempts[-1]) == bench  # benchmark_<scale>.json = last attempt
+        assert bench["scope"] == seed["scope"] and bench["params"]["mode"] == expected_mode
+        names = {c["name"] for c in bench["cases"]}
+        assert names == {"all": {"recall_text", "write"}, "recall": {"recall_text"}, "write": {"write"}}[expected_mode]
+        for case in bench["cases"]:
+            want = int(env["RECALL_REQUESTS"] if case["name"] == "recall_text" else env["WRITE_REQUESTS"])
+            assert case["total"] == want and case["ok"] + case["failed"] == case["total"]
+            assert sum(case["by_status"].values()) == case["total"]
+        assert adapt["final"]["last_total_requests"] in (0, sum(c["total"] for c in bench["cases"]))
+        assert (out / f"locust_{scale}_stats.csv").exists() and (out / f"locust_{scale}_exact.json").exists()
+        assert phases[f"seed_{scale}"]["ok"] and phases[f"benchmark_{scale}"]["ok"]
+        assert (out / f"explain_{scale}.txt").exists() == manifest["config"]["RUN_EXPLAIN"]
+    worker = out / "worker_baseline.json"
+    assert worker.exists() == manifest["config"]["RUN_WORKER_BENCHMARK"]
+    if worker.exists():
+        wb = _load(worker)
+        assert wb["totals"]["processed"] == sum(i["processed"] for i in wb["per_iteration"])
+        assert wb["totals"]["processed"] > 0
+    report = (out / "PERFORMANCE_REPORT_V1.md").read_text()
+    assert "## Conclusion" in report and "PARTIAL" not in report.split("## Conclusion")[0]
+    for scale in SCALES:
+        bench = _load(out / f"benchmark_{scale}.json")
+        for case in bench["cases"]:
+            assert f"{case['latency_ms']['p95']:.2f} ms" in report, (case["name"], case["latency_ms"])
+    plots = list((out / "plots").glob("*.png"))
+    assert plots and all(p.stat().st_size > 1000 for p in plots)
+
+
+def test_interrupted_matrix_stops_its_processes_and_writes_partial_report(fresh_db_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "run_interrupted"
+    env = _matrix_env(fresh_db_url, out, SCALES="3000", RECALL_REQUESTS="100000", BENCH_PACE_MS="20")
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 300
+    seen_children: set[int] = set()
+    while time.monotonic() < deadline:
+        if (out / "benchmark_3000_attempt1.json").exists() or any(out.glob("locust_3000*.csv")):
+            break
+        try:
+            seen_children |= {c.pid for c in parent.children(recursive=True)}
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.5)
+    time.sleep(3)
+    seen_children |= {c.pid for c in parent.children(recursive=True)}
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    manifest = _load(out / "manifest.json")
+    assert manifest["interrupted"] is True and manifest["complete"] is False
+    assert (out / "PERFORMANCE_REPORT_V1.md").exists()
+    time.sleep(1)
+    alive = [pid for pid in seen_children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert alive == [], f"orphans: {alive}"
