@@ -188,12 +188,16 @@ def test_database_restarted_mid_run(tmp_path: Path) -> None:
     r = _check_counts("recall", out["read"], RECALLS)
     v = _verify(out["write"])
     failed = w["total"] - w["ok"] + r["total"] - r["ok"]
-    assert failed > 0 and w["server_5xx"] + r["server_5xx"] > 0, "the outage must show up as 503s"
+    assert failed > 0, "the outage must show up (as 503s, or timeouts of requests that waited for the pool)"
     for doc in (out["write"], out["read"]):
         for c in doc["cases"]:
             assert set(c["by_status"]) <= {"200", "503"} | {k for k in c["by_status"] if k.startswith("error:")}, c
+            assert c["failed"] == c["by_status"].get("503", 0) + c["transport_error_count"], c
     text = _report_text(tmp_path, out["write"], out["read"])
-    assert "API errors (5xx)" in text
+    if w["server_5xx"] + r["server_5xx"]:
+        assert "API errors (5xx)" in text
+    if w["transport"] + r["transport"]:
+        assert "transport / availability" in text
     worker_log = (tmp_path / "worker0.log").read_text(errors="replace")
     assert "database error, retrying" in worker_log  # the worker saw the outage and kept going
     report("fault_db_restart", **what, write_ok=w["ok"], write_503=w["server_5xx"], write_transport=w["transport"],

@@ -67,6 +67,12 @@ def crowd_vectors(n: int, seed: int = 7) -> np.ndarray:
     return out
 
 
+def warm(c: Client, scope: str, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        for q in QUERIES:
+            assert c.post(C.RECALL_TEXT, {"scope": scope, "query_text": q, "limit": 20}).status == 200
+
+
 def bench(base_url: str, scope: str, qs: Path, prefix: Path) -> dict[str, Any]:
     proc = run_cli("bench", "--base-url", base_url, "--scope", scope, "--mode", "recall", "--query-set", str(qs),
                    "--recall-requests", str(REQUESTS), "--recall-concurrency", "2", "--warmup", "5",
@@ -94,11 +100,13 @@ def test_seeded_scope_is_not_starved_and_the_suite_detects_a_server_that_is(
     assert rc == 0, err[-2000:]
     qs = query_set(tmp_path / "qs_a.json", "rel_a")
     api = start_api(database_url=url, **HIGH)
+    c = Client(api.base_url)
+    warm(c, "rel_a")  # both measurements start warm: a cold first run would flatter the comparison
     before = figures(bench(api.base_url, "rel_a", qs, tmp_path / "before" / "locust"))
     assert before["empty_recall"] == 0 and before["ok"] == REQUESTS
 
-    c = Client(api.base_url)
     write_nodes(c, "rel_b", crowd_vectors(CROWD), "b")
+    warm(c, "rel_a")
     after = figures(bench(api.base_url, "rel_a", qs, tmp_path / "after" / "locust"))
     retried = None
     if after["p95_ms"] > 1.5 * before["p95_ms"]:  # a shared 2-core box: one re-measurement before judging
