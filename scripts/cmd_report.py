@@ -7,8 +7,6 @@ Registration is cheap; pandas/matplotlib load inside the handlers. This layer ma
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -75,35 +73,14 @@ def _run_dir(value: str | None, flag: str) -> Path:
     return path.resolve()
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def host_meta():  # -> analysis.render.HostMeta
     """Git commit and host CPU/RAM of this machine (used only when the run's manifest.json lacks them)."""
     from analysis.render import HostMeta
+    from scripts.hostinfo import host_info
 
-    cpu, mem = None, None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except (OSError, ValueError):
-        pass
-    return HostMeta(git_commit=_git("rev-parse", "--short", "HEAD"), git_branch=_git("rev-parse", "--abbrev-ref",
-                                                                                     "HEAD"),
-                    cpu_model=cpu, cpu_cores=os.cpu_count(), mem_gib=mem)
+    h = host_info()
+    return HostMeta(git_commit=h["git_commit"], git_branch=h["git_branch"], cpu_model=h["cpu_model"],
+                    cpu_cores=h["cpu_cores"], mem_gib=h["mem_gib"])
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from memload.config import REPO_ROOT, Settings
 from memload.embedder import fake_embed
 from memload.errors import MemloadError
 from scripts.common import log
+from scripts.hostinfo import host_info
 from scripts.matrix_config import BENCHMARK_RATE_LIMITS, MatrixConfig
 
 SOURCE_ANCHOR_TEXT = "perf source anchor vector"
@@ -369,31 +369,6 @@ class Matrix:
             and not self.state.interrupted and not self.state.failed,
         }
         (self.state.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-
-
-def host_info() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    return {"hostname": platform.node(), "cpu_model": cpu, "cpu_cores": os.cpu_count(), "mem_gib": mem_gib,
-            "os": platform.platform(), "python": platform.python_version(), "git_commit": commit,
-            "git_branch": branch, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 PG_SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "max_connections",
