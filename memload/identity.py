@@ -12,6 +12,8 @@ import math
 import uuid
 from typing import Any
 
+import numpy as np
+
 _MAX_SAFE_INT = 2**53 - 1
 
 
@@ -73,6 +75,19 @@ def js_number(value: float | int) -> str:
 
 def js_vector_literal(values: Any) -> str:
     """`[v1,v2,...]` with JavaScript number formatting: the peer's toVectorLiteral (hashed into recall audits)."""
+    values = list(values)
+    if values and all(type(v) is float for v in values):
+        # Fast path (recall_text hashes a 1536-d literal per cache miss): repr already gives JavaScript's digits
+        # for plain decimals; only values Python writes with an exponent (|v| < 1e-4 or >= 1e16), integral values
+        # (1.0, -0.0) and non-finite ones are re-laid out, found with one vectorised mask.
+        parts = list(map(repr, values))
+        arr = np.asarray(values, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            mag = np.abs(arr)
+            odd = ~np.isfinite(arr) | (mag < 1e-4) | (mag >= 1e16) | (arr == np.round(arr))
+        for i in np.flatnonzero(odd).tolist():
+            parts[i] = js_number(values[i])
+        return "[" + ",".join(parts) + "]"
     return "[" + ",".join(js_number(float(v)) if not isinstance(v, int) else js_number(v) for v in values) + "]"
 
 
