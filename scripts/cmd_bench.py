@@ -241,7 +241,8 @@ def locust_commands(plan: Plan, master_port: int | None) -> tuple[list[str], lis
         suite.append("--embed-on-write")
     classes = [c for c, n in (("RecallUser", recall_users), ("WriteUser", write_users)) if n]
     main = [*py, "--headless", "--host", plan.base_url, "-u", str(users), "-r", str(users),
-            "-t", f"{plan.max_run_s}s", "--csv", str(plan.csv_prefix), "--only-summary", "--exit-code-on-error", "0",
+            "-t", f"{plan.max_run_s}s", "--csv", str(plan.csv_prefix), "--csv-full-history", "--only-summary",
+            "--exit-code-on-error", "0",
             *suite]
     workers: list[list[str]] = []
     if plan.workers:
