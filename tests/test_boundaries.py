@@ -1,0 +1,54 @@
+"""The kit's data-flow boundaries, checked on the import graph so they cannot erode quietly.
+
+seed → load → collect → analyse → report: `locustfiles/` speaks only HTTP (never imports the API or a database
+driver), `analysis/` reads files only, `memory_api/` imports none of the tooling, only `scripts/` starts processes,
+and the fake embedder exists once.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from memload.config import REPO_ROOT
+
+TOOLING = {"scripts", "seeding", "locustfiles", "analysis"}
+
+RULES: dict[str, set[str]] = {
+    # package -> top-level modules it must not import
+    "locustfiles": {"memory_api", "seeding", "scripts", "analysis", "psycopg", "psycopg_pool", "sqlalchemy"},
+    "analysis": {"memory_api", "seeding", "scripts", "locustfiles", "psycopg", "sqlalchemy", "subprocess",
+                 "urllib", "requests", "socket", "locust"},
+    "memory_api": TOOLING | {"locust"},
+    "seeding": {"memory_api", "locustfiles", "analysis", "scripts", "locust", "subprocess"},
+    "memload": TOOLING | {"memory_api", "locust", "subprocess"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(RULES))
+def test_package_respects_its_import_boundary(package: str) -> None:
+    offences = []
+    for path in sorted((REPO_ROOT / package).rglob("*.py")):
+        bad = _imports(path) & RULES[package]
+        if bad:
+            offences.append(f"{path.relative_to(REPO_ROOT)} imports {sorted(bad)}")
+    assert offences == []
+
+
+def test_the_fake_embedder_exists_once() -> None:
+    hits = [p.relative_to(REPO_ROOT) for pkg in ("memload", "memory_api", "seeding", "scripts", "locustfiles")
+            for p in (REPO_ROOT / pkg).rglob("*.py") if "0x6D2B79F5" in p.read_text()]
+    assert [str(h) for h in hits] == ["memload/embedder.py"]
