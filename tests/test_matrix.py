@@ -117,3 +117,31 @@ def test_interrupted_matrix_stops_its_processes_and_writes_partial_report(fresh_
     time.sleep(1)
     alive = [pid for pid in seen_children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert alive == [], f"orphans: {alive}"
+
+
+def test_matrix_targets_a_running_stack_and_starts_nothing(fresh_db_url: str, start_api, tmp_path: Path) -> None:
+    api = start_api(database_url=fresh_db_url, TENANT_RECALL_RPS="1000", TENANT_RECALL_BURST="2000",
+                    TENANT_WRITE_RPS="1000", TENANT_WRITE_BURST="2000")
+    out = tmp_path / "run_remote"
+    env = _matrix_env(fresh_db_url, out, SCALES="1000", BASE_URL=api.base_url, RUN_WORKER_BENCHMARK="false")
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = _load(out / "manifest.json")
+    assert manifest["target"]["base_url"] == api.base_url and manifest["target"]["local_stack"] is False
+    assert "stack_up" not in {p["name"] for p in manifest["phases"]}
+    assert _load(out / "benchmark_1000.json")["base_url"].rstrip("/") == api.base_url
+    assert api.proc.poll() is None  # the target stack was left running
+    assert {c.pid for c in psutil.Process().children(recursive=True)} == before
+
+
+def test_base_url_without_database_url_is_refused(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.update({"BASE_URL": "http://127.0.0.1:9", "DATABASE_URL": "", "SCALES": "1000",
+                "OUT_DIR": str(tmp_path / "r")})
+    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "DATABASE_URL" in proc.stderr
+    assert _load(tmp_path / "r" / "manifest.json")["failed"]
