@@ -2,14 +2,14 @@
 
 Same concurrency and base pace twice: fixed pacing (the peer's) gets far more than 2 % 429s; adaptive pacing
 keeps the 429 share <= 2 % and its successful throughput >= 80 % of the server's token rate, which the test
-measures from the fixed run (successes per full second once the burst is spent: the bucket's refill rate).
+measures from the fixed run: that run keeps the bucket empty, so its successes = burst + refill rate x wall time.
+(Per-second counts from the pacing CSV proved too jittery at bucket edges to be the yardstick.)
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import statistics
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,7 @@ def test_adaptive_pacing_keeps_429_share_low_at_high_throughput(start_api, tmp_p
     rows = _pacing_rows(fixed_prefix)
     full_seconds = [int(r["count_ok"]) for r in rows[1:-1] if int(r["count_429"]) > 0]  # bucket empty all second
     assert len(full_seconds) >= 2, rows
-    token_rate = statistics.median(full_seconds)
+    token_rate = (fc["ok"] - BURST) / fc["wall_s"]
     assert 0.7 * RATE <= token_rate <= 1.3 * RATE  # sanity: the measurement sees the configured bucket
 
     adaptive, prefix = _run(api.base_url, tmp_path, "on")
@@ -56,6 +56,7 @@ def test_adaptive_pacing_keeps_429_share_low_at_high_throughput(start_api, tmp_p
     assert ac["total"] == N and a429 == ac["errors"]["rate_limited_429"]
     assert a429 / N <= 0.02, ac
     ok_throughput = ac["ok"] / ac["wall_s"]
+    print(f"[ratelimit] token rate {token_rate:.1f}/s (fixed run), adaptive ok {ok_throughput:.1f}/s, 429 {a429}/{N}")
     assert ok_throughput >= 0.8 * token_rate, (ok_throughput, token_rate)
     # the controller reacted (pace went up), 429s stayed out of the latency figures and got their own row
     assert ac["pacing"]["max_pace_ms"] > PACE_MS and ac["pacing"]["count_429"] == a429
