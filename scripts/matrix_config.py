@@ -7,6 +7,7 @@ variable (with where it came from: env, profile or default) is echoed first and 
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from typing import Any
 from memload.config import parse_bool
 from memload.contract import TENANT_ID_RE
 from memload.errors import ConfigError
+from scripts.options import bounded_float, bounded_int
 
 PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
 
@@ -48,30 +50,24 @@ class Var:
     help: str
 
 
-def _int(lo: int, hi: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
-        if not lo <= value <= hi:
-            raise ConfigError(f"{name}: {value} is out of range [{lo}, {hi}]")
-        return value
+def _named(parse: Callable[[str], Any]) -> Callable[[str, str], Any]:
+    """Reuse a CLI flag type (scripts/options.py) for a variable: its error message then names the variable."""
 
-    return parse
+    def parse_var(name: str, raw: str) -> Any:
+        try:
+            return parse(raw)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+
+    return parse_var
+
+
+def _int(lo: int, hi: int) -> Callable[[str, str], int]:
+    return _named(bounded_int(lo, hi))
 
 
 def _float(lo: float, hi: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-        if not lo <= value <= hi:
-            raise ConfigError(f"{name}: {value} is out of range [{lo}, {hi}]")
-        return value
-
-    return parse
+    return _named(bounded_float(lo, hi))
 
 
 def _opt_float(lo: float, hi: float) -> Callable[[str, str], float | None]:
