@@ -1,12 +1,14 @@
 """Benchmark of the reference API: recall_text at concurrency 12 and write at concurrency 4 (issue 3 targets).
 
-    .venv/bin/python -m scripts.bench_api [--events 9900 --topics 100 --recall-requests 600 --write-requests 300]
+    .venv/bin/python -m scripts.bench_api [--dataset seeder|text] [--api-workers N] [--events 9900 --topics 100]
 
-1. Creates a throwaway database on the embedded server (or uses --database-url, which must be migrated), and a
-   fresh scope with partitions of its own, loaded the fast way: COPY (binary) into standalone tables, then ATTACH
-   PARTITION, which builds the scope's HNSW index in one pass. Topology and texts are the peer's perf-seed
-   (T topics, E events, part_of 0.75/0.75 and derived_from 1.0/1.0), but every node gets its own fake_embed vector.
-2. Starts `memload api` on a free loopback port with rate limits raised far above the offered load.
+1. Creates a throwaway database on the embedded server (or uses --database-url, which must be migrated) and a fresh
+   scope of T topics + E events + 2E edges (the peer's perf-seed topology) in partitions of its own:
+   - `--dataset seeder` (default): the kit's own seeder (`memload seed`, clustered vectors: each event near its
+     topic's title embedding), the dataset every other kit measurement uses;
+   - `--dataset text`: every node gets `fake_embed` of its own text. Those vectors are ~orthogonal to each other,
+     the worst case for HNSW (a search visits far more of the graph) and for stage 2 (seeds spread over many topics).
+2. Starts `memload api --workers N` on a free loopback port with rate limits raised far above the offered load.
 3. Warms up, then runs the cases with threads of keep-alive http.client connections; latency = request sent to
    body read (client side) and the server's own Server-Timing total/db, nearest-rank percentiles.
 4. Prints one JSON document (stdout); progress on stderr. Everything it created is dropped at the end.
@@ -48,8 +50,31 @@ def pct(sorted_ms: list[float], q: float) -> float:
 # ------------------------------------------------------------------------------------------------------ seeding
 
 
+def seed_with_seeder(url: str, base_url: str, scope: str, events: int, topics: int) -> dict[str, Any]:
+    """The kit's seeder (`memload seed` in process) into a new scope; its source vector is written through the API."""
+    from memload.config import Settings
+    from scripts.matrix import ensure_source_vector
+    from seeding.params import SeedParams, Tenancy
+    from seeding.seed import run_seed
+
+    settings = Settings.from_env()
+    tenant = settings.memory_tenant_id
+    ensure_source_vector(base_url, settings.memory_scope, tenant)
+    params = SeedParams(target=Tenancy.resolve(scope, tenant, tenant, flags=("--scope", "--tenant-id")),
+                        source=Tenancy.resolve(settings.memory_scope, tenant, tenant,
+                                               flags=("--src-scope", "--src-tenant-id")),
+                        events=events, topics=topics, seed=1, progress=False)
+    t0 = time.perf_counter()
+    summary = run_seed(url, params, settings)
+    totals = summary.get("totals_in_scope", {})
+    return {"dataset": "seeder", "nodes": totals.get("nodes"), "edges": totals.get("edges"),
+            "vectors": params.vectors, "noise": params.noise, "timings_ms": {"total": round((time.perf_counter() - t0)
+                                                                                            * 1000)}}
+
+
 def seed(url: str, scope: str, events: int, topics: int) -> dict[str, Any]:
-    """Load T topics + E events + 2E edges into the scope's own partitions (COPY, then ATTACH)."""
+    """`--dataset text`: T topics + E events + 2E edges, each node its own text's fake_embed, loaded into the scope's
+    own partitions (COPY, then ATTACH)."""
     import psycopg
     from pgvector.psycopg import register_vector
 
@@ -117,7 +142,7 @@ def seed(url: str, scope: str, events: int, topics: int) -> dict[str, Any]:
         nodes = conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = %s", (scope,)).fetchone()[0]
         edges = conn.execute("SELECT count(*) FROM memory_edges WHERE scope = %s", (scope,)).fetchone()[0]
     end = time.perf_counter()
-    return {"nodes": nodes, "edges": edges, "partitions": sorted(name.values()),
+    return {"dataset": "text", "nodes": nodes, "edges": edges, "partitions": sorted(name.values()),
             "timings_ms": {"load": round((t_attach - t_load) * 1000), "attach_index": round((t_analyze - t_attach)
                                                                                              * 1000),
                            "total": round((end - t0) * 1000)}}
@@ -208,13 +233,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(url: str, port: int) -> subprocess.Popen:
+def start_api(url: str, port: int, workers: int = 1) -> subprocess.Popen:
     big = "1000000"
     env = {**os.environ, "DATABASE_URL": url, "RECALL_RATE_LIMIT_RPS": big, "RECALL_RATE_LIMIT_BURST": big,
            "WRITE_RATE_LIMIT_RPS": big, "WRITE_RATE_LIMIT_BURST": big, "TENANT_RECALL_RPS": big,
            "TENANT_RECALL_BURST": big, "TENANT_WRITE_RPS": big, "TENANT_WRITE_BURST": big,
            "MEMLOAD_API_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "api", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", str(workers)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -234,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
                     help="a migrated database to use (default: a throwaway database on the embedded server)")
+    ap.add_argument("--dataset", choices=("seeder", "text"), default="seeder",
+                    help="seeder: the kit's clustered dataset (default); text: each node embeds its own text (worst "
+                         "case for HNSW)")
+    ap.add_argument("--api-workers", type=int, default=os.cpu_count() or 1,
+                    help="uvicorn worker processes of the API (default: one per CPU; one Python process cannot use "
+                         "the second core)")
     ap.add_argument("--events", type=int, default=9900)
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--recall-requests", type=int, default=600)
@@ -246,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("events", "topics", "recall_requests", "write_requests"):
         if not 1 <= getattr(args, name) <= 1_000_000:
             ap.error(f"--{name.replace('_', '-')}: expected 1..1000000")
+    if not 1 <= args.api_workers <= 16:
+        ap.error("--api-workers: expected 1..16")
     if not (1 <= args.recall_concurrency <= 64 and 1 <= args.write_concurrency <= 64):
         ap.error("--recall-concurrency/--write-concurrency: expected 1..64")
 
@@ -269,11 +303,16 @@ def main(argv: list[str] | None = None) -> int:
         migrate(url)
     proc = None
     try:
-        log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions)")
-        seeded = seed(url, scope, args.events, args.topics)
-        log(f"seeded {seeded['nodes']} nodes / {seeded['edges']} edges in {seeded['timings_ms']['total']} ms")
         port = free_port()
-        proc = start_api(url, port)
+        log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions, dataset "
+            f"{args.dataset})")
+        if args.dataset == "text":
+            seeded = seed(url, scope, args.events, args.topics)
+            proc = start_api(url, port, args.api_workers)
+        else:
+            proc = start_api(url, port, args.api_workers)
+            seeded = seed_with_seeder(url, f"http://127.0.0.1:{port}", scope, args.events, args.topics)
+        log(f"seeded {seeded['nodes']} nodes / {seeded['edges']} edges in {seeded['timings_ms']['total']} ms")
         run_tag = f"{int(time.time() * 1000)}_{uuid.uuid4().hex[:6]}"
         recall_body = json.dumps({"scope": scope, "query_text": "memory graph perf", "limit": 20}).encode()
         warm = Case("warmup")
@@ -308,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         out = {
             "ok": all(c.status.get("200", 0) == sum(c.status.values()) for c in cases.values()),
             "scope": scope, "seed": seeded,
-            "params": {k: getattr(args, k) for k in ("events", "topics", "recall_requests", "recall_concurrency",
-                                                     "write_requests", "write_concurrency", "warmup")},
+            "params": {k: getattr(args, k) for k in ("dataset", "api_workers", "events", "topics", "recall_requests",
+                                                     "recall_concurrency", "write_requests", "write_concurrency",
+                                                     "warmup")},
             "host": {"cpus": os.cpu_count(), "loadavg_1m_at_start": load_at_start,
                      "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
             "api_settings": {k: getattr(api_settings, k) for k in ("hnsw_ef_search", "hnsw_iterative_scan",

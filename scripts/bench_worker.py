@@ -4,7 +4,8 @@
 
 Each case runs on a scratch database created on the same server (embedded unless DATABASE_URL is set), migrated,
 filled with pending event nodes + outbox rows written directly with SQL (exactly what the API writes), drained by
-one in-process `OutboxWorker`, and dropped. JSON results go to stdout, a summary to stderr.
+`--workers` in-process `OutboxWorker` loops (threads, one connection each, as `memload worker --concurrency N`;
+default one per CPU), and dropped. JSON results go to stdout, a summary to stderr.
 
 The backlog helpers are also used by tests/test_worker.py, so the tests and the benchmark build the same rows.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import time
@@ -209,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                help="max embed_nodes rows per claim (each case also runs with it equal to --batch-size)")
     add_option(p, "--embed-batch-nodes", env="OUTBOX_EMBED_BATCH_NODES", type=bounded_int(1, 100_000), default=500,
                help="node budget of one embed claim")
-    add_option(p, "--workers", env="BENCH_WORKER_WORKERS", type=bounded_int(1, 8), default=1,
-               help="concurrent in-process workers (threads, one connection each; SKIP LOCKED splits the work)")
+    add_option(p, "--workers", env="BENCH_WORKER_WORKERS", type=bounded_int(1, 8), default=os.cpu_count() or 1,
+               help="concurrent worker loops (threads, one connection each; SKIP LOCKED splits the work), as "
+                    "`memload worker --concurrency N`; default: one per CPU, since each embedded node is one HNSW "
+                    "insert in a backend")
     add_switch(p, "--without-hnsw", env="BENCH_WORKER_WITHOUT_HNSW", default=False,
                help="diagnostic: drop the recall HNSW index in the scratch database, to separate the worker's own "
                     "cost from pgvector's index maintenance (each embedded node is one HNSW insert)")

@@ -63,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                help="exit after this many batches (default: run until SIGTERM/SIGINT)")
     add_switch(w, "--log-idle", env="OUTBOX_LOG_IDLE",
                help="also print the JSON line of batches that claimed nothing (loop mode)")
+    add_option(w, "--concurrency", env="OUTBOX_WORKER_CONCURRENCY", type=bounded_int(1, 32), default=1,
+               help="worker loops in this process, one connection each (SKIP LOCKED gives each its own rows); an "
+                    "embedded node costs one pgvector HNSW insert in its backend, so N loops use up to N cores "
+                    "(--max-batches and --once apply to each loop)")
     _add_worker_knobs(w)
     w.set_defaults(func=run_worker)
 
@@ -101,17 +105,59 @@ def run_worker(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
         sys.stdout.flush()
 
-    worker = OutboxWorker(url, config, stop=stop)
+    if not args.once:
+        print(f"[worker] started: scope={config.scope or 'all'} batch={config.batch_size} "
+              f"embed_rows={config.embed_batch_rows} embed_nodes={config.embed_batch_nodes} "
+              f"poll={config.poll_interval_ms}ms concurrency={args.concurrency}", file=sys.stderr, flush=True)
     try:
-        if not args.once:
-            print(f"[worker] started: scope={config.scope or 'all'} batch={config.batch_size} "
-                  f"embed_rows={config.embed_batch_rows} embed_nodes={config.embed_batch_nodes} "
-                  f"poll={config.poll_interval_ms}ms", file=sys.stderr, flush=True)
-        return worker.run(once=args.once, emit=emit, max_batches=args.max_batches, log_idle=args.log_idle)
+        if args.concurrency == 1:
+            worker = OutboxWorker(url, config, stop=stop)
+            try:
+                return worker.run(once=args.once, emit=emit, max_batches=args.max_batches, log_idle=args.log_idle)
+            finally:
+                worker.close()
+        return _run_loops([OutboxWorker(url, config, stop=stop) for _ in range(args.concurrency)], stop, args, emit)
     finally:
-        worker.close()
         if not args.once:
             print("[worker] stopped", file=sys.stderr, flush=True)
+
+
+def _run_loops(workers: list[Any], stop: Any, args: argparse.Namespace, emit: Any) -> int:
+    """Run each worker's loop in a thread of its own. The work happens in PostgreSQL (the HNSW insert of every
+    embedded node runs in that loop's backend), so threads are enough to keep several backends busy. A loop that
+    fails stops the others after their current job; the first error is re-raised."""
+    import threading
+
+    lock = threading.Lock()
+    codes = [0] * len(workers)
+    errors: list[BaseException] = []
+
+    def locked_emit(line: dict[str, Any]) -> None:
+        with lock:
+            emit(line)
+
+    def loop(i: int) -> None:
+        try:
+            codes[i] = workers[i].run(once=args.once, emit=locked_emit, max_batches=args.max_batches,
+                                      log_idle=args.log_idle)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+            stop.set()
+        finally:
+            workers[i].close()
+
+    # daemon: a second SIGINT/SIGTERM raises SystemExit in the main thread and must end the process (each open
+    # transaction then rolls back with its connection)
+    threads = [threading.Thread(target=loop, args=(i,), name=f"outbox-worker-{i}", daemon=True)
+               for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)  # short joins keep the main thread responsive to signals
+    if errors:
+        raise errors[0]
+    return max(codes)
 
 
 def run_worker_bench(args: argparse.Namespace) -> int:

@@ -104,6 +104,30 @@ def test_cli_once_prints_one_json_line(db_url: str) -> None:
     assert data["failed_marked"] == 0 and data["topic_commit_hashes"] == [] and data["elapsed_ms"] > 0
 
 
+def test_cli_concurrency_splits_the_backlog_and_applies_each_job_once(db_url: str) -> None:
+    """Two loops in one process: every row is claimed by exactly one of them (SKIP LOCKED) and every node is
+    embedded once."""
+    scope = _scope("conc")
+    with _conn(db_url) as conn:
+        backlog = build_embed_backlog(conn, scope, 40, 1)
+    # 2 loops x 10 batches x 4 rows = room for 80 rows: the 40 rows must be split, none taken twice
+    proc = run_cli("worker", "--concurrency", "2", "--max-batches", "10", "--scope", scope, "--batch-size", "4",
+                   "--embed-batch-rows", "4", "--poll-interval-ms", "20", env={"DATABASE_URL": db_url}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "concurrency=2" in proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.strip().splitlines()]
+    assert all(CONTRACT_FIELDS <= set(x) and x["ok"] and x["mode"] == "loop" for x in lines)
+    assert sum(x["claimed"] for x in lines) == sum(x["processed"] for x in lines) == 40
+    assert max(x["claimed"] for x in lines) <= 4 and len(lines) >= 10
+    with _conn(db_url) as conn:
+        out = conn.execute("SELECT count(*) FILTER (WHERE published_at IS NOT NULL AND attempts = 1), count(*)"
+                           " FROM memory_outbox WHERE scope = %s", (scope,)).fetchone()
+        ready = conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = %s AND id = ANY(%s::uuid[])"
+                             " AND embedding_status = 'ready' AND embedding_attempts = 1",
+                             (scope, backlog.node_ids)).fetchone()[0]
+    assert out == (40, 40) and ready == 40
+
+
 def test_embed_claim_grows_to_the_node_budget(db_url: str) -> None:
     scope = _scope("budget")
     with _conn(db_url) as conn:
@@ -136,6 +160,8 @@ def test_bad_worker_flags_are_refused_naming_the_flag(db_url: str) -> None:
     assert proc.returncode == 2 and "--batch-size" in proc.stderr and "out of range" in proc.stderr
     proc = run_cli("worker", "--once", env={"DATABASE_URL": db_url, "OUTBOX_MAX_ATTEMPTS": "many"})
     assert proc.returncode == 2 and "--max-attempts" in proc.stderr
+    proc = run_cli("worker", "--once", env={"DATABASE_URL": db_url, "OUTBOX_WORKER_CONCURRENCY": "0"})
+    assert proc.returncode == 2 and "--concurrency" in proc.stderr
 
 
 def test_topic_clustering_creates_assigns_and_activates(db_url: str) -> None:
