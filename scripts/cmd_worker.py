@@ -140,7 +140,7 @@ def _run_loops(workers: list[Any], stop: Any, args: argparse.Namespace, emit: An
         try:
             codes[i] = workers[i].run(once=args.once, emit=locked_emit, max_batches=args.max_batches,
                                       log_idle=args.log_idle)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+        except BaseException as exc:  # handed to the main thread
             errors.append(exc)
             stop.set()
         finally:
