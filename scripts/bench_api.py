@@ -152,6 +152,65 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# ------------------------------------------------------------------------------------------------------ cpu
+
+
+def _proc_table() -> dict[int, tuple[str, int, float]]:
+    """pid -> (command name, parent pid, CPU seconds used) from /proc (Linux); empty elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[int, tuple[str, int, float]] = {}
+    try:
+        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        comm = data[data.index("(") + 1:data.rindex(")")]
+        fields = data[data.rindex(")") + 2:].split()
+        out[pid] = (comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+class CpuMeter:
+    """CPU seconds spent during a case by the API's process tree, PostgreSQL's processes (the embedded server, or any
+    local one) and this benchmark (the load generator), read from /proc before and after. It shows where a
+    request's CPU goes and how busy the cores were: on 2 cores, throughput is bounded by 2 s / (CPU per request)."""
+
+    def __init__(self, api_pid: int) -> None:
+        self.api_pid = api_pid
+        self.before = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        table = _proc_table()
+        api_tree = {self.api_pid}
+        grew = True
+        while grew:  # the uvicorn supervisor and its worker processes
+            new = {pid for pid, (_, ppid, _) in table.items() if ppid in api_tree} - api_tree
+            api_tree |= new
+            grew = bool(new)
+        me = os.getpid()
+        return {
+            "api": sum(t[2] for pid, t in table.items() if pid in api_tree),
+            "postgres": sum(t[2] for t in table.values() if t[0] == "postgres"),
+            "load_generator": table[me][2] if me in table else 0.0,
+        }
+
+    def result(self, requests: int, wall_s: float) -> dict[str, Any]:
+        after = self._sample()
+        used = {k: max(0.0, after[k] - self.before[k]) for k in after}
+        total = sum(used.values())
+        per = {k: round(v * 1000 / requests, 2) for k, v in used.items()} if requests else {}
+        per["total"] = round(total * 1000 / requests, 2) if requests else 0.0
+        cpus = os.cpu_count() or 1
+        return {"cpu_ms_per_request": per,
+                "cpu_busy_fraction": round(total / (wall_s * cpus), 3) if wall_s else None,
+                "cpu_bound_rps": round(cpus * 1000 / per["total"], 1) if per.get("total") else None}
+
+
 # ------------------------------------------------------------------------------------------------------ load
 
 
@@ -164,6 +223,7 @@ class Case:
         self.status: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.wall_s = 0.0
+        self.cpu: dict[str, Any] = {}
 
     def record(self, ms: float, status: str, timing: str | None) -> None:
         with self.lock:
@@ -187,11 +247,12 @@ class Case:
                            "max": r(lat[-1]) if lat else None, "mean": r(sum(lat) / len(lat)) if lat else None},
             "server_timing_ms": {"total_p50": r(pct(st, 0.5)), "total_p95": r(pct(st, 0.95)),
                                  "db_p50": r(pct(sd, 0.5)), "db_p95": r(pct(sd, 0.95))},
+            **self.cpu,
         }
 
 
 def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency: int, timeout_s: float,
-             deadline: float) -> None:
+             deadline: float, api_pid: int | None = None) -> None:
     """`concurrency` threads share the body list (closed model, no pacing), each on one keep-alive connection."""
     next_i = iter(range(len(bodies)))
     it_lock = threading.Lock()
@@ -216,12 +277,15 @@ def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency:
         conn.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    meter = CpuMeter(api_pid) if api_pid is not None else None
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join(max(1.0, deadline - time.monotonic() + timeout_s))
     case.wall_s = time.perf_counter() - t0
+    if meter is not None:
+        case.cpu = meter.result(sum(case.status.values()), case.wall_s)
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -328,13 +392,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"recall_text x{args.recall_requests} at concurrency {args.recall_concurrency} (constant query)")
         cases["recall_text"] = Case("recall_text")
         run_case(cases["recall_text"], port, "/v1/memory/recall_text", [recall_body] * args.recall_requests,
-                 args.recall_concurrency, 15, time.monotonic() + args.max_seconds)
+                 args.recall_concurrency, 15, time.monotonic() + args.max_seconds, proc.pid)
         log("recall_text with distinct queries (every request misses the embedding cache)")
         distinct = [json.dumps({"scope": scope, "query_text": f"perf topic #{i % args.topics + 1} q{i}",
                                 "limit": 20}).encode() for i in range(args.recall_requests)]
         cases["recall_text_distinct"] = Case("recall_text_distinct")
         run_case(cases["recall_text_distinct"], port, "/v1/memory/recall_text", distinct, args.recall_concurrency, 15,
-                 time.monotonic() + args.max_seconds)
+                 time.monotonic() + args.max_seconds, proc.pid)
         log(f"write x{args.write_requests} at concurrency {args.write_concurrency}")
         writes = [json.dumps({"scope": scope, "input_text": f"perf write {run_tag} #{i}", "auto_embed": False,
                               "memory_lane": "shared",
@@ -343,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                   for i in range(args.write_requests)]
         cases["write"] = Case("write")
         run_case(cases["write"], port, "/v1/memory/write", writes, args.write_concurrency, 15,
-                 time.monotonic() + args.max_seconds)
+                 time.monotonic() + args.max_seconds, proc.pid)
         out = {
             "ok": all(c.status.get("200", 0) == sum(c.status.values()) for c in cases.values()),
             "scope": scope, "seed": seeded,
@@ -358,6 +422,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         out["targets_p95_ms"] = TARGETS_MS
         out["meets_targets"] = {k: out["cases"][k]["latency_ms"]["p95"] <= v for k, v in TARGETS_MS.items()}
+        for name, c in out["cases"].items():
+            cpu = c.get("cpu_ms_per_request") or {}
+            log(f"{name}: p50/p95 {c['latency_ms']['p50']}/{c['latency_ms']['p95']} ms at {c['rps']} req/s; CPU per "
+                f"request {cpu.get('total')} ms (api {cpu.get('api')}, postgres {cpu.get('postgres')}, load generator "
+                f"{cpu.get('load_generator')}); cores {c.get('cpu_busy_fraction')} busy; CPU-bound ceiling "
+                f"{c.get('cpu_bound_rps')} req/s")
         print(json.dumps(out, indent=2))
         return 0 if out["ok"] else 1
     finally:

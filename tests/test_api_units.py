@@ -10,6 +10,7 @@ import json
 import re
 
 import jsonschema
+import numpy as np
 import pytest
 
 from memload import contract as C
@@ -61,6 +62,16 @@ def test_query_vector_literal_is_javascript_formatted() -> None:
     lit = js_vector_literal(v)
     assert lit.startswith("[-0.5818073251284659,-0.30071956058964133,") and "e-0" not in lit
     assert QueryVector.from_values(v).query_sha256 == sha256_hex(lit)
+
+
+def test_vector_literal_fast_path_equals_the_per_number_formatting() -> None:
+    """The orjson fast path must lay out every double exactly as js_number (JavaScript's Number#toString)."""
+    rng = np.random.default_rng(7)
+    vals = [float(x) for x in rng.uniform(-1, 1, 20_000)]
+    vals += [float(x) for x in 10 ** rng.uniform(-9, 23, 20_000) * rng.choice([-1, 1], 20_000)]
+    vals += [float(x) for x in rng.uniform(-1, 1, 5_000).astype(np.float32)]
+    vals += [1.0, -0.0, 0.0, 5e-324, 1e-4, 9.999999999999999e-05, 1e16, 1e21, 2.0**60, float("nan"), float("inf")]
+    assert js_vector_literal(vals) == "[" + ",".join(js_number(v) for v in vals) + "]"
 
 
 def test_normalize_clamp_and_redaction() -> None:
