@@ -393,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         cases["recall_text"] = Case("recall_text")
         run_case(cases["recall_text"], port, "/v1/memory/recall_text", [recall_body] * args.recall_requests,
                  args.recall_concurrency, 15, time.monotonic() + args.max_seconds, proc.pid)
+        log("recall_text at concurrency 1 (service time without queueing)")
+        cases["recall_text_c1"] = Case("recall_text_c1")
+        run_case(cases["recall_text_c1"], port, "/v1/memory/recall_text",
+                 [recall_body] * max(1, args.recall_requests // 4), 1, 15, time.monotonic() + args.max_seconds,
+                 proc.pid)
         log("recall_text with distinct queries (every request misses the embedding cache)")
         distinct = [json.dumps({"scope": scope, "query_text": f"perf topic #{i % args.topics + 1} q{i}",
                                 "limit": 20}).encode() for i in range(args.recall_requests)]
