@@ -148,6 +148,53 @@ def test_budgets_and_spread_activation() -> None:
     assert ranked[1]["score"] == pytest.approx(0.7 * a_t + 0.15 * 0.5 + 0.15 * 0.5)
 
 
+def _spread_reference(seeds: list[dict], nodes: dict, edges: list[Edge], hops: int) -> list[dict]:
+    """The peer's loop transcribed literally (recall.ts): the optimised spread_activation must equal it bit for bit,
+    ties included (the order of equal scores is the order nodes were first activated)."""
+    act: dict[str, float] = {}
+    for s in seeds:
+        act[s["id"]] = max(0.0, min(1.0, 0.75 * s["similarity"] + 0.25 * s["salience"]))
+    adj: dict[str, list[Edge]] = {}
+    for e in edges:
+        adj.setdefault(e.src, []).append(e)
+        adj.setdefault(e.dst, []).append(e)
+    for _ in range(hops):
+        nxt = dict(act)
+        for nid, a in act.items():
+            for e in adj.get(nid, ()):
+                other = e.dst if e.src == nid else e.src
+                add = a * C.EDGE_TYPE_WEIGHT.get(e.type, 0.6) * e.weight * e.confidence * C.ACTIVATION_DAMPING
+                nxt[other] = max(nxt.get(other, 0.0), add)
+        for k, v in nxt.items():
+            act[k] = max(act.get(k, 0.0), v)
+    scored = []
+    for nid, a in act.items():
+        n = nodes.get(nid)
+        conf = n["confidence"] if n is not None else 0.5
+        sal = n["salience"] if n is not None else 0.5
+        scored.append({"id": nid, "activation": a, "score": 0.7 * a + 0.15 * conf + 0.15 * sal})
+    scored.sort(key=lambda r: -r["score"])
+    return scored
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_spread_activation_equals_the_literal_port(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ids = [f"n{i}" for i in range(int(rng.integers(5, 60)))]
+    pick = [0.0, 0.25, 0.5, 0.75, 1.0, float(rng.uniform())]  # few values: many ties, zero weights too
+    edges = []
+    for k in range(int(rng.integers(0, 150))):
+        a, b = rng.choice(len(ids), 2, replace=False)
+        edges.append(Edge(f"e{k}", str(rng.choice(["part_of", "derived_from", "related_to", "other"])), ids[a],
+                          ids[b], float(rng.choice(pick)), float(rng.choice(pick)), None))
+    seeds = [{"id": i, "similarity": float(rng.choice(pick)), "salience": float(rng.choice(pick))}
+             for i in rng.choice(ids, int(rng.integers(1, 8)), replace=False).tolist()]
+    nodes = {i: {"confidence": float(rng.choice(pick)), "salience": float(rng.choice(pick))}
+             for i in ids if rng.uniform() < 0.9}
+    for hops in (1, 2):
+        assert spread_activation(seeds, nodes, edges, hops) == _spread_reference(seeds, nodes, edges, hops)
+
+
 def test_embed_cache_single_flight_and_lru() -> None:
     calls = 0
 
