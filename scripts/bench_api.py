@@ -450,14 +450,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _drop_scope(url: str, scope: str) -> None:
+    """Remove the scope from a database the benchmark did not create: the kit's purge (partitions detached, then
+    dropped), plus its recall audit rows."""
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("memory_outbox", "memory_edges", "memory_nodes", "memory_commits"):
-            part = conn.execute("SELECT memload_partition_name(%s, %s)", (table, scope)).fetchone()[0]
-            conn.execute(f'DROP TABLE IF EXISTS "{part}"')
-        conn.execute("DELETE FROM memory_recall_audit WHERE scope = %s", (scope,))
+    from memload.config import Settings
+    from seeding.params import Tenancy
+    from seeding.purge import run_purge
 
+    tenant = Settings.from_env().memory_tenant_id
+    run_purge(url, Tenancy.resolve(scope, tenant, tenant, flags=("--scope", "--tenant-id")), mode="auto",
+              batch_size=5000, apply=True, allow_fallback_delete=True, fail_on_delete=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM memory_recall_audit WHERE scope = %s", (scope,))
 
 if __name__ == "__main__":
     sys.exit(main())
