@@ -22,13 +22,13 @@ def _run(module: str, *args: str, env: dict[str, str] | None = None) -> subproce
 
 def test_bench_api_prints_every_case_with_its_cpu_split(db_url: str) -> None:
     proc = _run("scripts.bench_api", "--database-url", db_url, "--events", "200", "--topics", "2",
-                "--recall-requests", "24", "--write-requests", "12", "--warmup", "2", "--api-workers", "2")
+                "--recall-requests", "24", "--write-requests", "40", "--warmup", "2", "--api-workers", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     assert out["ok"] is True and out["params"]["dataset"] == "seeder" and out["params"]["api_workers"] == 2
     assert out["seed"]["dataset"] == "seeder" and out["seed"]["nodes"] == 202 and out["seed"]["edges"] == 400
     assert set(out["cases"]) == {"recall_text", "recall_text_c1", "recall_text_distinct", "write"}
-    sizes = {"recall_text": 24, "recall_text_c1": 6, "recall_text_distinct": 24, "write": 12}
+    sizes = {"recall_text": 24, "recall_text_c1": 6, "recall_text_distinct": 24, "write": 40}
     for name, case in out["cases"].items():
         assert case["total"] == case["ok"] == sizes[name], name
         lat = case["latency_ms"]
