@@ -11,10 +11,14 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scripts.options import add_option, add_switch, bounded_int
+
+if TYPE_CHECKING:  # the worker module (psycopg) is imported lazily, when the command runs
+    from memory_api.worker import OutboxWorker, StopFlag
 
 # worker knob -> (flag, env, help, type, default); defaults are the contract's (Settings has the same ones)
 _KNOBS: list[tuple[str, str, str, str, Any, int | None]] = [
@@ -122,7 +126,8 @@ def run_worker(args: argparse.Namespace) -> int:
             print("[worker] stopped", file=sys.stderr, flush=True)
 
 
-def _run_loops(workers: list[Any], stop: Any, args: argparse.Namespace, emit: Any) -> int:
+def _run_loops(workers: list[OutboxWorker], stop: StopFlag, args: argparse.Namespace,
+               emit: Callable[[dict[str, Any]], None]) -> int:
     """Run each worker's loop in a thread of its own. The work happens in PostgreSQL (the HNSW insert of every
     embedded node runs in that loop's backend), so threads are enough to keep several backends busy. A loop that
     fails stops the others after their current job; the first error is re-raised."""
