@@ -65,6 +65,9 @@ class SeedInfo:
     events: int | None
     elapsed_ms: float | None
     vectors: str | None
+    layout: str | None = None
+    seeded_by: str | None = None
+    unknown_indexes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +83,18 @@ class BenchCase:
     open_model: dict[str, float | None]
     pacing: dict[str, float | None]
     server_timing_ms: dict[str, float | None]
+    samples: int | None = None  # latencies behind p50/p95/p99 (bench JSON `samples`)
+    duration_s: float | None = None  # measured window, warm-up excluded
+    server_timing: ServerTiming | None = None
+
+
+@dataclass
+class ServerTiming:
+    """A case's `server_timing`: whether the target sent `Server-Timing`, and its server / database percentiles."""
+
+    reported: bool
+    server_ms: dict[str, float | None] | None
+    db_ms: dict[str, float | None] | None
 
 
 @dataclass
@@ -91,6 +106,9 @@ class Benchmark:
     params: dict[str, Any]
     cases: list[BenchCase]
     csv_prefix: str | None
+    requests_file: str | None = None  # `run.requests_file`: the per-request records beside the JSON
+    base_url: str | None = None
+    preflight: dict[str, Any] | None = None
 
 
 @dataclass
@@ -117,6 +135,17 @@ class WorkerBaseline:
     outbox_before: dict[str, float | None]
     outbox_after: dict[str, float | None]
     per_iteration: pd.DataFrame
+    scope_nodes: int | None = None
+    unit: str | None = None
+    failed: int | None = None  # `totals.failed`: jobs that failed (never counted as processed)
+    by_job_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    backlog_before_by_type: dict[str, int] = field(default_factory=dict)
+    backlog_after_by_type: dict[str, int] = field(default_factory=dict)
+    enqueued_during_run: dict[str, int] | None = None
+
+    @property
+    def failed_jobs(self) -> int:
+        return self.failed if self.failed is not None else self.failed_marked
 
 
 @dataclass
@@ -129,6 +158,7 @@ class ScaleFiles:
     csv_prefix: str | None = None
     exact: Path | None = None
     pacing: Path | None = None
+    requests: Path | None = None
     explain: Path | None = None
 
 
@@ -173,6 +203,8 @@ def discover(directory: Path) -> RunFiles:
         exact, pacing = directory / f"{prefix}_exact.json", directory / f"{prefix}_pacing.csv"
         sf.exact = exact if exact.is_file() else None
         sf.pacing = pacing if pacing.is_file() else None
+        requests = directory / f"{prefix}_requests.csv"
+        sf.requests = requests if requests.is_file() else None
         sf.attempts.sort(key=lambda p: int(_ATTEMPT_RE.match(p.name)["n"]))  # type: ignore[index]
     worker = directory / "worker_baseline.json"
     manifest = directory / "manifest.json"
@@ -182,6 +214,17 @@ def discover(directory: Path) -> RunFiles:
 
 
 # ----------------------------------------------------------------------------------------------- loaders
+def seed_failed(path: Path) -> str | None:
+    """Why a seed file says the seed failed (an empty file, or `ok: false`), else None."""
+    if not path.read_bytes().strip():
+        return f"{path.name} is empty: the seed failed before writing its result"
+    value = load_json(path)
+    if isinstance(value, dict) and value.get("ok") is False:
+        why = value.get("error") or value.get("reason")
+        return f"{path.name} says ok: false" + (f" ({why})" if isinstance(why, str) and why else "")
+    return None
+
+
 def load_seed(path: Path) -> SeedInfo:
     doc = Doc(path, load_json(path))
     totals = doc.obj("totals_in_scope")
@@ -197,6 +240,9 @@ def load_seed(path: Path) -> SeedInfo:
         events=inserted.int_("events", required=False) if inserted else None,
         elapsed_ms=doc.num("elapsed_ms", required=False),
         vectors=doc.str_("vectors", required=False),
+        layout=doc.str_("layout", required=False),
+        seeded_by=doc.str_("seeded_by", required=False),
+        unknown_indexes=[str(x.value) for x in doc.items("unknown_indexes", required=False)],
     )
 
 
@@ -217,6 +263,9 @@ def load_benchmark(path: Path) -> Benchmark:
             open_model=c.numbers("open_model", required=False, strict=False),
             pacing=c.numbers("pacing", required=False, strict=False),
             server_timing_ms=c.numbers("server_timing_ms", required=False, strict=False),
+            samples=c.int_("samples", required=False),
+            duration_s=c.num("duration_s", required=False, nullable=True),
+            server_timing=_server_timing(c),
         ))
     for case in cases:
         for key in ("p50", "p95", "p99"):
@@ -224,6 +273,8 @@ def load_benchmark(path: Path) -> Benchmark:
                 raise MalformedArtifact(path, f"key cases[{cases.index(case)}].latency_ms.{key}: missing")
     params = doc.obj("params", required=False)
     arts = doc.obj("artifacts", required=False)
+    run = doc.obj("run", required=False)
+    preflight = doc.obj("preflight", required=False)
     return Benchmark(
         path=path,
         ok=doc.bool_("ok", required=False),
@@ -232,7 +283,19 @@ def load_benchmark(path: Path) -> Benchmark:
         params=dict(params.value) if params else {},
         cases=cases,
         csv_prefix=arts.str_("csv_prefix", required=False) if arts else None,
+        requests_file=run.str_("requests_file", required=False) if run else None,
+        base_url=doc.str_("base_url", required=False),
+        preflight=dict(preflight.value) if preflight else None,
     )
+
+
+def _server_timing(case: Doc) -> ServerTiming | None:
+    st = case.obj("server_timing", required=False)
+    if st is None:
+        return None
+    return ServerTiming(reported=bool(st.bool_("reported", required=False)),
+                        server_ms=st.numbers("server_ms", required=False) or None,
+                        db_ms=st.numbers("db_ms", required=False) or None)
 
 
 def load_adapt(path: Path) -> dict[str, Any]:
@@ -314,26 +377,80 @@ def load_worker(path: Path) -> WorkerBaseline:
     doc = Doc(path, load_json(path))
     totals = doc.obj("totals")
     assert totals is not None
-    before = doc.numbers("outbox_before", required=False)
-    after = doc.numbers("outbox_after", required=False)
+    before = doc.numbers("outbox_before", required=False, strict=False)
+    after = doc.numbers("outbox_after", required=False, strict=False)
     rows = []
     for it in doc.items("per_iteration", required=False):
+        types = it.counts("job_types", required=False) if it.has("job_types") else None
         rows.append({"iteration": it.int_("iteration"), "claimed": it.int_("claimed", required=False),
                      "processed": it.int_("processed"), "failed_marked": it.int_("failed_marked", required=False),
+                     "failed": it.int_("failed", required=False),
                      "elapsed_ms": it.num("elapsed_ms", required=False),
-                     "throughput": it.num("throughput_processed_per_sec", required=False, nullable=True)})
+                     "throughput": it.num("throughput_processed_per_sec", required=False, nullable=True),
+                     "job_types": types})
+    by_type: dict[str, dict[str, int]] = {}
+    bt = totals.obj("by_job_type", required=False)
+    if bt is not None:
+        for name in bt.value:
+            by_type[str(name)] = bt.counts(str(name))
+    enqueued = doc.counts("enqueued_during_run", required=False) if doc.has("enqueued_during_run") else None
+
+    def backlog(name: str) -> dict[str, int]:
+        ob = doc.obj(name, required=False)
+        return ob.counts("by_job_type", required=False) if ob is not None else {}
+
     return WorkerBaseline(
         scope=doc.str_("scope", required=False), mode=doc.str_("mode", required=False),
         iterations=doc.int_("iterations", required=False),
-        claimed=totals.int_("claimed") or 0, processed=totals.int_("processed") or 0,
-        failed_marked=totals.int_("failed_marked") or 0,
+        claimed=totals.int_("claimed", required=False) or 0, processed=totals.int_("processed") or 0,
+        failed_marked=totals.int_("failed_marked", required=False) or 0,
         throughput=totals.num("throughput_processed_per_sec") or 0.0,
         elapsed_ms_sum=totals.num("elapsed_ms_sum", required=False),
         elapsed_ms_wall=totals.num("elapsed_ms_wall", required=False),
         outbox_before=before, outbox_after=after,
-        per_iteration=pd.DataFrame(rows, columns=["iteration", "claimed", "processed", "failed_marked",
-                                                  "elapsed_ms", "throughput"]),
+        per_iteration=pd.DataFrame(rows, columns=["iteration", "claimed", "processed", "failed_marked", "failed",
+                                                  "elapsed_ms", "throughput", "job_types"]),
+        scope_nodes=doc.int_("scope_nodes", required=False), unit=doc.str_("unit", required=False),
+        failed=totals.int_("failed", required=False), by_job_type=by_type,
+        backlog_before_by_type=backlog("outbox_before"), backlog_after_by_type=backlog("outbox_after"),
+        enqueued_during_run=enqueued,
     )
+
+
+REQUEST_COLUMNS = ("t_s", "endpoint", "latency_ms", "status", "category", "server_ms", "db_ms")
+REQUEST_CATEGORIES = ("ok", "429", "4xx", "5xx", "transport", "empty_recall")
+
+
+def load_requests(path: Path) -> pd.DataFrame:
+    """`PREFIX_requests.csv`: one row per measured request (docs/ARTIFACTS.md); numbers checked by column."""
+    try:
+        frame = pd.read_csv(path, dtype={"endpoint": str, "category": str}, keep_default_na=False,
+                            na_values={"server_ms": [""], "db_ms": [""]})
+    except pd.errors.EmptyDataError:
+        raise MalformedArtifact(path, "empty file (no header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise MalformedArtifact(path, f"not a readable CSV: {str(exc).splitlines()[0]}") from None
+    for col in REQUEST_COLUMNS:
+        if col not in frame.columns:
+            raise MalformedArtifact(path, f"missing column {col!r} (header: {', '.join(map(str, frame.columns))})")
+    for col in ("t_s", "latency_ms", "status", "server_ms", "db_ms"):
+        if pd.api.types.is_numeric_dtype(frame[col]):
+            continue
+        raw = frame[col].astype(str).str.strip()
+        values = pd.to_numeric(raw.where(raw != ""), errors="coerce")
+        bad = values.isna() & ((raw != "") | (col in ("t_s", "latency_ms", "status")))
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise MalformedArtifact(path, f"column {col!r} line {i + 2}: not a number: {raw.iloc[i]!r}")
+        frame[col] = values
+    frame["endpoint"] = frame["endpoint"].astype(str).map(endpoint_key)
+    frame["category"] = frame["category"].astype(str).str.strip()
+    bad = ~frame["category"].isin(REQUEST_CATEGORIES)
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise MalformedArtifact(path, f"column 'category' line {i + 2}: expected one of "
+                                      f"{'|'.join(REQUEST_CATEGORIES)}, got {frame['category'].iloc[i]!r}")
+    return frame[list(REQUEST_COLUMNS)]
 
 
 def load_manifest(path: Path) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Source order for latency percentiles (the first that has the endpoint wins, and the report says which):
 1. `locust_<scale>_exact.json` — the suite's exact listener (unrounded, successful requests only);
-2. `benchmark_<scale>.json` `latency_ms` — exact as well (same listener, the peer's schema);
+2. `benchmark_<scale>.json` `latency_ms` — exact as well (same listener, the Aionis kit's schema);
 3. `locust_<scale>_stats.csv` — Locust's bucketed nearest-rank values (2 significant digits, failures included).
 Requests, failures and the error split come from the benchmark JSON when present (its `by_status` and `errors`),
 else from Locust's stats and failures CSVs (failure messages classified by the status code they contain).
@@ -30,7 +30,46 @@ ERROR_LABELS = {"rate_limited_429": "429", "client_4xx": "other 4xx", "server_5x
 
 SRC_EXACT = "exact (suite listener)"
 SRC_BENCH = "exact (benchmark JSON)"
+SRC_RECORDS = "exact (request records)"
 SRC_LOCUST = "Locust CSV (bucketed)"
+LOW_CONFIDENCE_SAMPLES = 1000  # a p99 from fewer latencies rests on fewer than 10 tail samples
+
+
+def nearest_rank(values: Any, q: float) -> float | None:
+    """The seed document's percentile: sorted[ceil(n·q) − 1] (no interpolation)."""
+    import numpy as np
+
+    arr = np.sort(np.asarray(values, dtype=float))
+    if arr.size == 0:
+        return None
+    return float(arr[max(0, math.ceil(arr.size * q) - 1)])
+
+
+def summary_ms(values: Any) -> dict[str, float | None]:
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    return {"p50": nearest_rank(arr, .5), "p95": nearest_rank(arr, .95), "p99": nearest_rank(arr, .99),
+            "mean": float(arr.mean()) if arr.size else None}
+
+
+@dataclass
+class ServerSplit:
+    """Where an endpoint's time went: client-measured latency against the target's `Server-Timing` (total server
+    time and database time), per endpoint; `reported` False when the target sent no `Server-Timing`."""
+
+    reported: bool
+    source: str
+    client: dict[str, float | None]
+    server: dict[str, float | None] | None = None
+    db: dict[str, float | None] | None = None
+    samples: int | None = None  # responses that carried Server-Timing
+
+
+@dataclass
+class NotMeasured:
+    stage: str
+    reason: str
 
 
 @dataclass
@@ -52,6 +91,13 @@ class EndpointMetrics:
     pacing: dict[str, float | None] = field(default_factory=dict)
     server_timing_ms: dict[str, float | None] = field(default_factory=dict)
     exact_count: int | None = None
+    samples: int | None = None  # latencies behind p50/p95/p99
+    samples_source: str = "not recorded"
+    server: ServerSplit | None = None
+
+    @property
+    def p99_low_confidence(self) -> bool:
+        return self.p("p99") is not None and self.samples is not None and self.samples < LOW_CONFIDENCE_SAMPLES
 
     @property
     def error_rate(self) -> float | None:
@@ -81,6 +127,8 @@ class ScaleMetrics:
     pacing: pd.DataFrame | None = None
     explain: ExplainInfo | None = None
     adapt: dict[str, Any] | None = None
+    records: pd.DataFrame | None = None  # PREFIX_requests.csv
+    seed_failed: str | None = None
     missing: list[str] = field(default_factory=list)
     used: list[str] = field(default_factory=list)
 
@@ -121,14 +169,30 @@ class RunMetrics:
     worker: art.WorkerBaseline | None
     manifest: dict[str, Any] | None
     missing: list[str] = field(default_factory=list)
+    not_measured: list[NotMeasured] = field(default_factory=list)
 
     def config(self, name: str) -> Any:
         return dig(self.manifest or {}, f"config.{name}", name)
 
+    @property
+    def target(self) -> dict[str, Any]:
+        t = (self.manifest or {}).get("target")
+        return t if isinstance(t, dict) else {}
+
+    @property
+    def target_kind(self) -> str | None:
+        """`reference` (memload's own API), `external`, or None when the run did not identify its target."""
+        kind = self.target.get("kind")
+        return kind if kind in ("reference", "external") else None
+
+    @property
+    def external(self) -> bool:
+        return self.target_kind == "external"
+
 
 # ---------------------------------------------------------------------------------------------- error split
 def split_by_status(by_status: dict[str, int]) -> dict[str, int]:
-    """The peer's `by_status` keys into the report's categories (used when the file has no `errors` object)."""
+    """The Aionis kit's `by_status` keys into the report's categories (used when the file has no `errors` object)."""
     out = dict.fromkeys(ERROR_CATEGORIES, 0)
     for key, count in by_status.items():
         k = key.strip()
@@ -238,7 +302,9 @@ def _endpoint_order(names: list[str]) -> list[str]:
 def collect_scale(directory: Path, files: art.ScaleFiles) -> ScaleMetrics:
     sm = ScaleMetrics(files.scale, files)
     if files.seed:
-        sm.seed = art.load_seed(files.seed)
+        sm.seed_failed = art.seed_failed(files.seed)
+        if sm.seed_failed is None:
+            sm.seed = art.load_seed(files.seed)
         sm.used.append(files.seed.name)
     if files.benchmark:
         sm.benchmark = art.load_benchmark(files.benchmark)
@@ -270,6 +336,15 @@ def collect_scale(directory: Path, files: art.ScaleFiles) -> ScaleMetrics:
     if files.adapt:
         sm.adapt = art.load_adapt(files.adapt)
         sm.used.append(files.adapt.name)
+    req_path = directory / f"{prefix}_requests.csv"
+    if sm.benchmark and sm.benchmark.requests_file and (directory / sm.benchmark.requests_file).is_file():
+        req_path = directory / sm.benchmark.requests_file
+    if req_path.is_file():
+        files.requests = req_path
+        sm.records = art.load_requests(req_path)
+        sm.used.append(req_path.name)
+    else:
+        sm.missing.append(req_path.name)
     for label, present in ((f"seed_{files.scale}.json", files.seed), (f"benchmark_{files.scale}.json",
                            files.benchmark), (f"explain_{files.scale}.txt", files.explain),
                            (f"benchmark_adapt_{files.scale}.json", files.adapt)):
@@ -284,10 +359,13 @@ def _build_endpoints(sm: ScaleMetrics) -> None:
     locust_eps = _locust_endpoints(sm.locust) if sm.locust and sm.locust.stats is not None else {}
     locust_fail = _locust_failures(sm.locust) if sm.locust else {}
     exact = sm.exact or {}
-    names = _endpoint_order(list({*bench_cases, *locust_eps, *exact}))
+    recs = sm.records if sm.records is not None else None
+    rec_names = set(recs["endpoint"].unique()) if recs is not None else set()
+    names = _endpoint_order(list({*bench_cases, *locust_eps, *exact, *rec_names}))
     for name in names:
         ep = EndpointMetrics(sm.scale, name)
         case, loc, ex = bench_cases.get(name), locust_eps.get(name), exact.get(name)
+        mine = recs[recs["endpoint"] == name] if recs is not None else None
         if loc:
             ep.locust = {k: loc[k] for k in ("requests", "failures", "rps", "p50", "p95", "p99", "max")}
         if case:
@@ -303,6 +381,19 @@ def _build_endpoints(sm: ScaleMetrics) -> None:
             ep.rps, ep.rps_source = case.rps, ("benchmark JSON (requests / case wall time)"
                                                if case.rps is not None else "not recorded")
             ep.open_model, ep.pacing, ep.server_timing_ms = case.open_model, case.pacing, case.server_timing_ms
+        elif mine is not None and len(mine):
+            ep.requests = len(mine)
+            ep.ok = int((mine["category"] == "ok").sum())
+            ep.failed = ep.requests - ep.ok
+            cats = mine["category"].value_counts()
+            ep.errors = dict.fromkeys(ERROR_CATEGORIES, 0)
+            for cat, key in (("429", "rate_limited_429"), ("4xx", "client_4xx"), ("5xx", "server_5xx"),
+                             ("transport", "transport"), ("empty_recall", "empty_recall")):
+                ep.errors[key] = int(cats.get(cat, 0))
+            ep.errors_source = f"request records ({sm.files.requests.name if sm.files.requests else 'requests.csv'})"
+            span = float(mine["t_s"].max() - mine["t_s"].min() + mine["latency_ms"].iloc[-1] / 1000.0)
+            ep.rps = ep.requests / span if span > 0 else None
+            ep.rps_source = "request records (requests / first-to-last request span)"
         elif loc:
             req, fail = int(loc["requests"] or 0), int(loc["failures"] or 0)
             ep.requests, ep.failed, ep.ok = req, fail, req - fail
@@ -314,13 +405,45 @@ def _build_endpoints(sm: ScaleMetrics) -> None:
                           "p99": ex.percentiles_ms.get("99"), "min": ex.min_ms, "max": ex.max_ms,
                           "mean": ex.mean_ms}
             ep.latency_source, ep.exact_count = SRC_EXACT, ex.count
+            ep.samples, ep.samples_source = ex.count, f"{sm.files.exact.name if sm.files.exact else 'exact'} count"
         elif case and case.ok > 0 and case.latency_ms.get("p95") is not None:
             ep.latency = {k: case.latency_ms.get(k) for k in ("p50", "p95", "p99", "min", "max", "mean")}
             ep.latency_source = SRC_BENCH
+            if case.samples is not None:
+                ep.samples, ep.samples_source = case.samples, "benchmark JSON `samples`"
+            else:
+                ep.samples, ep.samples_source = case.ok, "benchmark JSON `ok` (no `samples`)"
+        elif mine is not None and (mine["category"] == "ok").any():
+            lat = mine.loc[mine["category"] == "ok", "latency_ms"].to_numpy(dtype=float)
+            ep.latency = {**summary_ms(lat), "min": float(lat.min()), "max": float(lat.max())}
+            ep.latency_source = SRC_RECORDS
+            ep.samples, ep.samples_source = int(lat.size), "request records (successful requests)"
         elif loc and (loc["requests"] or 0) > 0 and loc["p95"] is not None:
             ep.latency = {k: loc[k] for k in ("p50", "p95", "p99", "min", "max", "mean")}
             ep.latency_source = SRC_LOCUST
+            ep.samples, ep.samples_source = int(loc["requests"] or 0), "Locust stats `Request Count` (all requests)"
+        ep.server = _server_split(ep, case, mine)
         sm.endpoints[name] = ep
+
+
+def _server_split(ep: EndpointMetrics, case: art.BenchCase | None, mine: pd.DataFrame | None) -> ServerSplit | None:
+    """Client vs server vs database time: from the records' `server_ms`/`db_ms` (exact, per request) when present,
+    else the benchmark case's `server_timing` block; None when neither file says anything about it."""
+    if mine is not None and len(mine):
+        ok = mine[mine["category"] == "ok"]
+        timed = ok[ok["server_ms"].notna()]
+        if len(timed):
+            db = timed["db_ms"].dropna()
+            return ServerSplit(True, "request records", summary_ms(timed["latency_ms"]),
+                               summary_ms(timed["server_ms"]), summary_ms(db) if len(db) else None, len(timed))
+        if case is None or case.server_timing is None:
+            return ServerSplit(False, "request records", summary_ms(ok["latency_ms"]), samples=0)
+    if case is not None and case.server_timing is not None:
+        st = case.server_timing
+        client = {k: ep.latency.get(k) for k in ("p50", "p95", "p99", "mean")}
+        return ServerSplit(st.reported and bool(st.server_ms or st.db_ms), "benchmark JSON `server_timing`", client,
+                           st.server_ms, st.db_ms, case.samples)
+    return None
 
 
 def collect_run(directory: Path) -> RunMetrics:
@@ -340,4 +463,57 @@ def collect_run(directory: Path) -> RunMetrics:
         missing.append("worker_baseline.json")
     if manifest is None:
         missing.append("manifest.json")
-    return RunMetrics(directory, files, scales, worker, manifest, missing)
+    run = RunMetrics(directory, files, scales, worker, manifest, missing)
+    run.not_measured = not_measured(run)
+    return run
+
+
+def _config_off(run: RunMetrics, var: str) -> str | None:
+    value = run.config(var)
+    if value is not None and str(value).lower() in ("false", "0", "no", "off"):
+        return f"not run: {var}={value}"
+    return None
+
+
+def not_measured(run: RunMetrics) -> list[NotMeasured]:
+    """Every stage that did not run, failed, or measured something other than the target, with its reason: the
+    manifest's `not_measured` and `failed_phases` first, then what the files show (absent, empty, or memload's own
+    component standing in for the target's)."""
+    out: list[NotMeasured] = []
+    manifest = run.manifest or {}
+    for item in manifest.get("failed_phases") or []:
+        if isinstance(item, dict) and item.get("name"):
+            hint = f" ({item['hint']})" if item.get("hint") else ""
+            out.append(NotMeasured(str(item["name"]), f"failed: {item.get('reason') or 'no reason recorded'}{hint}"))
+    for item in manifest.get("not_measured") or []:
+        if isinstance(item, dict) and item.get("stage"):
+            out.append(NotMeasured(str(item["stage"]), str(item.get("reason") or "no reason recorded")))
+    named = [n.stage.lower() for n in out]
+
+    def add(kind: str, scale: str | None, reason: str) -> None:
+        stage = f"{kind}_{scale}" if scale else kind
+        if any(n.startswith(kind) and (scale is None or scale in n or n == kind) for n in named):
+            return
+        out.append(NotMeasured(stage, reason))
+
+    if not run.scales:
+        add("benchmark", None, "no seed_*, benchmark_*, locust_* or *_requests.csv file in the run directory")
+    for sm in run.scales:
+        if sm.seed_failed:
+            add("seed", sm.scale, f"seed failed: {sm.seed_failed}")
+        elif sm.files.seed is None:
+            add("seed", sm.scale, f"no seed_{sm.scale}.json in the run directory")
+        if not any(ep.requests for ep in sm.endpoints.values()):
+            add("benchmark", sm.scale, f"no benchmark_{sm.scale}.json, Locust CSV or request records with requests")
+        if sm.explain is None:
+            add("explain", sm.scale, _config_off(run, "RUN_EXPLAIN") or f"no explain_{sm.scale}.txt")
+        elif run.external and sm.explain.header.get("memload explain", "").startswith("memload reference SQL"):
+            add("explain", sm.scale, "explained memload's reference SQL, not the target's own queries "
+                                     "(`memload explain --sql FILE` / EXPLAIN_SQL)")
+    w = run.worker
+    if w is None:
+        add("worker", None, _config_off(run, "RUN_WORKER_BENCHMARK") or "no worker_baseline.json")
+    elif run.external and w.mode == "in_process":
+        add("worker", None, "memload's own in-process worker ran, not the target's: its throughput is not the "
+                            "target's (`memload worker-bench --worker-command` or `--observe`)")
+    return out

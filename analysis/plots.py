@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.artifacts import KNOWN_ENDPOINTS as KNOWN_ORDER
 from analysis.artifacts import WorkerBaseline, endpoint_key, status_suffix
 from analysis.figures import Plot, Skipped
 from analysis.locust_csv import AGGREGATED, WINDOW_WARMUP_S, LocustRun
@@ -101,14 +102,134 @@ def _history_entries(run: LocustRun, *, with_status_rows: bool = True) -> list[t
     return groups
 
 
+def _prefix(sm: ScaleMetrics) -> str:
+    return sm.files.csv_prefix or f"locust_{sm.scale}"
+
+
+def _history_has_latency(frame: pd.DataFrame, start: float, windowed: bool) -> bool:
+    values = frame["95%"].to_numpy(dtype=float)
+    if windowed:
+        warm = (frame["Timestamp"].to_numpy(dtype=float) - start) < WINDOW_WARMUP_S
+        values = values[~(warm & (values == 0))]
+    return bool(np.isfinite(values).any() and (np.nan_to_num(values) > 0).any())
+
+
+WINDOW_S = 1.0
+
+
+def _windows(records: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Records with `w` = index of the 1-second window their request started in (0 = the scale's first request)."""
+    start = float(records["t_s"].min())
+    frame = records.assign(w=np.floor((records["t_s"].to_numpy(dtype=float) - start) / WINDOW_S).astype(int))
+    return frame, start
+
+
+def _window_axis(ax, n_windows: int) -> None:
+    ax.set_xlim(0, max(n_windows, 1) * WINDOW_S)
+    ax.set_xlabel("elapsed time since the first measured request (s; 1-second windows)")
+
+
 def latency_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
+    """p50/p95/p99 of successful requests per 1-second window and endpoint, from the exact per-request records;
+    Locust's history CSV only when the run has no records file."""
     key, title = f"latency_time_{sm.scale}", f"p50/p95/p99 over time — scale {sm.scale}"
+    if sm.records is None:
+        return _latency_from_history(sm, path, key, title)
+    frame, _ = _windows(sm.records)
+    ok = frame[frame["category"] == "ok"]
+    if ok.empty:
+        return Skipped(key, title, f"{sm.files.requests.name if sm.files.requests else 'the records file'} has no "
+                                   "successful request, so there is no latency to draw")
+    names = [n for n in (*KNOWN_ORDER, *sorted(set(ok["endpoint"]) - set(KNOWN_ORDER))) if n in set(ok["endpoint"])]
+    n_windows = int(frame["w"].max()) + 1
+    fig, axes = _figure(len(names), height=3.0)
+    binned = 1
+    for ax, name in zip(axes, names, strict=True):
+        part = ok[ok["endpoint"] == name]
+        groups = part.groupby("w")["latency_ms"]
+        ws = np.array(sorted(groups.groups), dtype=float)
+        qs = np.array([np.quantile(g.to_numpy(dtype=float), (.5, .95, .99), method="inverted_cdf")
+                       for _, g in groups])
+        counts = groups.size().to_numpy()
+        x = ws * WINDOW_S + WINDOW_S / 2
+        marker = "o" if len(ws) <= 60 else None
+        for i, label in enumerate(("p50", "p95", "p99")):
+            xd, yd, binned = _decimate(x, qs[:, i], "max")
+            ax.plot(xd, yd, label=label, color=COLORS[label], linewidth=1.2, marker=marker, markersize=4)
+        ax.set_title(f"{name}: {len(part):,} successful requests, median {int(np.median(counts))} per window "
+                     "(exact per-request records)", fontsize=10)
+        ax.set_ylabel("latency (ms)")
+        _window_axis(ax, n_windows)
+        ax.set_ylim(bottom=0, top=max(float(np.nanmax(qs)) * 1.15, 0.01))
+        ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"Latency per 1-second window — scale {sm.scale}", fontsize=11)
+    _layout(fig, len(names), suptitle=True)
+    few = int((ok.groupby(["endpoint", "w"]).size() < 100).sum())
+    caption = (f"From `{sm.files.requests.name if sm.files.requests else 'requests.csv'}`: nearest-rank p50/p95/p99 "
+               "of the successful requests that started in each 1-second window (exact, unrounded)."
+               + (f" {few} window(s) hold fewer than 100 requests: their p99 is close to their maximum." if few else "")
+               + (f" Drawn as the max of each {binned} consecutive windows." if binned > 1 else ""))
+    return Plot(key, title, _save(fig, path), caption)
+
+
+def rps_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
+    """Requests/s and failures/s per 1-second window and endpoint from the records (a window at the edge of an
+    endpoint's activity is divided by the part of it the endpoint was running, so short runs are not diluted)."""
+    key, title = f"rps_time_{sm.scale}", f"RPS and failures over time — scale {sm.scale}"
+    if sm.records is None:
+        return _rps_from_history(sm, path, key, title)
+    frame, start = _windows(sm.records)
+    if frame.empty:
+        return Skipped(key, title, f"{sm.files.requests.name if sm.files.requests else 'the records file'} has no "
+                                   "rows")
+    names = [n for n in (*KNOWN_ORDER, *sorted(set(frame["endpoint"]) - set(KNOWN_ORDER)))
+             if n in set(frame["endpoint"])]
+    n_windows = int(frame["w"].max()) + 1
+    fig, (ax,) = _figure(1, height=3.8)
+    binned, any_fail = 1, False
+    for i, name in enumerate(names):
+        part = frame[frame["endpoint"] == name]
+        t0 = float(part["t_s"].min()) - start
+        t1 = float((part["t_s"] + part["latency_ms"] / 1000.0).max()) - start
+        ws = np.arange(int(part["w"].min()), int(part["w"].max()) + 1)
+        lo, hi = np.maximum(ws * WINDOW_S, t0), np.minimum((ws + 1) * WINDOW_S, max(t1, t0 + 0.05))
+        width = np.clip(hi - lo, 0.05, WINDOW_S)
+        total = part.groupby("w").size().reindex(ws, fill_value=0).to_numpy(dtype=float)
+        fails = part[part["category"] != "ok"].groupby("w").size().reindex(ws, fill_value=0).to_numpy(dtype=float)
+        x = ws * WINDOW_S + WINDOW_S / 2
+        marker = "o" if len(ws) <= 60 else None
+        xd, rps, binned = _decimate(x, total / width, "mean")
+        ax.plot(xd, rps, color=f"C{i}", linewidth=1.2, marker=marker, markersize=4,
+                label=f"{name} requests/s ({len(part):,} requests)")
+        if fails.sum() > 0:
+            any_fail = True
+            xd, fd, _ = _decimate(x, fails / width, "max")
+            ax.plot(xd, fd, color=f"C{i}", linestyle="--", linewidth=1.0, marker="x" if marker else None,
+                    markersize=4, label=f"{name} failures/s ({int(fails.sum()):,} failed)")
+    ax.set_title(f"Throughput and failures per 1-second window — scale {sm.scale} (exact per-request records)",
+                 fontsize=10)
+    _window_axis(ax, n_windows)
+    ax.set_ylabel("requests per second (req/s)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.15 or 1)
+    ax.legend(loc="best", fontsize=8)
+    _layout(fig)
+    caption = (f"From `{sm.files.requests.name if sm.files.requests else 'requests.csv'}`: requests that started in "
+               "each 1-second window per endpoint; failures/s (dashed) counts every non-ok category (429, 4xx, 5xx, "
+               "transport, empty recall)." + ("" if any_fail else " No request failed.")
+               + (f" Drawn as the mean (failures: max) of each {binned} consecutive windows." if binned > 1 else ""))
+    return Plot(key, title, _save(fig, path), caption)
+
+
+def _latency_from_history(sm: ScaleMetrics, path: Path, key: str, title: str) -> Plot | Skipped:
     run = sm.locust
     if run is None or run.history is None or run.history.empty:
-        return Skipped(key, title, f"no {sm.files.csv_prefix or 'locust_' + sm.scale}_stats_history.csv")
+        return Skipped(key, title, f"no request records and no {_prefix(sm)}_stats_history.csv")
     groups = _history_entries(run, with_status_rows=False)
     windowed = run.full_history
     start = float(run.history["Timestamp"].min())
+    if not any(_history_has_latency(frame, start, windowed) for _, frame in groups):
+        return Skipped(key, title, f"{_prefix(sm)}_stats_history.csv has no non-zero percentile (the run was shorter "
+                                   "than Locust's ~10 s window) and there are no request records")
     fig, axes = _figure(len(groups))
     kind = "~10 s sliding window" if windowed else "cumulative since start"
     binned = 1
@@ -134,11 +255,14 @@ def latency_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
     return Plot(key, title, _save(fig, path), caption)
 
 
-def rps_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
-    key, title = f"rps_time_{sm.scale}", f"RPS and failures over time — scale {sm.scale}"
+def _rps_from_history(sm: ScaleMetrics, path: Path, key: str, title: str) -> Plot | Skipped:
     run = sm.locust
     if run is None or run.history is None or run.history.empty:
-        return Skipped(key, title, f"no {sm.files.csv_prefix or 'locust_' + sm.scale}_stats_history.csv")
+        return Skipped(key, title, f"no request records and no {_prefix(sm)}_stats_history.csv")
+    if not (run.history["Requests/s"].fillna(0) > 0).any():
+        return Skipped(key, title, f"{_prefix(sm)}_stats_history.csv shows 0 req/s in every row (its ~10 s moving "
+                                   f"average never filled in a {run.duration_s or 0:.0f} s run) and there are no "
+                                   "request records")
     start = float(run.history["Timestamp"].min())
     fig, (ax,) = _figure(1, height=3.8)
     ax2 = ax.twinx()
@@ -192,35 +316,40 @@ def status_breakdown(scales: list[ScaleMetrics], path: Path) -> Plot | Skipped:
             rows.append((f"{sm.scale} · {ep.name}", counts))
     if not rows:
         return Skipped(key, title, "no benchmark JSON or Locust stats with requests")
-    fig, (ax,) = _figure(1, height=max(2.8, 0.45 * len(rows) + 1.9))
+    fig = Figure(figsize=(10.0, 0.42 * len(rows) + 1.45), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.grid(True, axis="x", alpha=0.3)
     labels = [r[0] for r in rows]
     left = np.zeros(len(rows))
+    totals = np.array([sum(r[1].values()) or 1 for r in rows], dtype=float)
     for cat, color in STATUS_COLORS.items():
-        totals = np.array([sum(r[1].values()) or 1 for r in rows], dtype=float)
         values = np.array([r[1][cat] for r in rows], dtype=float)
         if values.sum() == 0:
             continue
         share = 100.0 * values / totals
-        ax.barh(labels, share, left=left, color=color, label=cat)
-        for i, (v, s) in enumerate(zip(values, share, strict=True)):
-            if v and s >= 6:
-                ax.text(left[i] + s / 2, i, f"{int(v)}", ha="center", va="center", fontsize=7, color="white")
+        ax.barh(labels, share, left=left, color=color, label=cat, height=0.7)
+        for i, (v, sh) in enumerate(zip(values, share, strict=True)):
+            if v and sh >= 8:
+                ax.text(left[i] + sh / 2, i, f"{int(v):,}", ha="center", va="center", fontsize=8, color="white")
         left += share
     for i, (_, counts) in enumerate(rows):
         total = sum(counts.values()) or 1
-        bad = [f"{cat} {v} ({100 * v / total:.2f} %)" for cat, v in counts.items() if cat != "2xx" and v]
-        ax.text(101, i, "; ".join(bad) if bad else "no failures", va="center", fontsize=7.5,
-                color="#d62728" if bad else "#2ca02c")
+        bad = [f"{cat} {v:,} ({100 * v / total:.2f} %)" for cat, v in counts.items() if cat != "2xx" and v]
+        ax.text(101, i, "; ".join(bad[:2]) + (" …" if len(bad) > 2 else "") if bad else "no failures",
+                va="center", fontsize=8, color="#d62728" if bad else "#2ca02c")
     ax.set_xlim(0, 100)
-    ax.set_xlabel("share of requests (%) — bar labels are counts; right: non-2xx counts")
+    ax.set_xlabel("share of requests (%); bar labels are counts")
     ax.invert_yaxis()
-    ax.set_title("Responses by outcome (benchmark `by_status`, else Locust failures)", fontsize=10)
-    h, lab = ax.get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", fontsize=8, ncols=8, frameon=False)
-    _layout(fig, left_in=1.9)
+    ax.tick_params(axis="y", labelsize=9)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=8, fontsize=8, frameon=False,
+              handlelength=1.2, columnspacing=1.0)
     w, hgt = fig.get_size_inches()
-    fig.subplots_adjust(right=1 - 2.6 / w, bottom=1.0 / hgt)
-    return Plot(key, title, _save(fig, path), "Share of each outcome per scale and endpoint; labels are counts.")
+    left_in = min(2.6, 0.35 + 0.075 * max(len(lab) for lab in labels))
+    fig.subplots_adjust(left=left_in / w, right=1 - 2.3 / w, top=1 - 0.45 / hgt, bottom=0.5 / hgt)
+    return Plot(key, title, _save(fig, path), "Share of each outcome per scale and endpoint (benchmark `by_status`, "
+                                              "else the error split); labels are counts, non-2xx counts at the "
+                                              "right.")
 
 
 def latency_cdf(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
@@ -259,6 +388,10 @@ def p95_vs_size(scales: list[ScaleMetrics], slo: SloTargets, path: Path) -> Plot
                 series.setdefault(ep.name, []).append((size, float(ep.p("p95"))))  # type: ignore[arg-type]
     if not series:
         return Skipped(key, title, "no scale has both a dataset size and a p95")
+    sizes_seen = {p[0] for pts in series.values() for p in pts}
+    if len(sizes_seen) < 2:
+        return Skipped(key, title, f"only one dataset size ({next(iter(sizes_seen)):,.0f} nodes) has a p95, and a "
+                                   "trend against size needs at least two scales")
     fig, (ax,) = _figure(1, height=3.8)
     for i, (name, pts) in enumerate(series.items()):
         pts.sort()
@@ -292,30 +425,47 @@ def worker_throughput(worker: WorkerBaseline | None, slo: SloTargets, path: Path
     frame = worker.per_iteration
     if frame.empty:
         return Skipped(key, title, "worker_baseline.json has no per_iteration rows")
-    fig, (ax,) = _figure(1, height=3.6)
+    if not (frame["processed"].fillna(0) > 0).any():
+        return Skipped(key, title, "no iteration in worker_baseline.json processed a job (the outbox had nothing "
+                                   "to claim)")
+    fig, (ax,) = _figure(1, height=4.0)
     tput = frame["throughput"].astype(float)
     if tput.isna().any():
         computed = frame["processed"].astype(float) / (frame["elapsed_ms"].astype(float) / 1000.0)
         tput = tput.fillna(computed)
-    ax.bar(frame["iteration"].astype(str), tput.to_numpy(), color="#1f77b4", label="processed/s (iteration)")
+    labels = []
+    for it, types in zip(frame["iteration"], frame["job_types"], strict=True):
+        mix = "\n".join(f"{k} {v}" for k, v in sorted(types.items(), key=lambda kv: -kv[1])[:2] if v) \
+            if isinstance(types, dict) else ""
+        labels.append(f"{int(it)}" + (f"\n{mix}" if mix else ""))
+    ax.bar(labels, tput.to_numpy(), color="#1f77b4", label="jobs/s in the iteration")
     ax.axhline(worker.throughput, color="#2ca02c", linestyle="--",
-               label=f"run total {worker.throughput:.1f}/s (processed / Σ elapsed)")
+               label=f"run total {worker.throughput:.1f} jobs/s (processed / Σ elapsed)")
     ax.axhline(slo.worker_min_jobs_per_sec, color="#d62728", linestyle=":",
                label=f"SLO > {slo.worker_min_jobs_per_sec:g} jobs/s")
-    ax.set_xlabel("iteration")
+    ax.set_xlabel("iteration (and the job types it drained)")
     ax.set_ylabel("jobs processed per second (jobs/s)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Outbox worker throughput per iteration (mode: {worker.mode or 'not recorded'})", fontsize=10)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(f"Outbox worker throughput per iteration — scope {worker.scope or 'not recorded'}, mode "
+                 f"{worker.mode or 'not recorded'} (one outbox row = one job)", fontsize=10)
     ax.legend(loc="best", fontsize=8)
     _layout(fig)
-    return Plot(key, title, _save(fig, path), "`worker_baseline.json` per_iteration throughput_processed_per_sec.")
+    lines = max(label.count("\n") for label in labels)
+    if lines:
+        fig.subplots_adjust(bottom=(0.6 + 0.15 * lines) / fig.get_size_inches()[1])
+    return Plot(key, title, _save(fig, path), "Jobs/s per iteration (`worker_baseline.json` per_iteration; one outbox "
+                                              "row = one job), labelled with the job types each iteration drained.")
 
 
 def pace_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
     key, title = f"pace_{sm.scale}", f"Adaptive pace over time — scale {sm.scale}"
     frame = sm.pacing
     if frame is None or frame.empty:
-        return Skipped(key, title, f"no {sm.files.csv_prefix or 'locust_' + sm.scale}_pacing.csv")
+        return Skipped(key, title, f"no {_prefix(sm)}_pacing.csv")
+    if not ((frame["pace_ms"] > 0).any() or (frame["count_429"] > 0).any()):
+        return Skipped(key, title, f"pacing never engaged: {_prefix(sm)}_pacing.csv has pace 0 ms and no 429 in "
+                                   f"all {len(frame)} rows")
     start = float(frame["timestamp"].min())
     classes = list(dict.fromkeys(frame["endpoint_class"]))
     fig, axes = _figure(len(classes), height=2.8)

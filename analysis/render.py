@@ -19,7 +19,15 @@ from analysis import rules as R
 from analysis.errors import TemplateError
 from analysis.figures import Plot, Skipped
 from analysis.jsonio import dig
-from analysis.metrics import ERROR_CATEGORIES, ERROR_LABELS, SRC_LOCUST, EndpointMetrics, RunMetrics, ScaleMetrics
+from analysis.metrics import (
+    ERROR_CATEGORIES,
+    ERROR_LABELS,
+    LOW_CONFIDENCE_SAMPLES,
+    SRC_LOCUST,
+    EndpointMetrics,
+    RunMetrics,
+    ScaleMetrics,
+)
 
 NR = "not recorded"
 _FIELD_RE = re.compile(r"\{\{\s*([a-z0-9_]+)\s*\}\}")
@@ -182,12 +190,67 @@ def f_pg_settings(ctx: ReportContext) -> str:
 
 
 def f_api_settings(ctx: ReportContext) -> str:
+    kind = ctx.run.target_kind
+    if kind != "reference":
+        why = ("the target is an external server: memload's own settings say nothing about it"
+               if kind == "external" else "the run did not identify its target (no `target` in manifest.json)")
+        return f"not shown — {why}"
     s = _manifest(ctx, "api_settings")
     out = ", ".join(f"`{k}={v}`" for k, v in s.items()) + " (manifest.json)" if isinstance(s, dict) and s else ""
     found = _explain_header(ctx)
     if found and found[1].header.get("settings"):
         out += ("; " if out else "") + f"EXPLAIN session: `{found[1].header['settings']}` ({found[0]})"
     return out or NR
+
+
+def f_target(ctx: ReportContext) -> str:
+    """What the run measured, as the target itself answered (manifest `target`), else the benchmark's base URL."""
+    t = ctx.run.target
+    bench_urls = sorted({sm.benchmark.base_url for sm in ctx.run.scales if sm.benchmark and sm.benchmark.base_url})
+    lines = []
+    url = t.get("base_url") or (", ".join(bench_urls) if bench_urls else None)
+    src = "manifest.json" if t.get("base_url") else "benchmark JSON"
+    lines.append(f"- Base URL: {url + f' ({src})' if url else NR}")
+    kind = ctx.run.target_kind
+    lines.append("- Kind: " + {
+        "reference": "memload's reference API (it identified itself: `server: memload-reference` in /health, "
+                     "`x-memload-api` header)",
+        "external": "external server (not memload's reference API): only what the target itself answered is shown "
+                    "about it; memload's own settings and components are not credited to it",
+    }.get(kind or "", f"{NR} (manifest.json has no `target`: the run did not identify its target)"))
+    if t:
+        status = t.get("health_status")
+        health = t.get("health")
+        body = json_inline(health) if health is not None else "no body"
+        lines.append("- `/health`: " + (f"HTTP {status}, {body}" if status is not None else NR))
+        headers = t.get("headers") if isinstance(t.get("headers"), dict) else {}
+        lines.append("- Identifying headers: " + (", ".join(f"`{k}: {v}`" for k, v in headers.items())
+                                                   if headers else "none sent"))
+        if t.get("probe_error"):
+            lines.append(f"- Probe error: {t['probe_error']}")
+    pre = [(sm.scale, sm.benchmark.preflight) for sm in ctx.run.scales if sm.benchmark and sm.benchmark.preflight]
+    for scale, p in pre:
+        h = p.get("health") if isinstance(p.get("health"), dict) else {}
+        lines.append(f"- Benchmark preflight (scale {scale}): /health HTTP {h.get('status', NR)}, scope "
+                     + {True: "has recallable memories", False: "EMPTY (no recallable memories)",
+                        None: "not checked"}.get(p.get("scope_nonempty"), "not checked")
+                     + f", {p.get('seeds_seen', 0)} seeds seen")
+    return "\n".join(lines)
+
+
+def json_inline(value: Any) -> str:
+    import json
+
+    text = json.dumps(value, separators=(", ", ": "), sort_keys=True)
+    return f"`{text[:300]}`" + (" (truncated)" if len(text) > 300 else "")
+
+
+def f_not_measured(ctx: ReportContext) -> str:
+    items = ctx.run.not_measured
+    if not items:
+        return "Every stage ran."
+    return ("These stages did not run, failed, or measured something other than the target; the verdict is "
+            "therefore PARTIAL at best:\n\n" + "\n".join(f"- **{n.stage}**: NOT MEASURED — {n.reason}" for n in items))
 
 
 def f_scope_tenant(ctx: ReportContext) -> str:
@@ -197,6 +260,8 @@ def f_scope_tenant(ctx: ReportContext) -> str:
 
 def f_dataset_size(ctx: ReportContext) -> str:
     def one(sm: ScaleMetrics) -> str | None:
+        if sm.seed_failed:
+            return f"NOT MEASURED (seed failed: {sm.seed_failed})"
         if sm.seed is None:
             return f"{NR} (no seed_{sm.scale}.json)"
         parts = [f"{sm.seed.nodes:,} nodes, {sm.seed.edges:,} edges"]
@@ -204,6 +269,12 @@ def f_dataset_size(ctx: ReportContext) -> str:
             parts.append(f"inserted {sm.seed.events or 0:,} events + {sm.seed.topics or 0:,} topics")
         if sm.seed.vectors:
             parts.append(f"vectors: {sm.seed.vectors}")
+        if sm.seed.layout:
+            parts.append(f"layout: {sm.seed.layout}")
+        if sm.seed.seeded_by and sm.seed.seeded_by != "memload":
+            parts.append(f"seeded by `{sm.seed.seeded_by}`")
+        if sm.seed.unknown_indexes:
+            parts.append("indexes the seeder does not know: " + ", ".join(f"`{i}`" for i in sm.seed.unknown_indexes))
         return ", ".join(parts)
 
     return _per_scale(ctx.run, one)
@@ -260,8 +331,8 @@ def _eps(ctx: ReportContext, kind: str) -> Callable[[ScaleMetrics], str | None]:
                 out.append(f"{ep.name}: {NR}")
                 continue
             s = ep.latency_source
-            out.append(f"{ms(ep.p('p50'), s)} / {ms(ep.p('p95'), s)} / {ms(ep.p('p99'), s)}"
-                       f" ({ep.name}, {_short_source(s)})")
+            out.append(f"{ms(ep.p('p50'), s)} / {ms(ep.p('p95'), s)} / {p99(ep)}"
+                       f" ({ep.name}, {_short_source(s)}, {samples(ep)})")
         return "; ".join(out) or None
 
     return one
@@ -304,20 +375,76 @@ def f_error_rate(ctx: ReportContext) -> str:
     return _per_scale(ctx.run, one)
 
 
+LOW_CONF = "⚠ low confidence"
+
+
+def p99(ep: EndpointMetrics) -> str:
+    """p99 with its warning: from fewer than LOW_CONFIDENCE_SAMPLES latencies, fewer than 10 requests decide it."""
+    text = ms(ep.p("p99"), ep.latency_source)
+    return f"{text} {LOW_CONF}" if ep.p99_low_confidence else text
+
+
+def samples(ep: EndpointMetrics) -> str:
+    return f"n={ep.samples:,}" if ep.samples is not None else "n not recorded"
+
+
 def f_latency_table(ctx: ReportContext) -> str:
     rows = []
     for sm in ctx.run.scales:
         for ep in sm.endpoints.values():
             s = ep.latency_source
             loc = ep.locust
-            rows.append([sm.scale, ep.name, ep.requests, ep.ok, ms(ep.p("p50"), s), ms(ep.p("p95"), s),
-                         ms(ep.p("p99"), s), ms(ep.p("max"), s), _short_source(s),
+            rows.append([sm.scale, ep.name, ep.requests, ep.ok, "–" if ep.samples is None else f"{ep.samples:,}",
+                         ms(ep.p("p50"), s), ms(ep.p("p95"), s), p99(ep), ms(ep.p("max"), s), _short_source(s),
                          "/".join("–" if loc.get(k) is None else f"{loc[k]:.0f}" for k in ("p50", "p95", "p99"))
                          if loc else "–", num(ep.rps), pct(ep.error_rate)])
-    return ("Per scale and endpoint. Latency = successful requests when exact; the Locust column is Locust's "
-            "bucketed p50/p95/p99 (ms, all requests) for comparison.\n\n"
-            + table(["scale", "endpoint", "requests", "ok", "p50", "p95", "p99", "max", "latency source",
-                     "Locust p50/p95/p99", "req/s", "error rate"], rows))
+    low = any(ep.p99_low_confidence for sm in ctx.run.scales for ep in sm.endpoints.values())
+    note = (f"\n\n{LOW_CONF}: the p99 rests on fewer than {LOW_CONFIDENCE_SAMPLES:,} samples, so fewer than 10 "
+            "requests decide it; read p95, or run longer." if low else "")
+    return ("Per scale and endpoint. `samples` = the latencies behind p50/p95/p99 (successful requests when exact). "
+            "The Locust column is Locust's bucketed p50/p95/p99 (ms, all requests) for comparison.\n\n"
+            + table(["scale", "endpoint", "requests", "ok", "samples", "p50", "p95", "p99", "max", "latency source",
+                     "Locust p50/p95/p99", "req/s", "error rate"], rows) + note)
+
+
+def f_server_timing(ctx: ReportContext) -> str:
+    rows, silent = [], []
+    for sm in ctx.run.scales:
+        for ep in sm.endpoints.values():
+            split = ep.server
+            if split is None:
+                continue
+            if not split.reported:
+                silent.append(f"{sm.scale}/{ep.name}")
+                continue
+            c, sv, db = split.client, split.server or {}, split.db or {}
+            outside = (c.get("mean") - sv.get("mean")) if c.get("mean") is not None and sv.get("mean") is not None \
+                else None
+            rows.append([sm.scale, ep.name, "–" if split.samples is None else f"{split.samples:,}",
+                         "/".join(_ms_short(c.get(k)) for k in ("p50", "p95", "p99")),
+                         "/".join(_ms_short(sv.get(k)) for k in ("p50", "p95", "p99")) if sv else NR,
+                         "/".join(_ms_short(db.get(k)) for k in ("p50", "p95", "p99")) if db else NR,
+                         ms(outside), split.source])
+    measured = [sm for sm in ctx.run.scales if sm.endpoints]
+    if not rows and not silent:
+        return ("Not measured: no benchmark case or request records in this run carry the target's `Server-Timing` "
+                "data." if measured else "Not measured: no requests in this run.")
+    out = ""
+    if rows:
+        out = ("p50/p95/p99 in ms, successful requests that carried `Server-Timing`: client = the latency the load "
+               "generator measured; server = the target's own total; database = its database part; outside the "
+               "server = mean client − mean server (network, client, queueing).\n\n"
+               + table(["scale", "endpoint", "samples", "client", "server", "database", "outside the server (mean)",
+                        "source"], rows))
+    if silent:
+        out += ("\n\n" if out else "") + ("The target does not report `Server-Timing` (no response carried it) for "
+                                            + ", ".join(silent) + ": client time cannot be split into server and "
+                                                                  "database time.")
+    return out
+
+
+def _ms_short(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
 
 
 def f_error_table(ctx: ReportContext) -> str:
@@ -333,14 +460,80 @@ def f_error_table(ctx: ReportContext) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ worker
-def f_worker_processed_per_sec(ctx: ReportContext) -> str:
+WORKER_MODES = {
+    "in_process": "memload's own in-process worker (meaningful for memload's reference API only)",
+    "command": "the worker command given with `--worker-command`, run once per iteration",
+    "observe": "the target's own running worker, observed draining the outbox (`--observe`)",
+}
+
+
+def _types(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return "–"
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v) or "none"
+
+
+def f_worker_summary(ctx: ReportContext) -> str:
+    """Unit, scope and node count stated once; every figure below is in that unit."""
     w = ctx.run.worker
     if w is None:
-        return f"{NR} (no worker_baseline.json)"
+        reason = next((n.reason for n in ctx.run.not_measured if n.stage.startswith("worker")),
+                      "no worker_baseline.json")
+        return f"NOT MEASURED — {reason}."
+    lines = [f"- Worker measured: {WORKER_MODES.get(w.mode or '', f'mode {w.mode}') if w.mode else NR + ' (no mode)'}"]
+    nm = next((n for n in ctx.run.not_measured if n.stage == "worker"), None)
+    if nm is not None:
+        lines.append(f"- **NOT MEASURED for the target** — {nm.reason}. The figures below describe that worker only.")
+    bench_scopes = sorted({sm.scope for sm in ctx.run.scales if sm.scope})
+    scope = f"`{w.scope}`" if w.scope else NR
+    nodes = f" ({w.scope_nodes:,} nodes at start)" if w.scope_nodes is not None else ""
+    other = [b for b in bench_scopes if b != w.scope]
+    where = (f"; not the benchmark's scope{'s' if len(other) > 1 else ''} " + ", ".join(f"`{b}`" for b in other)
+             if w.scope and other else "")
+    lines.append(f"- Scope: {scope}{nodes}{where}")
+    lines.append(f"- Unit: {w.unit or 'jobs/s'} — one outbox row is one job; every rate in this section is jobs/s")
     extra = ""
     if w.elapsed_ms_wall:
-        extra = f"; {w.processed / (w.elapsed_ms_wall / 1000):.2f}/s over wall time {w.elapsed_ms_wall / 1000:.2f} s"
-    return f"{w.throughput:.2f} jobs/s (processed / Σ iteration time{extra}; mode {w.mode or NR})"
+        extra = f"; {w.processed / (w.elapsed_ms_wall / 1000):.2f} over wall time {w.elapsed_ms_wall / 1000:.2f} s"
+    lines.append(f"- Processed/sec: {w.throughput:.2f} jobs/s (processed / Σ iteration time{extra})")
+    lines.append(f"- Claimed total: {w.claimed:,}")
+    lines.append(f"- Processed: {w.processed:,}; failed: {w.failed_jobs:,} (failed jobs are never counted as "
+                 "processed)")
+    lines.append(f"- Outbox backlog delta: {f_worker_backlog_delta(ctx)}")
+    if w.by_job_type:
+        lines.append("- By job type: " + "; ".join(f"{t} {v.get('processed', 0):,} processed, {v.get('failed', 0):,} "
+                                                   f"failed" for t, v in sorted(w.by_job_type.items())))
+    recon = _worker_reconciliation(w)
+    if recon:
+        lines.append(f"- {recon}")
+    return "\n".join(lines)
+
+
+def _worker_reconciliation(w: Any) -> str | None:
+    """Why the jobs handled differ from the backlog delta: jobs enqueued while the benchmark ran."""
+    b, a = w.outbox_before.get("unpublished"), w.outbox_after.get("unpublished")
+    if b is None or a is None:
+        return None
+    drained = int(b - a)
+    handled = w.processed + w.failed_jobs if (w.processed + w.failed_jobs) else w.claimed
+    if handled == drained:
+        return None
+    enq = w.enqueued_during_run
+    if enq is None:
+        return (f"{handled:,} jobs were handled while the backlog shrank by {drained:,}: the difference "
+                f"({handled - drained:+,}) is not explained by the file (no `enqueued_during_run`)")
+    total = sum(enq.values())
+    text = (f"{handled:,} jobs handled = {drained:,} drained from the backlog + {total:,} enqueued during the run "
+            f"({_types(enq)})")
+    gap = handled - drained - total
+    if gap:
+        text += f"; {gap:+,} jobs unaccounted for"
+    return text
+
+
+def f_worker_processed_per_sec(ctx: ReportContext) -> str:
+    w = ctx.run.worker
+    return NR if w is None else f"{w.throughput:.2f} jobs/s"
 
 
 def f_worker_claimed(ctx: ReportContext) -> str:
@@ -348,7 +541,7 @@ def f_worker_claimed(ctx: ReportContext) -> str:
 
 
 def f_worker_failed_marked(ctx: ReportContext) -> str:
-    return NR if ctx.run.worker is None else f"{ctx.run.worker.failed_marked:,}"
+    return NR if ctx.run.worker is None else f"{ctx.run.worker.failed_jobs:,}"
 
 
 def f_worker_backlog_delta(ctx: ReportContext) -> str:
@@ -365,10 +558,28 @@ def f_worker_details(ctx: ReportContext) -> str:
     w = ctx.run.worker
     if w is None or w.per_iteration.empty:
         return ""
-    rows = [[int(r.iteration), r.claimed, r.processed, r.failed_marked, num(r.elapsed_ms, 1),
-             num(r.throughput, 2)] for r in w.per_iteration.itertuples()]
-    return "Per iteration (worker_baseline.json):\n\n" + table(
-        ["iteration", "claimed", "processed", "failed marked", "elapsed ms", "processed/s"], rows)
+    frame = w.per_iteration
+    has_types = frame["job_types"].notna().any()
+    rows = []
+    for r in frame.itertuples():
+        failed = r.failed if r.failed == r.failed and r.failed is not None else r.failed_marked
+        row = [int(r.iteration), _g(r.claimed), _g(r.processed), _g(failed), num(r.elapsed_ms, 1),
+               num(r.throughput, 2)]
+        if has_types:
+            row.append(_types(r.job_types if isinstance(r.job_types, dict) else None))
+        rows.append(row)
+    head = ["iteration", "claimed", "processed", "failed", "elapsed ms", "jobs/s"] + (["job types"] if has_types
+                                                                                       else [])
+    out = "Per iteration (worker_baseline.json):\n\n" + table(head, rows)
+    if has_types:
+        mixes = {tuple(sorted((r or {}).keys())) for r in frame["job_types"] if isinstance(r, dict) and r}
+        if len(mixes) > 1:
+            out += ("\n\nThe iterations drained different job mixes (see job types): a job type costs what it "
+                    "costs, so jobs/s is comparable between iterations of the same mix only — a change of mix is "
+                    "not a degradation.")
+    else:
+        out += "\n\nJob types per iteration: not recorded in this file."
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ planner
@@ -432,6 +643,9 @@ def f_slo_verdict(ctx: ReportContext) -> str:
             f"{c.scale}/{c.subject} {c.metric} {_val(c)} (target {c.op} {_tgt(c)})" for c in fails)
     if unmeasured:
         text += " — not measured: " + ", ".join(f"{c.scale}/{c.subject} {c.metric}" for c in unmeasured)
+    if v.stages:
+        text += " — stages NOT MEASURED: " + ", ".join(n.stage for n in v.stages) + " (see [Not Measured]" \
+                                                                                    "(#not-measured))"
     if ctx.diagnosis.findings.get("rate_limit"):
         text += " — latency checks of 429-dominated endpoints are not evidence (rule rate_limit)"
     return text
@@ -447,14 +661,23 @@ def _tgt(c: R.SloCheck) -> str:
     return pct(c.target) if c.metric == "error rate" else f"{c.target:g}"
 
 
+def _nothing_measured(ctx: ReportContext) -> bool:
+    return not any(ep.p("p95") is not None or ep.requests for sm in ctx.run.scales for ep in sm.endpoints.values()) \
+        and not (ctx.run.worker and ctx.run.worker.processed)
+
+
 def f_primary_bottleneck(ctx: ReportContext) -> str:
     rule, finding = ctx.diagnosis.primary, ctx.diagnosis.primary_finding
+    if finding is None and _nothing_measured(ctx):
+        return "not determined: this run measured no requests and no worker jobs"
     if finding is None:
         return f"{rule.bottleneck} (rule `none`: no bottleneck rule fired)"
     return f"**{rule.bottleneck}** (rule `{rule.id}`; scale {finding.scale}, {finding.subject}: {finding.evidence})"
 
 
 def f_next_action(ctx: ReportContext) -> str:
+    if ctx.diagnosis.primary_finding is None and _nothing_measured(ctx):
+        return "none follows from this run (nothing was measured); see [Not Measured](#not-measured)"
     return f"{ctx.diagnosis.next_action} (rule `{ctx.diagnosis.primary.id}`)"
 
 
@@ -463,7 +686,7 @@ def f_findings_table(ctx: ReportContext) -> str:
     return "All rules that fired, in priority order:\n\n" + table(["rule", "scale", "subject", "evidence"], rows)
 
 
-# ------------------------------------------------------------------------------------------------ peer sections
+# ---------------------------------------------------------------------------- sections of the Aionis kit's report
 def f_summary_table(ctx: ReportContext) -> str:
     rows = []
     for sm in ctx.run.scales:
@@ -473,7 +696,9 @@ def f_summary_table(ctx: ReportContext) -> str:
         failed = sum(ep.failed or 0 for ep in sm.endpoints.values())
 
         def lat(ep: EndpointMetrics | None, key: str) -> str:
-            return "–" if ep is None else ms(ep.p(key), ep.latency_source)
+            if ep is None:
+                return "–"
+            return p99(ep) if key == "p99" else ms(ep.p(key), ep.latency_source)
 
         rows.append([sm.scale, sm.scope, f"{sm.seed.nodes:,}" if sm.seed else NR,
                      f"{sm.seed.edges:,}" if sm.seed else NR, lat(rec, "p95"), lat(rec, "p99"), lat(wr, "p95"),
@@ -567,9 +792,9 @@ def f_adaptive_table(ctx: ReportContext) -> str:
         attempts = a.get("attempts_total")
         if sm.files.attempts and attempts != len(sm.files.attempts):
             attempts = f"{attempts} ({len(sm.files.attempts)} attempt files)"
+        last_429, last_total, last_rate = _last_attempt(sm, f)
         rows.append([sm.scale, a.get("auto_adapt"), attempts, a.get("retries_used"),
-                     a.get("exhausted"), cpace(i), cpace(f), _g(f.get("last_429")), _g(f.get("last_total_requests")),
-                     pct(f.get("last_429_rate"))])
+                     a.get("exhausted"), cpace(i), cpace(f), last_429, last_total, last_rate])
     live = []
     for sm in ctx.run.scales:
         if sm.pacing is None or sm.pacing.empty:
@@ -586,26 +811,43 @@ def f_adaptive_table(ctx: ReportContext) -> str:
     return out
 
 
+def _last_attempt(sm: ScaleMetrics, final: dict[str, Any]) -> tuple[str, str, str]:
+    """429s and requests of the last attempt, counted from `benchmark_<scale>.json` (a copy of the last attempt).
+
+    The adapt file's `final.last_*` fields are filled only when the retry loop evaluated an attempt: with
+    AUTO_ADAPT_RATE_LIMIT off they stay 0 whatever ran, so the benchmark file is the source, and the adapt file's
+    value is used only when there is no benchmark file."""
+    if sm.benchmark is not None and sm.benchmark.cases:
+        total = sum(c.total for c in sm.benchmark.cases)
+        n429 = sum((c.errors or {}).get("rate_limited_429", c.by_status.get("429", 0)) for c in sm.benchmark.cases)
+        return f"{n429:,}", f"{total:,}", pct(n429 / total) if total else NR
+    total = final.get("last_total_requests")
+    if not total:  # 0 or absent: the retry loop evaluated no attempt, and there is no benchmark file to count
+        return "–", f"{NR} (no benchmark_{sm.scale}.json)", NR
+    return _g(final.get("last_429")), _g(total), pct(final.get("last_429_rate"))
+
+
 def _g(v: Any) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and v != v):
         return "–"
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def f_recommendations(ctx: ReportContext) -> str:
-    return "\n".join(f"- **{r.profile}** ({r.status}): {r.text}" for r in ctx.recommendations) or "_none_"
+    return "\n".join(f"- {r.text}" for r in ctx.recommendations) or \
+        "_None: nothing in this run's numbers calls for one._"
 
 
 def f_plots(ctx: ReportContext) -> str:
+    """Each figure in reading order; a figure without data is one sentence in its place, never an empty image."""
     out = []
     base = ctx.output.parent
     for p in ctx.plots:
         if isinstance(p, Plot):
             rel = os.path.relpath(p.path, base).replace(os.sep, "/")
             out.append(f"### {p.title}\n\n![{p.title}]({rel})\n\n{p.caption}")
-    skipped = [p for p in ctx.plots if isinstance(p, Skipped)]
-    if skipped:
-        out.append("Not drawn:\n\n" + "\n".join(f"- {p.title}: {p.reason}" for p in skipped))
+        else:
+            out.append(f"### {p.title}\n\nNot drawn: {p.reason}.")
     return "\n\n".join(out) or "_Plots disabled._"
 
 
@@ -630,8 +872,10 @@ def f_caveats(ctx: ReportContext) -> str:
         "errors, empty recalls, invalid bodies). 429s are kept out of the latency percentiles and reported apart.",
         "- **RPS** from the benchmark JSON is requests / case wall time (pacing included); from Locust's stats CSV "
         "it is requests / run time.",
-        "- **Worker processed/s** is processed / Σ iteration time (the peer's definition); the wall-time rate is "
-        "shown beside it.",
+        "- **Worker jobs/s** is processed / Σ iteration time (the Aionis kit's definition; one outbox row = one "
+        "job); the wall-time rate is shown beside it.",
+        "- **Over-time plots** come from the per-request records (`<prefix>_requests.csv`) in 1-second windows "
+        "when that file exists; Locust's history CSV (≈10 s moving averages) is only the fallback.",
     ]
     for sm in ctx.run.scales:
         if sm.locust is not None and sm.locust.history is not None:
@@ -657,7 +901,9 @@ def f_inputs(ctx: ReportContext) -> str:
                                    "explain_*): the sections above are empty for that reason.\n\n")
     effects = ("\n\nWhat a missing file costs: `seed_*` → dataset size and the p95-vs-size plot; `benchmark_*` → exact "
                "error split and RPS (Locust CSVs are used instead); `*_exact.json` → exact percentiles and the CDF "
-               "plot; `*_stats_history.csv` → the over-time plots; `*_pacing.csv` → the pace plot; `explain_*` → "
+               "plot; `*_stats_history.csv` → the over-time plots when there are no request records; "
+               "`*_requests.csv` → the 1-second over-time plots and the server-time split; `*_pacing.csv` → the "
+               "pace plot; `explain_*` → "
                "planner notes and the index rules; `worker_baseline.json` → the worker SLO; `manifest.json` → host, "
                "versions, PG settings and phase timings.")
     return intro + table(["scale", "used", "missing"], rows) + effects

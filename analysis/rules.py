@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from analysis.metrics import EndpointMetrics, RunMetrics, ScaleMetrics
+from analysis.metrics import LOW_CONFIDENCE_SAMPLES, EndpointMetrics, NotMeasured, RunMetrics, ScaleMetrics
 
 # --------------------------------------------------------------------------------------------- thresholds
-RATE_LIMIT_SHARE = 0.05  # 429s per request at or above which latency is not evidence (peer README: any 429)
-WRITE_429_OF_FAILURES = 0.50  # peer perf-report: flag writes whose failures are mostly 429
+RATE_LIMIT_SHARE = 0.05  # 429s per request at or above which latency is not evidence (the Aionis kit's README: any 429)
+WRITE_429_OF_FAILURES = 0.50  # the Aionis kit's perf-report: flag writes whose failures are mostly 429
 LATE_SHARE = 0.01  # open model: late requests per request at or above which the generator is the suspect
 DB_SHARE_OF_P95 = 0.50  # EXPLAIN stage1+stage2 time at or above this share of recall p95 => database-dominated
 
@@ -31,8 +31,8 @@ class SloTargets:
 
 SLO_RULE = ("pass = p95 strictly below the target AND error rate (failed / requests, every non-2xx or invalid "
             "response) ≤ the maximum; worker pass = processed/s strictly above the minimum. Overall: FAIL if any "
-            "measured check fails; PASS if every check was measured and passed; otherwise PARTIAL (passed what "
-            "was measured).")
+            "measured check fails; PASS only if every stage ran and every check was measured and passed; "
+            "otherwise PARTIAL (passed what was measured; the NOT MEASURED list says what was not).")
 
 
 @dataclass
@@ -50,6 +50,7 @@ class SloCheck:
 @dataclass
 class SloVerdict:
     checks: list[SloCheck]
+    stages: list[NotMeasured] = field(default_factory=list)  # stages that did not run: never PASS with any
 
     @property
     def status(self) -> str:
@@ -58,10 +59,11 @@ class SloVerdict:
             return "FAIL"
         if not measured:
             return "NOT MEASURED"
-        return "PASS" if len(measured) == len(self.checks) else "PARTIAL"
+        return "PASS" if len(measured) == len(self.checks) and not self.stages else "PARTIAL"
 
     def for_scale(self, scale: str) -> str:
-        return SloVerdict([c for c in self.checks if c.scale == scale]).status
+        return SloVerdict([c for c in self.checks if c.scale == scale],
+                          [n for n in self.stages if n.stage.endswith(f"_{scale}")]).status
 
 
 def _check(scale: str, subject: str, metric: str, value: float | None, target: float, op: str,
@@ -90,6 +92,9 @@ def evaluate_slo(run: RunMetrics, slo: SloTargets) -> SloVerdict:
     if w is None:
         checks.append(_check("run", "worker", "processed/s", None, slo.worker_min_jobs_per_sec, ">",
                              "worker_baseline.json absent"))
+    elif run.external and w.mode == "in_process":
+        checks.append(_check("run", "worker", "processed/s", None, slo.worker_min_jobs_per_sec, ">",
+                             "memload's own worker ran, not the target's"))
     elif w.claimed == 0 and w.processed == 0:  # 0 jobs/s on an empty outbox measures nothing
         checks.append(_check("run", "worker", "processed/s", None, slo.worker_min_jobs_per_sec, ">",
                              "the outbox had no jobs to claim (build a backlog: PERF_PROFILE=worker_slo or "
@@ -97,7 +102,7 @@ def evaluate_slo(run: RunMetrics, slo: SloTargets) -> SloVerdict:
     else:
         checks.append(_check("run", "worker", "processed/s", w.throughput, slo.worker_min_jobs_per_sec, ">",
                              "worker_baseline.json totals.throughput_processed_per_sec"))
-    return SloVerdict(checks)
+    return SloVerdict(checks, list(run.not_measured))
 
 
 # --------------------------------------------------------------------------------------------- bottleneck rules
@@ -224,7 +229,7 @@ def _api_db_latency(run: RunMetrics, slo: SloTargets) -> list[Finding]:
             top = max(timing, key=lambda k: timing[k] or 0)
             evidence += "; Server-Timing: " + ", ".join(f"{k} {v:.2f} ms" for k, v in timing.items())
             action = f"the largest Server-Timing part is `{top}`: profile that first"
-        db = _explain_ms(sm)
+        db = _explain_ms(sm, run)
         if db is not None and ep.name in ("recall_text", "recall"):
             share = db / p95
             evidence += f"; EXPLAIN stage1+stage2 execution {db:.2f} ms = {_pct(share)} of p95"
@@ -232,8 +237,8 @@ def _api_db_latency(run: RunMetrics, slo: SloTargets) -> list[Finding]:
                 action = action or ("database-dominated: tune stage 1/2 (hnsw.ef_search, shared_buffers so the HNSW "
                                     "graph stays cached, edge indexes) before the API")
             else:
-                action = action or ("time is outside the two recall queries: profile the API (DB_POOL_MAX, "
-                                    "API_WORKERS, embedding, JSON) and the client (generator CPU)")
+                action = action or ("time is outside the two recall queries: profile the API (its database "
+                                    "pool, worker processes, embedding, JSON) and the client (generator CPU)")
         out.append(Finding("api_db_latency", sm.scale, ep.name, evidence, action))
     return out
 
@@ -250,7 +255,9 @@ def _rate_limit_minor(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     return out
 
 
-def _explain_ms(sm: ScaleMetrics) -> float | None:
+def _explain_ms(sm: ScaleMetrics, run: RunMetrics | None = None) -> float | None:
+    if run is not None and any(n.stage == f"explain_{sm.scale}" for n in run.not_measured):
+        return None  # memload's reference SQL explained against an external target says nothing about its time
     if sm.explain is None or sm.explain.stage1 is None or sm.explain.stage1.execution_ms is None:
         return None
     s2 = sm.explain.stage2.execution_ms if sm.explain.stage2 and sm.explain.stage2.execution_ms else 0.0
@@ -259,12 +266,13 @@ def _explain_ms(sm: ScaleMetrics) -> float | None:
 
 def _worker(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     w = run.worker
-    if w is None or w.throughput > slo.worker_min_jobs_per_sec or (w.claimed == 0 and w.processed == 0):
+    if w is None or (run.external and w.mode == "in_process") or w.throughput > slo.worker_min_jobs_per_sec \
+            or (w.claimed == 0 and w.processed == 0):
         return []  # an empty outbox is "not measured" (see evaluate_slo), not a slow worker
     evidence = (f"processed/s {w.throughput:.2f} ≤ target {slo.worker_min_jobs_per_sec:g} "
-                f"({w.processed} processed, {w.claimed} claimed, {w.failed_marked} failed marked)")
+                f"({w.processed} processed, {w.claimed} claimed, {w.failed_jobs} failed)")
     action = None
-    if w.failed_marked > 0:
+    if w.failed_jobs > 0:
         action = "jobs are failing: read embedding_last_error / outbox last_error before tuning throughput"
     return [Finding("worker", "run", "worker", evidence, action)]
 
@@ -274,7 +282,7 @@ RULES: tuple[Rule, ...] = (
          f"an endpoint's 429 share ≥ {_pct(RATE_LIMIT_SHARE)} of its requests → rate-limit dominated; its latency "
          "is not evidence",
          "lower concurrency or raise the pace (adaptive pacing, AUTO_ADAPT_RATE_LIMIT), or raise the limits for "
-         "benchmarking (RECALL_/WRITE_RATE_LIMIT_*, TENANT_* — the peer's benchmark profile)", _rate_limit),
+         "benchmarking (RECALL_/WRITE_RATE_LIMIT_*, TENANT_* — the Aionis kit's benchmark profile)", _rate_limit),
     Rule("transport", "transport / availability",
          "any transport error (no HTTP status: refused, reset, timeout) → the run measured failures, not the server",
          "check the API is up and not saturated, --timeout-ms, and the generator's CPU; re-run before reading "
@@ -355,28 +363,15 @@ class Recommendation:
 
 
 def recommendations(run: RunMetrics, verdict: SloVerdict, diagnosis: Diagnosis) -> list[Recommendation]:
-    """Per profile (the peer's recall_slo / write_slo / worker_slo): status from the SLO checks, plus the flags."""
-    scales = ",".join(sm.scale for sm in run.scales) or "<scales>"
+    """Only what follows from this run's numbers: each fired rule's evidence and action, flags drawn from the
+    error split, low-confidence p99s, the Server-Timing split and failed worker jobs. Nothing when nothing applies
+    (the verdict is stated once, in the conclusion; it is not repeated here)."""
     out = []
-    groups = {
-        "recall_slo": [c for c in verdict.checks if c.subject in ("recall_text", "recall")],
-        "write_slo": [c for c in verdict.checks if c.subject == "write"],
-        "worker_slo": [c for c in verdict.checks if c.subject == "worker"],
-    }
-    for profile, checks in groups.items():
-        status = SloVerdict(checks).status if checks else "NOT MEASURED"
-        failing = [c for c in checks if c.status == "fail"]
-        if status == "NOT MEASURED":
-            notes = "; ".join(dict.fromkeys(c.note for c in checks if c.note and "absent" not in c.note))
-            text = (f"not measured in this run{': ' + notes if notes else ''} — "
-                    f"`PERF_PROFILE={profile} SCALES={scales} memload matrix`")
-        elif failing:
-            text = "; ".join(f"{c.scale}/{c.subject} {c.metric} {_fmt(c)} (target {c.op} {_fmt(c, c.target)})"
-                             for c in failing) + f" — re-run `PERF_PROFILE={profile} SCALES={scales} memload matrix` " \
-                                                 "after the next tuning action"
-        else:
-            text = "meets the SLO" + (" on what was measured" if status == "PARTIAL" else "")
-        out.append(Recommendation(profile, status, text))
+    for rule in diagnosis.fired:
+        finding = diagnosis.findings[rule.id][0]
+        out.append(Recommendation(f"rule:{rule.id}", "action",
+                                  f"{rule.bottleneck} — scale {finding.scale}, {finding.subject}: {finding.evidence}."
+                                  f" Next: {finding.action or rule.action}"))
     for sm in run.scales:
         for ep in sm.write_endpoints():
             if ep.failed and ep.errors.get("rate_limited_429", 0) / ep.failed >= WRITE_429_OF_FAILURES:
@@ -384,15 +379,47 @@ def recommendations(run: RunMetrics, verdict: SloVerdict, diagnosis: Diagnosis) 
                                           f"scale {sm.scale}: {ep.errors['rate_limited_429']} of {ep.failed} write "
                                           f"failures are 429 (≥ {_pct(WRITE_429_OF_FAILURES)}): the write limiter, "
                                           "not the API, fails these writes — lower WRITE_CONCURRENCY or raise "
-                                          "WRITE_RATE_LIMIT_* / TENANT_WRITE_*"))
+                                          "the target's write rate limits"))
         for ep in sm.recall_endpoints():
             if ep.errors.get("server_5xx", 0) > 0:
                 out.append(Recommendation("recall_slo", "flag",
                                           f"scale {sm.scale}: {ep.errors['server_5xx']} recall 5xx on {ep.name}: "
                                           "inspect the API log before reading recall latency"))
-    for rule in diagnosis.fired:
-        finding = diagnosis.findings[rule.id][0]
-        out.append(Recommendation(f"rule:{rule.id}", "action", finding.action or rule.action))
+        for ep in sm.endpoints.values():
+            if ep.p99_low_confidence:
+                out.append(Recommendation("p99", "flag",
+                                          f"scale {sm.scale}, {ep.name}: p99 rests on {ep.samples:,} samples "
+                                          f"(< {LOW_CONFIDENCE_SAMPLES:,}), so fewer than 10 requests decide it: "
+                                          "read p95, or run longer (`memload bench --duration-s`) before quoting "
+                                          "p99"))
+            out += _server_timing_notes(sm, ep)
+    w = run.worker
+    if w is not None and w.failed_jobs > 0 and not any(r.id == "worker" for r in diagnosis.fired):
+        out.append(Recommendation("worker", "flag",
+                                  f"{w.failed_jobs:,} worker jobs failed (not counted as processed): read the "
+                                  "outbox's last_error before reading throughput"))
+    return out
+
+
+SERVER_SHARE = 0.5  # server p50 below this share of client p50: most time is outside the server
+
+
+def _server_timing_notes(sm: ScaleMetrics, ep: EndpointMetrics) -> list[Recommendation]:
+    split = ep.server
+    if split is None or not split.reported or not split.server:
+        return []
+    client, server = split.client.get("p50"), split.server.get("p50")
+    db = split.db.get("p50") if split.db else None
+    out = []
+    if client and server is not None and server < SERVER_SHARE * client:
+        out.append(Recommendation("server_timing", "flag",
+                                  f"scale {sm.scale}, {ep.name}: the server reports {server:.2f} ms of a "
+                                  f"{client:.2f} ms p50 ({_pct(server / client)}): most of the time is outside "
+                                  "the server — network, the load generator's CPU, or queueing in front of it"))
+    if server and db is not None and db >= DB_SHARE_OF_P95 * server:
+        out.append(Recommendation("server_timing", "flag",
+                                  f"scale {sm.scale}, {ep.name}: database time is {db:.2f} ms of {server:.2f} ms "
+                                  f"server time at p50 ({_pct(db / server)}): start with the query plans"))
     return out
 
 

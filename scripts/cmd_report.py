@@ -1,4 +1,4 @@
-"""`memload report` (the peer's perf-report) and `memload compare` (baseline vs candidate run directories).
+"""`memload report` (the Aionis kit's perf-report) and `memload compare` (baseline vs candidate run directories).
 
 Registration is cheap; pandas/matplotlib load inside the handlers. This layer may gather what the files cannot say
 (git commit, host CPU/RAM) and passes it to the analysis, which reads files only; manifest.json wins when present.
@@ -11,18 +11,21 @@ import sys
 from pathlib import Path
 
 from memload.config import REPO_ROOT
-from memload.errors import ConfigError
+from memload.errors import ConfigError, ExitCode
 from scripts.common import log, print_json
 from scripts.options import add_option, add_switch, bounded_float
 
-GATE_FAILED_EXIT = 4  # SLO FAIL with --fail-on-slo, or a regression in `memload compare`
+GATE_FAILED_EXIT = int(ExitCode.GATE_FAILED)  # SLO FAIL with --fail-on-slo, or a regression in `memload compare`
+PARTIAL_EXIT = int(ExitCode.ERROR)  # a stage did not run (PARTIAL verdict) with --fail-on-partial
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="turn a run directory into PERFORMANCE_REPORT_V1.md + plots (peer perf-report)",
+    p = sub.add_parser("report", help="turn a run directory into PERFORMANCE_REPORT_V1.md + plots",
                        description="Reads Locust CSVs, exact latencies, seed/benchmark/adapt JSON, explain text and "
                                    "worker_baseline.json from --dir; writes the report and plots/*.png; prints a "
-                                   f"JSON summary. Exit {GATE_FAILED_EXIT} on SLO FAIL with --fail-on-slo.")
+                                   f"JSON summary. Exit {GATE_FAILED_EXIT} on SLO FAIL with --fail-on-slo; exit "
+                                   f"{PARTIAL_EXIT} on a PARTIAL verdict (a stage NOT MEASURED) with "
+                                   "--fail-on-partial.")
     add_option(p, "--dir", env="REPORT_DIR", help="run directory to analyse (e.g. artifacts/perf/<tag>)")
     add_option(p, "--output", env="REPORT_OUTPUT", help="report path; plots go to plots/ beside it "
                                                         "(default: <dir>/PERFORMANCE_REPORT_V1.md)")
@@ -32,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_switch(p, "--plots", env="REPORT_PLOTS", help="draw the PNG plots", default=True)
     add_switch(p, "--fail-on-slo", env="REPORT_FAIL_ON_SLO",
                help=f"exit {GATE_FAILED_EXIT} when the SLO verdict is FAIL", default=False)
+    add_switch(p, "--fail-on-partial", env="REPORT_FAIL_ON_PARTIAL",
+               help=f"exit {PARTIAL_EXIT} when the verdict is PARTIAL (a stage did not run or failed)", default=False)
     p.set_defaults(func=run_report)
 
     c = sub.add_parser("compare", help="compare two run directories: deltas and a regression verdict",
@@ -103,9 +108,18 @@ def run_report(args: argparse.Namespace) -> int:
         f"SLO {result.verdict.status}; primary bottleneck: {result.diagnosis.primary.bottleneck}", prefix="report")
     if summary["missing"] or any(s["missing"] for s in summary["scales"]):
         log("some inputs are missing; the report lists them under 'Inputs'", prefix="report")
-    summary["ok"] = not (args.fail_on_slo and result.verdict.status == "FAIL")
+    status = result.verdict.status
+    if result.run.not_measured:
+        log("NOT MEASURED: " + "; ".join(f"{n.stage} ({n.reason})" for n in result.run.not_measured),
+            prefix="report")
+    code = 0
+    if args.fail_on_slo and status == "FAIL":
+        code = GATE_FAILED_EXIT
+    elif args.fail_on_partial and status in ("PARTIAL", "NOT MEASURED"):
+        code = PARTIAL_EXIT
+    summary["ok"] = code == 0
     print_json(summary)
-    return 0 if summary["ok"] else GATE_FAILED_EXIT
+    return code
 
 
 def run_compare(args: argparse.Namespace) -> int:

@@ -136,12 +136,15 @@ def write_seed(directory: Path, scale: str, nodes: int, edges: int) -> Path:
 
 
 def write_worker(directory: Path, per_iteration: list[tuple[int, int, float]], *, failed_marked: int = 0,
-                 before: int = 500, after: int = 20) -> Path:
-    """per_iteration: (claimed, processed, elapsed_ms) per iteration."""
+                 before: int = 500, after: int = 20, mode: str = "in_process", scope: str = "default",
+                 job_types: list[dict[str, int]] | None = None, enqueued: dict[str, int] | None = None,
+                 scope_nodes: int | None = None, failed: int | None = None) -> Path:
+    """per_iteration: (claimed, processed, elapsed_ms) per iteration; the keyword arguments add the fields of the
+    worker benchmark's current format (mode, scope_nodes, unit, job types, enqueued_during_run)."""
     processed = sum(p for _, p, _ in per_iteration)
     elapsed = sum(e for _, _, e in per_iteration)
-    return write_json(directory / "worker_baseline.json", {
-        "ok": True, "scope": "default", "iterations": len(per_iteration), "mode": "in_process",
+    doc: dict[str, Any] = {
+        "ok": True, "scope": scope, "iterations": len(per_iteration), "mode": mode,
         "totals": {"claimed": sum(c for c, _, _ in per_iteration), "processed": processed, "topic_cluster_runs": 1,
                    "embed_backfill_runs": 1, "failed_marked": failed_marked, "elapsed_ms_sum": elapsed,
                    "elapsed_ms_wall": elapsed + 100, "throughput_processed_per_sec": processed / (elapsed / 1000)},
@@ -149,7 +152,38 @@ def write_worker(directory: Path, per_iteration: list[tuple[int, int, float]], *
         "outbox_after": {"unpublished": after, "failed": failed_marked, "claimed": 0},
         "per_iteration": [{"iteration": i + 1, "claimed": c, "processed": p, "failed_marked": 0, "elapsed_ms": e,
                            "throughput_processed_per_sec": p / (e / 1000)}
-                          for i, (c, p, e) in enumerate(per_iteration)]})
+                          for i, (c, p, e) in enumerate(per_iteration)]}
+    if job_types is not None:
+        doc["unit"] = "jobs/s"
+        by_type: dict[str, dict[str, int]] = {}
+        for it, types in zip(doc["per_iteration"], job_types, strict=True):
+            it["job_types"] = types
+            for k, v in types.items():
+                by_type.setdefault(k, {"processed": 0, "failed": 0})["processed"] += v
+        doc["totals"]["by_job_type"] = by_type
+    if enqueued is not None:
+        doc["enqueued_during_run"] = enqueued
+    if scope_nodes is not None:
+        doc["scope_nodes"] = scope_nodes
+    if failed is not None:
+        doc["totals"]["failed"] = failed
+    return write_json(directory / "worker_baseline.json", doc)
+
+
+def write_target_manifest(directory: Path, kind: str, *, base_url: str = "http://127.0.0.1:3999",
+                          health: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                          not_measured: list[dict[str, str]] | None = None,
+                          failed_phases: list[dict[str, str]] | None = None) -> Path:
+    """manifest.json with the `target` block (and `api_settings` as an old manifest had them, to prove an external
+    target's report never shows them)."""
+    path = write_manifest(directory)
+    doc = json.loads(path.read_text())
+    doc["target"] = {"base_url": base_url, "kind": kind, "health": health, "health_status": 200 if health else None,
+                     "headers": headers or {}, "probe_error": None}
+    doc["api_settings"] = {"hnsw_iterative_scan": "relaxed_order", "db_pool_max": 16, "api_workers": 2}
+    doc["not_measured"] = not_measured or []
+    doc["failed_phases"] = failed_phases or []
+    return write_json(path, doc)
 
 
 def write_exact(directory: Path, scale: str, endpoints: dict[str, list[float]]) -> Path:
@@ -191,6 +225,52 @@ def write_manifest(directory: Path) -> Path:
         "phases": [{"name": "seed_1000", "started_at": 1.0, "elapsed_s": 2.5, "ok": True, "detail": ""},
                    {"name": "benchmark_1000", "started_at": 4.0, "elapsed_s": 7.25, "ok": True, "detail": ""}],
         "interrupted": False, "failed": None, "complete": True})
+
+
+REQUEST_HEADER = "t_s,endpoint,latency_ms,status,category,server_ms,db_ms\n"
+
+
+def records(seconds: float, *, rate: float = 40.0, endpoints: tuple[str, ...] = ("recall_text", "write"),
+            start: float = 1_790_000_000.0, server_timing: bool = False, fail_every: int = 0,
+            seed: int = 1) -> list[tuple]:
+    """Per-request records over `seconds` (every endpoint at `rate` req/s, deterministic): the rows of
+    `PREFIX_requests.csv` as `memload bench` writes them; every `fail_every`-th request is a 429."""
+    import random
+
+    rnd = random.Random(seed)
+    rows: list[tuple] = []
+    for e, name in enumerate(endpoints):
+        n = max(1, int(seconds * rate))
+        for i in range(n):
+            t = start + i * seconds / n + e * 0.001
+            lat = round(2.0 + 3.0 * e + rnd.expovariate(1.0), 3)
+            if fail_every and i % fail_every == fail_every - 1:
+                rows.append((round(t, 3), name, round(lat / 2, 3), 429, "429", None, None))
+                continue
+            srv = round(lat * 0.6, 3) if server_timing else None
+            db = round(lat * 0.4, 3) if server_timing else None
+            rows.append((round(t, 3), name, lat, 200, "ok", srv, db))
+    return sorted(rows)
+
+
+def write_requests(directory: Path, scale: str, rows: list[tuple], *, prefix: str | None = None) -> Path:
+    path = directory / f"{prefix or 'locust_' + scale}_requests.csv"
+    path.write_text(REQUEST_HEADER + "".join(
+        ",".join("" if v is None else str(v) for v in row) + "\n" for row in rows))
+    return path
+
+
+def case_from_records(name: str, rows: list[tuple], **kw: Any) -> dict[str, Any]:
+    """The benchmark case `memload bench` writes for these records (latency over the ok rows)."""
+    mine = [r for r in rows if r[1] == name]
+    by_status: dict[str, int] = {}
+    for r in mine:
+        by_status[str(r[3])] = by_status.get(str(r[3]), 0) + 1
+    ok = [r[2] for r in mine if r[4] == "ok"]
+    c = case(name, ok, by_status, **kw)
+    c["samples"] = len(ok)
+    c["duration_s"] = round(mine[-1][0] - mine[0][0], 3)
+    return c
 
 
 # ------------------------------------------------------------------------------------------ a real Locust run
