@@ -275,6 +275,7 @@ def _locust_endpoints(run: LocustRun) -> dict[str, dict[str, float | None]]:
             "requests": sum(_num(r["Request Count"]) or 0 for r in group),
             "failures": sum(_num(r["Failure Count"]) or 0 for r in group),
             "rps": sum(_num(r["Requests/s"]) or 0 for r in group),
+            "samples": _num(best["Request Count"]) or 0,
             **{k: (_num(best[c]) if has_requests else None) for k, c in
                (("p50", "50%"), ("p95", "95%"), ("p99", "99%"), ("min", "Min Response Time"),
                 ("max", "Max Response Time"), ("mean", "Average Response Time"))},
@@ -421,7 +422,8 @@ def _build_endpoints(sm: ScaleMetrics) -> None:
         elif loc and (loc["requests"] or 0) > 0 and loc["p95"] is not None:
             ep.latency = {k: loc[k] for k in ("p50", "p95", "p99", "min", "max", "mean")}
             ep.latency_source = SRC_LOCUST
-            ep.samples, ep.samples_source = int(loc["requests"] or 0), "Locust stats `Request Count` (all requests)"
+            ep.samples = int(loc["samples"] or 0)
+            ep.samples_source = "Locust stats `Request Count` of the endpoint's main row (failures included)"
         ep.server = _server_split(ep, case, mine)
         sm.endpoints[name] = ep
 

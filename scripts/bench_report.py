@@ -1,8 +1,9 @@
 """Benchmark of `memload report`: synthesize a one-hour `--csv-full-history` run and time report + plots.
 
 The synthetic run has the shape Locust 2.47.0 and the suite write: one history row per second per endpoint plus
-the Aggregated row (3600 × 4 rows for an hour), stats/failures/exceptions CSVs, exact latencies with a CDF, a
-pacing CSV, seed/benchmark/adapt JSON, an EXPLAIN text, worker_baseline.json and manifest.json.
+the Aggregated row (3600 × 4 rows for an hour), stats/failures/exceptions CSVs, exact latencies with a CDF, the
+per-request records (`_requests.csv`, ≈62 req/s: ≈220,000 rows for an hour, with Server-Timing), a pacing CSV,
+seed/benchmark/adapt JSON, an EXPLAIN text, worker_baseline.json and manifest.json.
 Target (issue 6): report including plots in ≤ 3 s. Prints JSON (the timings) on stdout.
 
     .venv/bin/python -m scripts.bench_report [--seconds 3600] [--repeat 3] [--keep DIR]
@@ -47,6 +48,7 @@ def synthesize(directory: Path, seconds: int = 3600, scale: str = "100000", seed
               "Total Min Response Time", "Total Max Response Time", "Total Average Content Size"]
     totals = {name: [0, 0] for _, name, _, _ in ENDPOINTS}
     samples: dict[str, list[np.ndarray]] = {name: [] for _, name, _, _ in ENDPOINTS}
+    records: list[tuple[np.ndarray, str, np.ndarray, int]] = []  # (start times, endpoint, latencies, failures)
     with open(f"{prefix}_stats_history.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
@@ -58,6 +60,7 @@ def synthesize(directory: Path, seconds: int = 3600, scale: str = "100000", seed
                 lat = rng.gamma(4.0, mean / 4.0, size=n) * (1.0 + 0.3 * np.sin(t / 300.0))
                 fails = int(rng.binomial(n, 0.002))
                 samples[name].append(lat)
+                records.append((start + t + np.sort(rng.random(n)), name, lat, fails))
                 totals[name][0] += n
                 totals[name][1] += fails
                 agg_req, agg_fail = agg_req + n, agg_fail + fails
@@ -95,6 +98,15 @@ def synthesize(directory: Path, seconds: int = 3600, scale: str = "100000", seed
         w.writerow(["", "Aggregated", req, fail, int(np.median(lat)), float(lat.mean()), float(lat.min()),
                     float(lat.max()), 180.0, req / seconds, fail / seconds, *_bucket(np.quantile(lat, QS))])
     (Path(f"{prefix}_exact.json")).write_text(json.dumps({"endpoints": exact}))
+    with open(f"{prefix}_requests.csv", "w", newline="") as fh:  # the suite's per-request records
+        fh.write("t_s,endpoint,latency_ms,status,category,server_ms,db_ms\n")
+        for ts, name, lat, fails in records:
+            status = np.full(len(lat), 200)
+            status[:fails] = 503
+            cat = np.where(status == 200, "ok", "5xx")
+            srv = np.round(lat * 0.7, 3)
+            fh.writelines(f"{t:.3f},{name},{v:.3f},{st},{c},{s_:.3f},{s_ / 2:.3f}\n"
+                          for t, v, st, c, s_ in zip(ts, lat, status, cat, srv, strict=True))
     with open(f"{prefix}_failures.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["Method", "Name", "Error", "Occurrences", "First Seen", "Last Seen"])
@@ -129,7 +141,8 @@ def synthesize(directory: Path, seconds: int = 3600, scale: str = "100000", seed
         "ok": True, "base_url": "http://127.0.0.1:3001", "auth_mode": "none", "scope": "perf", "tenant_id": "default",
         "params": {"mode": "all", "recall_concurrency": 24, "write_concurrency": 8, "pace_ms": 0, "adaptive": "on",
                    "profile": "balanced", "locust_version": "2.47.0"},
-        "cases": cases, "artifacts": {"csv_prefix": f"locust_{scale}"}}))
+        "cases": cases, "artifacts": {"csv_prefix": f"locust_{scale}"},
+        "run": {"requests_file": f"locust_{scale}_requests.csv"}}))
     (directory / f"seed_{scale}.json").write_text(json.dumps({
         "ok": True, "scope": "perf", "tenant_id": "default", "scope_key": "perf",
         "inserted": {"topics": 1000, "events": 100000, "edges": 200000},
