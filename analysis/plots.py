@@ -390,7 +390,7 @@ def p95_vs_size(scales: list[ScaleMetrics], slo: SloTargets, path: Path) -> Plot
         return Skipped(key, title, "no scale has both a dataset size and a p95")
     sizes_seen = {p[0] for pts in series.values() for p in pts}
     if len(sizes_seen) < 2:
-        return Skipped(key, title, f"only one dataset size ({next(iter(sizes_seen)):,.0f} nodes) has a p95, and a "
+        return Skipped(key, title, f"only one dataset size ({next(iter(sizes_seen)):,.0f}) has a p95, and a "
                                    "trend against size needs at least two scales")
     fig, (ax,) = _figure(1, height=3.8)
     for i, (name, pts) in enumerate(series.items()):

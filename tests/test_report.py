@@ -25,15 +25,19 @@ from tests.conftest import run_cli
 from tests.test_report_support import (
     EXPLAIN_HNSW,
     case,
+    case_from_records,
     nearest_rank,
     real_locust_run,
+    records,
     write_adapt,
     write_benchmark,
     write_exact,
+    write_json,
     write_manifest,
     write_pacing,
     write_requests,
     write_seed,
+    write_target_manifest,
     write_worker,
 )
 
@@ -384,3 +388,289 @@ def test_bench_synthetic_run_is_a_valid_full_history_run(tmp_path: Path) -> None
     assert s["scales"][0]["endpoints"]["write"]["server_timing"]["reported"] is True
     assert result.run.scales[0].locust.full_history
     assert s["rules_fired"].keys() == {"server_errors"}  # the synthetic 503s (0.2 %)
+
+
+# ------------------------------------------------------------------------------------------ plots from the records
+def _pixels(path: Path, hex_color: str) -> int:
+    """Pixels of one line colour in a PNG: how much of a data series was actually drawn."""
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    img = mpimg.imread(path)[:, :, :3]
+    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int((np.abs(img - rgb).max(axis=2) < 0.06).sum())
+
+
+@pytest.mark.parametrize("seconds", [2, 60])
+def test_latency_and_throughput_plots_from_records_of_any_length(tmp_path: Path, seconds: int) -> None:
+    """A 2 s run and a 60 s run (records only, no Locust history) both give drawn latency and throughput plots."""
+    d = tmp_path / "run"
+    d.mkdir()
+    rows = sorted(records(seconds, fail_every=10, endpoints=("recall_text",), rate=40)
+                  + records(seconds, endpoints=("write",), rate=15, seed=2))
+    write_requests(d, "1000", rows)
+    write_benchmark(d, "1000", [case_from_records("recall_text", rows), case_from_records("write", rows)],
+                    run={"requests_file": "locust_1000_requests.csv"})
+    result = build_report(d)
+    drawn = {Path(p).name for p in result.summary()["plots"]}
+    assert {"latency_over_time_1000.png", "rps_failures_1000.png"} <= drawn
+    lat, rps = d / "plots" / "latency_over_time_1000.png", d / "plots" / "rps_failures_1000.png"
+    _png_ok(lat)
+    _png_ok(rps)
+    for color in ("#1f77b4", "#ff7f0e", "#d62728"):  # p50, p95, p99 lines with their markers
+        assert _pixels(lat, color) > 150, color
+    assert _pixels(rps, "#1f77b4") > 150 and _pixels(rps, "#ff7f0e") > 150  # recall_text and write req/s
+    md = result.output.read_text()
+    assert "From `locust_1000_requests.csv`: nearest-rank p50/p95/p99" in md
+    assert "failures/s (dashed)" in md
+
+
+def _write_history(d: Path, prefix: str, seconds: int) -> None:
+    """A Locust history of a run shorter than Locust's 10 s window: every Requests/s and percentile is 0."""
+    pcts = ["50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%"]
+    head = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s", *pcts, "Total Request Count",
+            "Total Failure Count", "Total Median Response Time", "Total Average Response Time",
+            "Total Min Response Time", "Total Max Response Time", "Total Average Content Size"]
+    lines = [",".join(head)]
+    for t in range(seconds):
+        for typ, name in (("POST", "recall_text"), ("", "Aggregated")):
+            lines.append(",".join([str(1_790_000_000 + t), "4", typ, name, "0.000000", "0.000000", *["0"] * 11,
+                                   str(100 * (t + 1)), "0", "3", "3.2", "1", "9", "150.0"]))
+    (d / f"{prefix}_stats_history.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_a_figure_without_data_is_a_sentence_not_an_empty_png(tmp_path: Path) -> None:
+    """The short run of `make bench` as it was: a history of zeros and a pacing file of zeros. No PNG is drawn for
+    them; each is replaced by one sentence saying why, in place."""
+    d = tmp_path / "run"
+    d.mkdir()
+    write_benchmark(d, "1000", [case("recall_text", RECALL_LAT[:200], {"200": 200})])
+    _write_history(d, "locust_1000", 2)
+    write_pacing(d, "1000", [(1_790_000_000 + t, "recall", 0.0, 0, 40) for t in range(2)])
+    result = build_report(d)
+    s = result.summary()
+    drawn = {Path(p).name for p in s["plots"]}
+    assert drawn == {"status_codes.png"}  # the only figure with data
+    assert not any((d / "plots" / n).exists() for n in ("latency_over_time_1000.png", "rps_failures_1000.png",
+                                                         "pace_1000.png", "p95_vs_dataset_size.png",
+                                                         "worker_throughput.png"))
+    md = result.output.read_text()
+    for title, why in (
+            ("p50/p95/p99 over time — scale 1000", "locust_1000_stats_history.csv has no non-zero percentile"),
+            ("RPS and failures over time — scale 1000", "locust_1000_stats_history.csv shows 0 req/s in every row"),
+            ("Adaptive pace over time — scale 1000", "pacing never engaged: locust_1000_pacing.csv has pace 0 ms "
+                                                     "and no 429 in all 2 rows"),
+            ("p95 against dataset size across scales", "only one dataset size (1,000) has a p95"),
+            ("Worker throughput per iteration", "no worker_baseline.json")):
+        assert f"### {title}\n\nNot drawn: {why}" in md, title
+
+
+def test_status_codes_plot_is_not_mostly_whitespace(full_dir: Path, full_report) -> None:
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(full_report.output.parent / "plots" / "status_codes.png")[:, :, :3]
+    _, h = _png_ok(full_report.output.parent / "plots" / "status_codes.png")
+    assert h <= 0.42 * 4 * 100 + 145 + 1  # 4 bars: height follows the rows, no fixed blank area
+    inked = (img.min(axis=2) < 0.9).mean()  # share of pixels that are not (near) white
+    assert inked > 0.30, f"{inked:.2%} of the figure carries ink"
+
+
+# ------------------------------------------------------------------------------------------ sample counts
+@pytest.mark.parametrize(("samples", "low"), [(999, True), (1000, False)])
+def test_p99_from_fewer_than_1000_samples_is_marked_low_confidence(tmp_path: Path, samples: int, low: bool) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    lat = [2.0 + (i % 97) * 0.01 for i in range(samples)]
+    c = case("recall_text", lat, {"200": samples})
+    c["samples"] = samples
+    write_benchmark(d, "1000", [c])
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    ep = result.summary()["scales"][0]["endpoints"]["recall_text"]
+    assert ep["samples"] == samples and ep["p99_low_confidence"] is low
+    p99 = f"{nearest_rank(lat, .99):.2f} ms" + (" ⚠ low confidence" if low else "")
+    assert f"| 1000 | recall_text | {samples} | {samples} | {samples:,} | " in md
+    assert f" | {p99} | " in md
+    assert ("p99 rests on 999 samples (< 1,000)" in md) is low  # and a recommendation says what to do
+
+
+def test_samples_fall_back_to_ok_and_say_so(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    write_benchmark(d, "1000", [case("recall_text", [3.0] * 40, {"200": 40, "429": 2})])  # no `samples` key
+    ep = build_report(d, plots=False).summary()["scales"][0]["endpoints"]["recall_text"]
+    assert (ep["samples"], ep["samples_source"]) == (40, "benchmark JSON `ok` (no `samples`)")
+
+
+# ------------------------------------------------------------------------------------------ target, stages, verdict
+def _clean_run(d: Path, *, worker: bool = True, explain: str | None = EXPLAIN_HNSW) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    write_seed(d, "1000", 1010, 2000)
+    write_benchmark(d, "1000", [case("recall_text", RECALL_LAT, {"200": len(RECALL_LAT)}),
+                                case("write", WRITE_LAT, {"200": len(WRITE_LAT)})])
+    if explain is not None:
+        (d / "explain_1000.txt").write_text(explain)
+    if worker:
+        write_worker(d, WORKER_ITER)
+    return d
+
+
+def test_external_target_is_named_and_never_credited_with_memloads_settings(tmp_path: Path) -> None:
+    d = _clean_run(tmp_path / "run", explain="-- memload explain: memload reference SQL (not the target's own "
+                                             "queries)\n" + EXPLAIN_HNSW)
+    write_target_manifest(d, "external", base_url="http://127.0.0.1:3999",
+                          health={"ok": True, "service": "aionis-memory", "version": "0.1.4"},
+                          headers={"server": "uvicorn", "x-powered-by": "aionis"})
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    for observed in ("- Base URL: http://127.0.0.1:3999 (manifest.json)", "- Kind: external server",
+                     '`/health`: HTTP 200, `{"ok": true, "service": "aionis-memory", "version": "0.1.4"}`',
+                     "`server: uvicorn`, `x-powered-by: aionis`"):
+        assert observed in md, observed
+    for own in ("hnsw_iterative_scan", "db_pool_max", "api_workers", "EXPLAIN session", "in_process worker as"):
+        assert own not in md, own
+    # memload's in-process worker and memload's reference SQL are not the target's: NOT MEASURED, never credited
+    s = result.summary()
+    stages = {n["stage"]: n["reason"] for n in s["not_measured"]}
+    assert "memload's own in-process worker ran, not the target's" in stages["worker"]
+    assert "memload's reference SQL, not the target's own queries" in stages["explain_1000"]
+    worker_check = next(c for c in s["slo"]["checks"] if c["subject"] == "worker")
+    assert worker_check["status"] == "not measured"
+    assert s["slo"]["status"] == "PARTIAL"
+    assert "**NOT MEASURED for the target**" in md
+    assert s["target"] == {"kind": "external", "base_url": "http://127.0.0.1:3999"}
+
+
+def test_reference_target_shows_its_settings(tmp_path: Path) -> None:
+    d = _clean_run(tmp_path / "run")
+    write_target_manifest(d, "reference", base_url="http://127.0.0.1:3001",
+                          health={"ok": True, "server": "memload-reference", "version": "1.0"},
+                          headers={"x-memload-api": "1.0"})
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    assert "- Kind: memload's reference API" in md and "`db_pool_max=16`" in md
+    assert result.summary()["slo"]["status"] == "PASS" and "Every stage ran." in md
+
+
+@pytest.mark.parametrize("manifest", [False, True])
+def test_missing_worker_stage_makes_the_verdict_partial_with_its_reason(tmp_path: Path, manifest: bool) -> None:
+    d = _clean_run(tmp_path / "run", worker=False)
+    reason = "no worker_baseline.json"
+    if manifest:
+        reason = "failed: worker-bench exited 1 (set WORKER_COMMAND)"
+        write_target_manifest(d, "reference", failed_phases=[
+            {"name": "worker_benchmark", "reason": "worker-bench exited 1", "hint": "set WORKER_COMMAND"}])
+    result = build_report(d, plots=False)
+    s = result.summary()
+    assert s["slo"]["status"] == "PARTIAL"
+    nm = s["not_measured"]
+    assert len(nm) == 1 and nm[0]["stage"] in ("worker", "worker_benchmark") and nm[0]["reason"] == reason
+    md = result.output.read_text()
+    assert f"NOT MEASURED — {reason}" in md and "- Pass/Fail against SLO: **PARTIAL**" in md
+
+
+def test_empty_seed_json_renders_with_seed_not_measured(tmp_path: Path) -> None:
+    d = _clean_run(tmp_path / "run")
+    (d / "seed_1000.json").write_text("")
+    proc = run_cli("report", "--dir", str(d), "--no-plots", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["slo"]["status"] == "PARTIAL"
+    assert s["not_measured"] == [{"stage": "seed_1000", "reason": "seed failed: seed_1000.json is empty: the seed "
+                                                                   "failed before writing its result"}]
+    md = (d / "PERFORMANCE_REPORT_V1.md").read_text()
+    assert "Dataset size: NOT MEASURED (seed failed: seed_1000.json is empty" in md
+    proc = run_cli("report", "--dir", str(d), "--no-plots", "--fail-on-partial", timeout=120)
+    assert proc.returncode == 1
+
+
+def test_a_run_that_measured_nothing_gives_no_advice(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    write_target_manifest(d, "external", failed_phases=[
+        {"name": "seed_1000", "reason": "Connection refused", "hint": "check BASE_URL"}],
+        not_measured=[{"stage": "benchmark_1000", "reason": "seed failed"}])
+    md = build_report(d, plots=False).output.read_text()
+    assert "raise the offered load" not in md and "find the knee" not in md
+    assert "- Next tuning action: none follows from this run (nothing was measured)" in md
+    assert "- **seed_1000**: NOT MEASURED — failed: Connection refused (check BASE_URL)" in md
+    assert "- **benchmark_1000**: NOT MEASURED — seed failed" in md
+    assert "- **worker**: NOT MEASURED — no worker_baseline.json" in md
+    assert "_None: nothing in this run's numbers calls for one._" in md
+
+
+def test_recommendations_follow_from_the_numbers_and_never_repeat_pass(tmp_path: Path) -> None:
+    d = _clean_run(tmp_path / "clean")
+    write_target_manifest(d, "reference")
+    big = [2.0 + (i % 50) * 0.01 for i in range(1200)]
+    write_benchmark(d, "1000", [dict(case("recall_text", big, {"200": 1200}), samples=1200),
+                                dict(case("write", big, {"200": 1200}), samples=1200)])
+    result = build_report(d, plots=False)
+    assert result.verdict.status == "PASS"
+    md = result.output.read_text()
+    recs = md.split("## Recommendations", 1)[1].split("##", 1)[0]
+    assert recs.strip() == "_None: nothing in this run's numbers calls for one._"
+    assert "PASS" not in recs and "meets the SLO" not in recs
+    d2 = _clean_run(tmp_path / "limited")
+    write_benchmark(d2, "1000", [case("recall_text", RECALL_LAT[:300], {"200": 300, "429": 100})])
+    recs = build_report(d2, plots=False).output.read_text().split("## Recommendations", 1)[1].split("##", 1)[0]
+    assert "rate limiter (429-dominated run) — scale 1000, recall_text: 100 of 400 requests were 429" in recs
+    assert "p99 rests on 300 samples" in recs
+
+
+# ------------------------------------------------------------------------------------------ pacing, worker, timing
+def test_pacing_last_requests_come_from_the_last_attempt(tmp_path: Path) -> None:
+    """With AUTO_ADAPT_RATE_LIMIT off the matrix leaves `final.last_*` at 0 whatever ran; the table counts the
+    last attempt's requests from its benchmark file instead of printing 0 after 300 requests."""
+    d = _clean_run(tmp_path / "run")
+    write_benchmark(d, "1000", [case("recall_text", RECALL_LAT[:190], {"200": 190, "429": 10}),
+                                case("write", WRITE_LAT[:100], {"200": 100})])
+    write_json(d / "benchmark_adapt_1000.json", {
+        "scale": "1000", "auto_adapt": False, "max_rate_limit_retries": 4, "retries_used": 0, "attempts_total": 1,
+        "exhausted": False, "initial": {"recall_concurrency": 12, "write_concurrency": 4, "pace_ms": 0},
+        "final": {"recall_concurrency": 12, "write_concurrency": 4, "pace_ms": 0, "last_429": 0,
+                  "last_total_requests": 0, "last_allowed_429": 0, "last_429_rate": 0}})
+    md = build_report(d, plots=False).output.read_text()
+    assert "| 1000 | False | 1 | 0 | False | 12 / 4 / 0 | 12 / 4 / 0 | 10 | 300 | 3.33 % |" in md
+
+
+def test_worker_section_states_unit_scope_mode_and_job_types(tmp_path: Path) -> None:
+    d = _clean_run(tmp_path / "run", worker=False)
+    write_worker(d, [(800, 800, 1000.0), (174, 174, 1000.0), (80, 80, 1000.0)], before=1054, after=120,
+                 scope="default", scope_nodes=120, mode="command",
+                 job_types=[{"embed_nodes": 800}, {"topic_cluster": 120, "embed_nodes": 54}, {"topic_cluster": 80}],
+                 enqueued={"topic_cluster": 120})
+    result = build_report(d)
+    md = result.output.read_text()
+    section = md.split("## Worker Throughput", 1)[1].split("## Planner Notes", 1)[0]
+    assert "- Worker measured: the worker command given with `--worker-command`" in section
+    assert "- Scope: `default` (120 nodes at start); not the benchmark's scope `perf_1000`" in section
+    assert section.count("one outbox row is one job") == 1 and "rows/s" not in section and "nodes/s" not in section
+    assert "- 1,054 jobs handled = 934 drained from the backlog + 120 enqueued during the run (topic_cluster 120)" \
+        in section
+    assert "| 2 | 174 | 174 | 0 | 1,000.0 | 174.00 | topic_cluster 120, embed_nodes 54 |" in section
+    assert "a change of mix is not a degradation" in section
+    assert (d / "plots" / "worker_throughput.png").is_file()
+
+
+def test_server_time_split_or_the_sentence_that_it_is_not_reported(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    rows = records(3, server_timing=True, endpoints=("recall_text",)) + \
+        records(3, server_timing=False, endpoints=("write",))
+    write_requests(d, "1000", rows)
+    write_benchmark(d, "1000", [case_from_records("recall_text", rows), case_from_records("write", rows)])
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    ok = sorted(r for r in rows if r[1] == "recall_text")
+    client = [r[2] for r in ok]
+    server = [r[5] for r in ok]
+    db = [r[6] for r in ok]
+    expect = [f"{nearest_rank(v, .5):.2f}/{nearest_rank(v, .95):.2f}/{nearest_rank(v, .99):.2f}"
+              for v in (client, server, db)]
+    outside = statistics.fmean(client) - statistics.fmean(server)
+    assert f"| 1000 | recall_text | {len(ok):,} | {expect[0]} | {expect[1]} | {expect[2]} | {outside:.2f} ms | " \
+           "request records |" in md
+    assert "The target does not report `Server-Timing` (no response carried it) for 1000/write" in md
+    st = result.summary()["scales"][0]["endpoints"]["write"]["server_timing"]
+    assert st["reported"] is False
