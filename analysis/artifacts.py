@@ -443,8 +443,11 @@ def load_requests(path: Path) -> pd.DataFrame:
             i = int(bad.to_numpy().nonzero()[0][0])
             raise MalformedArtifact(path, f"column {col!r} line {i + 2}: not a number: {raw.iloc[i]!r}")
         frame[col] = values
-    frame["endpoint"] = frame["endpoint"].astype(str).map(endpoint_key)
-    frame["category"] = frame["category"].astype(str).str.strip()
+    names = frame["endpoint"].astype(str)
+    frame["endpoint"] = names.map({u: endpoint_key(u) for u in names.unique()})  # a few names, many rows
+    frame["category"] = frame["category"].astype(str)
+    if not frame["category"].isin(REQUEST_CATEGORIES).all():
+        frame["category"] = frame["category"].str.strip()
     bad = ~frame["category"].isin(REQUEST_CATEGORIES)
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])

@@ -129,6 +129,22 @@ def _window_axis(ax, n_windows: int) -> None:
     ax.set_xlabel("elapsed time since the first measured request (s; 1-second windows)")
 
 
+def _endpoints_in(frame: pd.DataFrame) -> list[str]:
+    present = {str(n) for n in frame["endpoint"].unique()}
+    return [n for n in KNOWN_ORDER if n in present] + sorted(present - set(KNOWN_ORDER))
+
+
+def _window_quantiles(w: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest-rank p50/p95/p99 per window, vectorised: sort by (window, latency), then index each window's slice
+    at ceil(n·q) − 1. Returns (windows, counts, [n_windows × 3] quantiles)."""
+    order = np.lexsort((lat, w))
+    w_sorted, lat_sorted = w[order], lat[order]
+    ws, first, counts = np.unique(w_sorted, return_index=True, return_counts=True)
+    qs = np.stack([lat_sorted[first + np.maximum(np.ceil(counts * q).astype(int) - 1, 0)] for q in (.5, .95, .99)],
+                  axis=1)
+    return ws.astype(float), counts, qs
+
+
 def latency_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
     """p50/p95/p99 of successful requests per 1-second window and endpoint, from the exact per-request records;
     Locust's history CSV only when the run has no records file."""
@@ -140,17 +156,13 @@ def latency_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
     if ok.empty:
         return Skipped(key, title, f"{sm.files.requests.name if sm.files.requests else 'the records file'} has no "
                                    "successful request, so there is no latency to draw")
-    names = [n for n in (*KNOWN_ORDER, *sorted(set(ok["endpoint"]) - set(KNOWN_ORDER))) if n in set(ok["endpoint"])]
+    names = _endpoints_in(ok)
     n_windows = int(frame["w"].max()) + 1
     fig, axes = _figure(len(names), height=3.0)
     binned = 1
     for ax, name in zip(axes, names, strict=True):
         part = ok[ok["endpoint"] == name]
-        groups = part.groupby("w")["latency_ms"]
-        ws = np.array(sorted(groups.groups), dtype=float)
-        qs = np.array([np.quantile(g.to_numpy(dtype=float), (.5, .95, .99), method="inverted_cdf")
-                       for _, g in groups])
-        counts = groups.size().to_numpy()
+        ws, counts, qs = _window_quantiles(part["w"].to_numpy(), part["latency_ms"].to_numpy(dtype=float))
         x = ws * WINDOW_S + WINDOW_S / 2
         marker = "o" if len(ws) <= 60 else None
         for i, label in enumerate(("p50", "p95", "p99")):
@@ -182,8 +194,7 @@ def rps_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
     if frame.empty:
         return Skipped(key, title, f"{sm.files.requests.name if sm.files.requests else 'the records file'} has no "
                                    "rows")
-    names = [n for n in (*KNOWN_ORDER, *sorted(set(frame["endpoint"]) - set(KNOWN_ORDER)))
-             if n in set(frame["endpoint"])]
+    names = _endpoints_in(frame)
     n_windows = int(frame["w"].max()) + 1
     fig, (ax,) = _figure(1, height=3.8)
     binned, any_fail = 1, False
