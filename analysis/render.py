@@ -298,6 +298,10 @@ def f_load_shape(ctx: ReportContext) -> str:
             hist = sm.locust.history
             users = int(hist["User Count"].max()) if hist is not None and not hist.empty else None
             bits.append(f"Locust history {sm.locust.duration_s:.0f} s" + (f", max {users} users" if users else ""))
+        durations = [f"{c.name} {c.duration_s:.1f} s" for c in (sm.benchmark.cases if sm.benchmark else [])
+                     if c.duration_s is not None]
+        if durations:
+            bits.append("measured window (warm-up excluded): " + ", ".join(durations))
         if p.get("locust_version"):
             bits.append(f"Locust {p['locust_version']}")
         return ", ".join(bits) or None
@@ -587,6 +591,9 @@ def f_hnsw_used(ctx: ReportContext) -> str:
     def one(sm: ScaleMetrics) -> str | None:
         if sm.explain is None:
             return f"{NR} (no explain_{sm.scale}.txt)"
+        nm = next((n for n in ctx.run.not_measured if n.stage == f"explain_{sm.scale}"), None)
+        if nm is not None:
+            return f"NOT MEASURED for the target — {nm.reason}"
         used = sm.explain.hnsw_used
         if used is None:
             return "no stage-1 plan in the file"

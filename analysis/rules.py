@@ -178,7 +178,7 @@ def _ann_starvation(run: RunMetrics, slo: SloTargets) -> list[Finding]:
             if n > 0:
                 out.append(Finding("ann_starvation", sm.scale, ep.name,
                                    f"{n} of {ep.requests} recalls for questions that have answers returned no seeds"))
-        s1 = sm.explain.stage1 if sm.explain else None
+        s1 = sm.explain.stage1 if sm.explain and _explain_is_targets(run, sm) else None
         short = s1.short_result if s1 is not None else None
         if short is not None:
             out.append(Finding("ann_starvation", sm.scale, "stage1",
@@ -190,7 +190,7 @@ def _ann_starvation(run: RunMetrics, slo: SloTargets) -> list[Finding]:
 def _index_planner(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     out = []
     for sm in run.scales:
-        if sm.explain is not None and sm.explain.hnsw_used is False:
+        if sm.explain is not None and sm.explain.hnsw_used is False and _explain_is_targets(run, sm):
             small = sm.explain.hnsw_threshold
             if small is not None and small[0] < small[1]:
                 continue  # too few vectors for HNSW to pay off: an exact scan is the right plan
@@ -255,9 +255,15 @@ def _rate_limit_minor(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     return out
 
 
+def _explain_is_targets(run: RunMetrics, sm: ScaleMetrics) -> bool:
+    """False when the explain file is NOT MEASURED (memload's reference SQL run against an external target): its
+    plans and times say nothing about the target's own queries."""
+    return not any(n.stage == f"explain_{sm.scale}" for n in run.not_measured)
+
+
 def _explain_ms(sm: ScaleMetrics, run: RunMetrics | None = None) -> float | None:
-    if run is not None and any(n.stage == f"explain_{sm.scale}" for n in run.not_measured):
-        return None  # memload's reference SQL explained against an external target says nothing about its time
+    if run is not None and not _explain_is_targets(run, sm):
+        return None
     if sm.explain is None or sm.explain.stage1 is None or sm.explain.stage1.execution_ms is None:
         return None
     s2 = sm.explain.stage2.execution_ms if sm.explain.stage2 and sm.explain.stage2.execution_ms else 0.0

@@ -538,6 +538,7 @@ def test_external_target_is_named_and_never_credited_with_memloads_settings(tmp_
     assert worker_check["status"] == "not measured"
     assert s["slo"]["status"] == "PARTIAL"
     assert "**NOT MEASURED for the target**" in md
+    assert "- Stage-1 uses the HNSW index: NOT MEASURED for the target — explained memload's reference SQL" in md
     assert s["target"] == {"kind": "external", "base_url": "http://127.0.0.1:3999"}
 
 
