@@ -487,8 +487,9 @@ def not_measured(run: RunMetrics) -> list[NotMeasured]:
         if isinstance(item, dict) and item.get("name"):
             hint = f" ({item['hint']})" if item.get("hint") else ""
             out.append(NotMeasured(str(item["name"]), f"failed: {item.get('reason') or 'no reason recorded'}{hint}"))
+    failed = {n.stage for n in out}
     for item in manifest.get("not_measured") or []:
-        if isinstance(item, dict) and item.get("stage"):
+        if isinstance(item, dict) and item.get("stage") and str(item["stage"]) not in failed:
             out.append(NotMeasured(str(item["stage"]), str(item.get("reason") or "no reason recorded")))
     named = [n.stage.lower() for n in out]
 

@@ -559,8 +559,9 @@ def test_missing_worker_stage_makes_the_verdict_partial_with_its_reason(tmp_path
     reason = "no worker_baseline.json"
     if manifest:
         reason = "failed: worker-bench exited 1 (set WORKER_COMMAND)"
-        write_target_manifest(d, "reference", failed_phases=[
-            {"name": "worker_benchmark", "reason": "worker-bench exited 1", "hint": "set WORKER_COMMAND"}])
+        write_target_manifest(d, "reference", failed_phases=[  # the matrix lists a failed phase in both lists
+            {"name": "worker_benchmark", "reason": "worker-bench exited 1", "hint": "set WORKER_COMMAND"}],
+            not_measured=[{"stage": "worker_benchmark", "reason": "worker_benchmark failed: worker-bench exited 1"}])
     result = build_report(d, plots=False)
     s = result.summary()
     assert s["slo"]["status"] == "PARTIAL"
