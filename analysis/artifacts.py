@@ -214,6 +214,13 @@ def discover(directory: Path) -> RunFiles:
 
 
 # ----------------------------------------------------------------------------------------------- loaders
+def empty_result(path: Path) -> str | None:
+    """A stage's result file that is empty (the stage died before writing it): the reason, else None."""
+    if not path.read_bytes().strip():
+        return f"{path.name} is empty: the stage failed before writing its result"
+    return None
+
+
 def seed_failed(path: Path) -> str | None:
     """Why a seed file says the seed failed (an empty file, or `ok: false`), else None."""
     if not path.read_bytes().strip():

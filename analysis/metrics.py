@@ -129,6 +129,7 @@ class ScaleMetrics:
     adapt: dict[str, Any] | None = None
     records: pd.DataFrame | None = None  # PREFIX_requests.csv
     seed_failed: str | None = None
+    benchmark_failed: str | None = None
     missing: list[str] = field(default_factory=list)
     used: list[str] = field(default_factory=list)
 
@@ -308,9 +309,11 @@ def collect_scale(directory: Path, files: art.ScaleFiles) -> ScaleMetrics:
             sm.seed = art.load_seed(files.seed)
         sm.used.append(files.seed.name)
     if files.benchmark:
-        sm.benchmark = art.load_benchmark(files.benchmark)
+        sm.benchmark_failed = art.empty_result(files.benchmark)
+        if sm.benchmark_failed is None:
+            sm.benchmark = art.load_benchmark(files.benchmark)
         sm.used.append(files.benchmark.name)
-        if sm.benchmark.csv_prefix and (directory / f"{sm.benchmark.csv_prefix}_stats.csv").is_file():
+        if sm.benchmark and sm.benchmark.csv_prefix and (directory / f"{sm.benchmark.csv_prefix}_stats.csv").is_file():
             files.csv_prefix = sm.benchmark.csv_prefix
     prefix = files.csv_prefix or f"locust_{files.scale}"
     run = read_locust_run(directory, prefix)
@@ -458,7 +461,8 @@ def collect_run(directory: Path) -> RunMetrics:
     scales = [sm for sm in scales if not (sm.benchmark is None and sm.seed is None and sm.files.csv_prefix in claimed
                                           and any(o is not sm and o.files.csv_prefix == sm.files.csv_prefix
                                                   for o in scales))]
-    worker = art.load_worker(files.worker) if files.worker else None
+    worker_failed = art.empty_result(files.worker) if files.worker else None
+    worker = art.load_worker(files.worker) if files.worker and worker_failed is None else None
     manifest = art.load_manifest(files.manifest) if files.manifest else None
     missing = []
     if worker is None:
@@ -466,7 +470,7 @@ def collect_run(directory: Path) -> RunMetrics:
     if manifest is None:
         missing.append("manifest.json")
     run = RunMetrics(directory, files, scales, worker, manifest, missing)
-    run.not_measured = not_measured(run)
+    run.not_measured = not_measured(run, worker_failed)
     return run
 
 
@@ -477,7 +481,7 @@ def _config_off(run: RunMetrics, var: str) -> str | None:
     return None
 
 
-def not_measured(run: RunMetrics) -> list[NotMeasured]:
+def not_measured(run: RunMetrics, worker_failed: str | None = None) -> list[NotMeasured]:
     """Every stage that did not run, failed, or measured something other than the target, with its reason: the
     manifest's `not_measured` and `failed_phases` first, then what the files show (absent, empty, or memload's own
     component standing in for the target's)."""
@@ -506,7 +510,9 @@ def not_measured(run: RunMetrics) -> list[NotMeasured]:
             add("seed", sm.scale, f"seed failed: {sm.seed_failed}")
         elif sm.files.seed is None:
             add("seed", sm.scale, f"no seed_{sm.scale}.json in the run directory")
-        if not any(ep.requests for ep in sm.endpoints.values()):
+        if sm.benchmark_failed:
+            add("benchmark", sm.scale, f"benchmark failed: {sm.benchmark_failed}")
+        elif not any(ep.requests for ep in sm.endpoints.values()):
             add("benchmark", sm.scale, f"no benchmark_{sm.scale}.json, Locust CSV or request records with requests")
         if sm.explain is None:
             add("explain", sm.scale, _config_off(run, "RUN_EXPLAIN") or f"no explain_{sm.scale}.txt")
@@ -514,7 +520,9 @@ def not_measured(run: RunMetrics) -> list[NotMeasured]:
             add("explain", sm.scale, "explained memload's reference SQL, not the target's own queries "
                                      "(`memload explain --sql FILE` / EXPLAIN_SQL)")
     w = run.worker
-    if w is None:
+    if worker_failed:
+        add("worker", None, f"worker benchmark failed: {worker_failed}")
+    elif w is None:
         add("worker", None, _config_off(run, "RUN_WORKER_BENCHMARK") or "no worker_baseline.json")
     elif run.external and w.mode == "in_process":
         add("worker", None, "memload's own in-process worker ran, not the target's: its throughput is not the "

@@ -586,6 +586,17 @@ def test_empty_seed_json_renders_with_seed_not_measured(tmp_path: Path) -> None:
     assert proc.returncode == 1
 
 
+def test_empty_benchmark_and_worker_files_are_stages_that_failed(tmp_path: Path) -> None:
+    d = _clean_run(tmp_path / "run")
+    (d / "benchmark_1000.json").write_text("")
+    (d / "worker_baseline.json").write_text("\n")
+    s = build_report(d, plots=False).summary()
+    assert s["slo"]["status"] == "NOT MEASURED"
+    assert {n["stage"]: n["reason"] for n in s["not_measured"]} == {
+        "benchmark_1000": "benchmark failed: benchmark_1000.json is empty: the stage failed before writing its result",
+        "worker": "worker benchmark failed: worker_baseline.json is empty: the stage failed before writing its result"}
+
+
 def test_a_run_that_measured_nothing_gives_no_advice(tmp_path: Path) -> None:
     d = tmp_path / "run"
     d.mkdir()
