@@ -102,12 +102,14 @@ E_UPSTREAM_BAD_RESPONSE: Final = "upstream_embedding_bad_response"
 E_SERVICE_UNAVAILABLE: Final = "service_unavailable"
 
 # --- rate limiting (contract §2) ---
-RATE_KINDS: Final = ("recall", "write", "debug_embeddings")
+RATE_KINDS: Final = ("recall", "write", "debug_embeddings", "recall_text_embed")
 JWT_CLOCK_SKEW_S: Final = 30
 
 
 def rate_limited_message(kind: str, *, tenant: bool) -> str:
     """Message of a 429 body, exactly as the peer words it."""
+    if kind == "recall_text_embed":
+        return f"{'tenant ' if tenant else ''}recall_text embedding quota exceeded; retry later"
     return f"tenant quota exceeded ({kind}); retry later" if tenant else f"rate limited ({kind}); retry later"
 
 

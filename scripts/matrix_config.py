@@ -18,6 +18,7 @@ from typing import Any
 from memload.config import parse_bool
 from memload.contract import TENANT_ID_RE
 from memload.errors import ConfigError
+from memload.limits import BENCHMARK_RATE_LIMITS  # noqa: F401  (its home; scripts.matrix imports it from here)
 from scripts.options import bounded_float, bounded_int
 
 PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
@@ -176,15 +177,6 @@ VARS: list[Var] = [
     Var("LOCAL_RATE_LIMIT_PROFILE", "benchmark", _choice("default", "benchmark"),
         "local stack only: rate limits of the API it starts (benchmark = the peer's benchmark.env limits)"),
 ]
-
-# The peer's benchmark.env limits (contract §2 "Later additions"), used for the local stack by default.
-BENCHMARK_RATE_LIMITS = {
-    "RECALL_RATE_LIMIT_RPS": "200", "RECALL_RATE_LIMIT_BURST": "400",
-    "TENANT_RECALL_RPS": "400", "TENANT_RECALL_BURST": "800",
-    "WRITE_RATE_LIMIT_RPS": "80", "WRITE_RATE_LIMIT_BURST": "160",
-    "TENANT_WRITE_RPS": "120", "TENANT_WRITE_BURST": "240",
-}
-
 
 @dataclass(frozen=True)
 class MatrixConfig:
