@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 
 from memload.config import REPO_ROOT, Settings
-from memload.errors import ConfigError
+from memload.errors import ConfigError, ExitCode
 from scripts.stack import LocalStack
 from tests.conftest import PYTHON, free_port
 
@@ -28,8 +29,8 @@ def _post(url: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
-def _up(url: str, port: int, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": url, "OUTBOX_POLL_INTERVAL_MS": "100"}
+def _up(url: str, port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": url, "OUTBOX_POLL_INTERVAL_MS": "100", **(env or {})}
     return subprocess.Popen([PYTHON, "-m", "scripts.cli", "up", "--port", str(port), *args], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -67,12 +68,13 @@ def test_up_serves_drains_and_stops_every_child_on_sigint(empty_db_url: str) -> 
     try:
         base, locust = _read_banner(proc)
         assert base == f"http://127.0.0.1:{port}"
-        assert locust == f"locust -f locustfiles/memory_users.py --host http://127.0.0.1:{port}"
+        assert locust.startswith(f"locust -f locustfiles/memory_users.py --host http://127.0.0.1:{port} "
+                                 "--web-host 127.0.0.1")
         children = psutil.Process(proc.pid).children(recursive=True)
         cmdlines = [" ".join(c.cmdline()) for c in children]
         assert any("scripts.cli api" in c for c in cmdlines) and any("scripts.cli worker" in c for c in cmdlines)
         with urllib.request.urlopen(base + "/health", timeout=5) as resp:
-            assert resp.status == 200 and json.loads(resp.read()) == {"ok": True}
+            assert resp.status == 200 and json.loads(resp.read())["server"] == "memload-reference"
 
         # the worker of the stack embeds what the API writes
         w = _post(base + "/v1/memory/write", {"input_text": "up test", "nodes": [
@@ -94,7 +96,11 @@ def test_up_serves_drains_and_stops_every_child_on_sigint(empty_db_url: str) -> 
         assert proc.wait(30) == 0
         assert _gone(pids), f"children left behind: {pids}"
         err = proc.stderr.read()
-        assert "worker stopped (exit 0)" in err and "api stopped" in err
+        stops = [line for line in err.splitlines() if " stopped" in line]
+        # a normal stop reads as one: no exit code (the API ends by the SIGTERM it was sent: -15)
+        assert any(line.endswith("] api stopped") for line in stops), err
+        assert any(line.endswith("] worker stopped") for line in stops), err
+        assert not any("exit" in line for line in stops), stops
     finally:
         _kill_tree(proc)
 
@@ -109,7 +115,9 @@ def test_up_stops_everything_and_fails_when_a_child_dies(fresh_db_url: str) -> N
         os.kill(worker_pid, signal.SIGKILL)
         assert proc.wait(30) == 1
         assert _gone(list(children.values()))
-        assert "worker" in proc.stderr.read()
+        err = proc.stderr.read()
+        assert "worker had already exited (exit -9)" in err  # an abnormal end keeps its code
+        assert "] api stopped\n" in err
     finally:
         _kill_tree(proc)
 
@@ -122,7 +130,7 @@ def test_up_refuses_a_port_in_use(fresh_db_url: str) -> None:
         proc = subprocess.run([PYTHON, "-m", "scripts.cli", "up", "--port", str(port)], cwd=REPO_ROOT,
                               env={**os.environ, "DATABASE_URL": fresh_db_url}, capture_output=True, text=True,
                               timeout=60)
-    assert proc.returncode == 2 and "--port" in proc.stderr and "in use" in proc.stderr
+    assert proc.returncode == ExitCode.USAGE and "--port" in proc.stderr and "in use" in proc.stderr
     assert proc.stdout == ""
 
 
@@ -189,3 +197,112 @@ def test_worker_bench_builds_an_http_backlog_then_measures(db_url: str, start_ap
     # iteration 1 embeds the 7 nodes and enqueues their topic_cluster jobs; iteration 2 clusters them
     assert [(r["embed_backfill_runs"], r["topic_cluster_runs"]) for r in data["per_iteration"]] == [(7, 0), (0, 7)]
     assert data["totals"]["nodes_embedded"] == 7 and data["outbox_after"]["unpublished"] == 0
+
+
+# Tight limits in the environment: `--limits contract` keeps them (the env file rules), `benchmark` replaces the recall
+# and embedding ones with its profile, `off` disables both layers. Rates of 0.001/s make refill negligible, so the
+# counts below are token-bucket arithmetic, whatever the machine's speed.
+TIGHT_ENV = {
+    "TENANT_RECALL_RATE_LIMIT_RPS": "0.001", "TENANT_RECALL_RATE_LIMIT_BURST": "5",
+    "RECALL_TEXT_EMBED_RATE_LIMIT_RPS": "0.001", "RECALL_TEXT_EMBED_RATE_LIMIT_BURST": "3",
+    "RECALL_TEXT_EMBED_RATE_LIMIT_MAX_WAIT_MS": "0",
+    "TENANT_DEBUG_EMBED_RATE_LIMIT_RPS": "0.001", "TENANT_DEBUG_EMBED_RATE_LIMIT_BURST": "2",
+}
+# mode -> expected (status, error code) counts of: 10 recall, 10 recall_text, 4 debug-embedding recalls
+EXPECTED = {
+    "contract": ({"200": 5, "tenant_rate_limited_recall": 5},
+                 {"200": 3, "rate_limited_recall_text_embed": 2, "tenant_rate_limited_recall": 5},
+                 {"200": 2, "tenant_rate_limited_debug_embeddings": 2}),
+    "benchmark": ({"200": 10}, {"200": 10}, {"200": 2, "tenant_rate_limited_debug_embeddings": 2}),
+    "off": ({"200": 10}, {"200": 10}, {"200": 4}),
+}
+
+
+def _call(url: str, body: dict) -> str:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return str(resp.status)
+    except urllib.error.HTTPError as e:
+        assert e.code == 429 and e.headers["retry-after"].isdigit(), (e.code, e.read())
+        return json.loads(e.read())["error"]
+
+
+def _counts(codes: list[str]) -> dict[str, int]:
+    return {c: codes.count(c) for c in sorted(set(codes))}
+
+
+def _enforced(base: str) -> tuple[dict[str, int], ...]:
+    vec = [0.001] * 1536
+    recall = [_call(base + "/v1/memory/recall", {"tenant_id": "ta", "scope": "lim", "query_embedding": vec})
+              for _ in range(10)]
+    text = [_call(base + "/v1/memory/recall_text", {"tenant_id": "tb", "scope": "lim", "query_text": "q"})
+            for _ in range(10)]
+    debug = [_call(base + "/v1/memory/recall", {"tenant_id": "tc", "scope": "lim", "query_embedding": vec,
+                                                "return_debug": True, "include_embeddings": True, "limit": 5})
+             for _ in range(4)]
+    return _counts(recall), _counts(text), _counts(debug)
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    return proc.stderr.read()
+
+
+def test_up_limits_modes_are_what_the_api_enforces(fresh_db_url: str, tmp_path: Path) -> None:
+    from memload.identity import scope_key
+
+    home = tmp_path / "home"
+    env = {**TIGHT_ENV, "MEMLOAD_HOME": str(home)}
+    seeded_scope = f"up_seeded_{os.urandom(3).hex()}"
+    banners: dict[str, list[str]] = {}
+    for mode in ("contract", "benchmark", "off"):
+        port = free_port()
+        proc = _up(fresh_db_url, port, "--no-worker", "--limits", mode, env=env)
+        try:
+            base, locust = _read_banner(proc)
+            lines = [proc.stdout.readline().rstrip("\n")]
+            while not lines[-1].startswith("web UI:") and len(lines) < 20:
+                lines.append(proc.stdout.readline().rstrip("\n"))
+            banners[mode] = [locust, *lines]
+            assert lines[0].startswith(f"rate limits (--limits {mode}):"), lines
+            assert _enforced(base) == EXPECTED[mode], mode
+            if mode == "contract":  # rows for the query set found by the next run
+                _post(base + "/v1/memory/write", {"scope": seeded_scope, "input_text": "s", "auto_embed": False,
+                                                  "nodes": [{"client_id": "n", "type": "event", "text_summary": "s"}]})
+            _stop(proc)
+        finally:
+            _kill_tree(proc)
+        if mode == "contract":
+            qs = home / "query_sets"
+            qs.mkdir(parents=True)
+            good = qs / f"{seeded_scope}.json"
+            good.write_text(json.dumps({"scope": seeded_scope, "tenant_id": "default",
+                                        "scope_key": scope_key(seeded_scope, "default"),
+                                        "queries": [{"text": "perf topic #1"}]}))
+            stale = qs / "purged.json"  # newer, but its scope has no rows left: skipped
+            stale.write_text(json.dumps({"scope": "purged", "tenant_id": "default", "scope_key": "purged",
+                                         "queries": [{"text": "perf topic #1"}]}))
+            os.utime(good, (time.time() - 60, time.time() - 60))
+
+    contract, benchmark, off = banners["contract"], banners["benchmark"], banners["off"]
+    assert contract[0].endswith("--web-host 127.0.0.1")  # nothing seeded yet: the plain command
+    assert benchmark[0].endswith(f"--web-host 127.0.0.1 --scope {seeded_scope} "
+                                 f"--query-set {(home / 'query_sets' / f'{seeded_scope}.json').resolve()}")
+    assert any(f"web UI: scope {seeded_scope}" in line for line in benchmark)
+
+    def layers(banner: list[str]) -> dict[tuple[str, str], str]:
+        found = [re.match(r"^\s+(per tenant|per client)\s+(recall_text embed|recall|write)\s{2,}(.*)$", line)
+                 for line in banner]
+        return {(m[1], m[2]): m[3] for m in found if m}
+
+    c, b, o = layers(contract), layers(benchmark), layers(off)
+    assert len(c) == len(b) == len(o) == 6
+    assert c["per tenant", "recall"] == "0.001 req/s, burst 5"
+    assert c["per client", "recall_text embed"] == "0.001 req/s, burst 3"  # no wait, and loopback not exempt
+    assert c["per client", "recall"].endswith("(not applied to loopback callers: RATE_LIMIT_BYPASS_LOOPBACK)")
+    assert c["per tenant", "write"] == "10 req/s, burst 20, waits up to 300 ms before a 429"
+    assert b["per tenant", "recall"] == "400 req/s, burst 800"
+    assert b["per client", "recall_text embed"] == "2000 req/s, burst 4000"
+    assert set(o.values()) == {"off"}
