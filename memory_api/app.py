@@ -226,7 +226,7 @@ async def in_transaction(pool: AsyncConnectionPool, fn: Callable[[psycopg.AsyncC
     """Run fn in one transaction on a pooled connection; retry deadlocks; map DB errors to 4xx/503.
 
     Pool wait, queries and COMMIT count as database time. best_effort_commit (recall: the transaction only writes
-    its audit row, best effort as the peer): an error surfacing at COMMIT is logged and fn's result returned.
+    its audit row, best effort, as Aionis): an error surfacing at COMMIT is logged and fn's result returned.
     """
     for attempt in range(1, MAX_TX_ATTEMPTS + 1):
         try:
@@ -386,7 +386,7 @@ async def recall_text(request: Request) -> Response:
         text = redact_pii(text)
     try:
         qv, _hit = await st.embedder.embed(text)
-    except Exception as exc:  # the fake provider cannot fail; a real one maps to the peer's upstream codes
+    except Exception as exc:  # the fake provider cannot fail; a real one maps to Aionis's upstream codes
         log.warning("recall_text embedding failed request_id=%s: %s", request.scope["state"]["request_id"], exc)
         raise ApiError(503, C.E_UPSTREAM_UNAVAILABLE, "embedding provider unavailable; retry later",
                        headers={"retry-after": "1"}) from None

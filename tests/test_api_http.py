@@ -236,7 +236,7 @@ def test_tenant_isolation_default_and_x_tenant_header(start_api: Any) -> None:
 
 def test_scope_partition_uses_its_hnsw_index_and_scope_path_prevents_starvation(start_api: Any, db_url: str) -> None:
     """A scope with its own partition reads its own HNSW index; in the shared default partition, many nearer
-    vectors of another scope starve the peer's unscoped stage 1 (RECALL_SCOPE_PATH=false) but not ours."""
+    vectors of another scope starve an unscoped stage 1 (Aionis's; RECALL_SCOPE_PATH=false) but not ours."""
     import numpy as np
 
     from memory_api.recall_sql import STAGE1_SQL
@@ -266,10 +266,10 @@ def test_scope_partition_uses_its_hnsw_index_and_scope_path_prevents_starvation(
     body = {"scope": lonely, "query_text": "starvation query", "limit": 20}
     scoped = call(api.base_url, "/v1/memory/recall_text", body)[2]
     assert len(scoped["seeds"]) == 1
-    peer_like = start_api(recall_scope_path="false")
-    starved = call(peer_like.base_url, "/v1/memory/recall_text", body)[2]
+    shared_like = start_api(recall_scope_path="false")
+    starved = call(shared_like.base_url, "/v1/memory/recall_text", body)[2]
     assert starved["seeds"] == [] and starved["scope"] == lonely
-    assert len(call(peer_like.base_url, "/v1/memory/recall_text", {**body, "scope": crowd})[2]["seeds"]) == 20
+    assert len(call(shared_like.base_url, "/v1/memory/recall_text", {**body, "scope": crowd})[2]["seeds"]) == 20
 
     with psycopg.connect(db_url) as conn:
         conn.execute("SET enable_seqscan = off")  # one row: make the planner show the path it has at scale
