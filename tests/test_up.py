@@ -306,3 +306,77 @@ def test_up_limits_modes_are_what_the_api_enforces(fresh_db_url: str, tmp_path: 
     assert b["per tenant", "recall"] == "400 req/s, burst 800"
     assert b["per client", "recall_text embed"] == "2000 req/s, burst 4000"
     assert set(o.values()) == {"off"}
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing (apt-get install -y chromium)")
+def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_url: str, start_api,
+                                                                     tmp_path: Path) -> None:
+    """Seed a small scope, start `memload up --limits benchmark`, run the Locust command it prints as printed (plus a
+    port and CSV files), drive the web UI: recalls are answered (no empty recall, no 429). MEMLOAD_UPDATE_SCREENSHOTS=1
+    copies the screenshot to docs/img/locust_webui.png (the README's picture)."""
+    import shlex
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from memload.embedder import fake_embed
+    from tests.conftest import run_cli, wait_http
+    from tests.test_webui import CHROMIUM_ARGS, DOCS_IMG, _count
+
+    home = tmp_path / "home"
+    env = {"DATABASE_URL": fresh_db_url, "MEMLOAD_HOME": str(home)}
+    api = start_api(database_url=fresh_db_url)  # the seeder copies its source vector from a READY node
+    _post(api.base_url + "/v1/memory/write", {"input_text": "source", "nodes": [
+        {"client_id": "src", "type": "event", "text_summary": "source vector", "embedding": fake_embed("source")}]})
+    api.stop()
+    seeded = run_cli("seed", "--scope", "webui_demo", "--events", "3000", "--topics", "30", "--seed", "7",
+                     "--no-progress", env=env)
+    assert seeded.returncode == 0, seeded.stderr
+
+    up = _up(fresh_db_url, free_port(), "--no-worker", "--limits", "benchmark", env={"MEMLOAD_HOME": str(home)})
+    ui_proc = None
+    try:
+        _, command = _read_banner(up)
+        assert " --scope webui_demo --query-set " in command
+        web_port = free_port()
+        prefix = tmp_path / "ui" / "locust"
+        log = (tmp_path / "locust_ui.log").open("w")
+        ui_proc = subprocess.Popen([*shlex.split(command), "--web-port", str(web_port), "--csv", str(prefix)],
+                                   cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PATH": f"{Path(PYTHON).parent}:{os.environ['PATH']}"})
+        ui = f"http://127.0.0.1:{web_port}"
+        wait_http(ui + "/", proc=ui_proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 800})
+            page.goto(ui + "/")
+            page.fill("input[name=userCount]", "4")
+            page.fill("input[name=spawnRate]", "4")
+            page.click("button[type=submit]")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and (_count(page, "recall_text") < 100 or _count(page, "write") < 20):
+                page.wait_for_timeout(500)
+            assert _count(page, "recall_text") >= 100 and _count(page, "write") > 0, page.inner_text("body")
+            page.wait_for_timeout(8000)  # Locust's current RPS needs a few seconds of history
+            page.screenshot(path=str(tmp_path / "locust_webui.png"))
+            page.get_by_role("button", name="Stop").click()
+            page.wait_for_selector("text=STOPPED", timeout=15000)
+            browser.close()
+        ui_proc.send_signal(signal.SIGTERM)  # Locust writes its files (and the suite's) on the way out
+        ui_proc.wait(30)
+        log.close()
+        summary = json.loads(Path(f"{prefix}_summary.json").read_text())
+        text = summary["cases"]["recall_text"]
+        assert text["ok"] >= 100 and text["errors"]["empty_recall"] == 0 and text["errors"]["rate_limited_429"] == 0
+        if os.environ.get("MEMLOAD_UPDATE_SCREENSHOTS") == "1":
+            shutil.copyfile(tmp_path / "locust_webui.png", DOCS_IMG / "locust_webui.png")
+        _stop(up)
+    finally:
+        if ui_proc is not None and ui_proc.poll() is None:
+            ui_proc.kill()
+        _kill_tree(up)
