@@ -380,3 +380,24 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
         if ui_proc is not None and ui_proc.poll() is None:
             ui_proc.kill()
         _kill_tree(up)
+
+
+def test_child_env_override_spelled_with_an_alias_beats_the_rendered_aionis_name() -> None:
+    settings = Settings.from_env({"TENANT_RECALL_RATE_LIMIT_RPS": "3"})
+    stack = LocalStack(settings, port=0, api_env={"TENANT_RECALL_RPS": "7", "TENANT_WRITE_RATE_LIMIT_RPS": "9",
+                                                  "TENANT_WRITE_RPS": "1"}, log=lambda _m: None)
+    api = stack.child_settings("api")
+    assert api.tenant_recall_rate_limit_rps == 7  # the override, although as_env() rendered the Aionis name with 3
+    assert api.tenant_write_rate_limit_rps == 9  # within one layer the Aionis name wins over its alias
+    assert stack.child_settings("worker").tenant_recall_rate_limit_rps == 3
+
+
+def test_stop_messages() -> None:
+    from scripts.stack import stop_message
+
+    assert stop_message("api", -15, was_running=True) == "api stopped"
+    assert stop_message("api", 0, was_running=True) == "api stopped"
+    assert stop_message("api", 3, was_running=True) == "api stopped (exit 3)"
+    assert stop_message("worker", -9, was_running=False) == "worker had already exited (exit -9)"
+    assert stop_message("api", -9, was_running=True, killed=True) == \
+        "api stopped (killed: it ignored SIGTERM, exit -9)"
