@@ -69,14 +69,20 @@ class Thresholds:
     latency_floor_ms: float = 1.0
     error_rate_pp: float = 0.5
     confidence: float = 0.95
-    resamples: int = 2000
+    resamples: int = 10_000
     seed: int = 1
 
     def describe(self) -> str:
-        return (f"a change counts when its {100 * self.confidence:g} % bootstrap interval ({self.resamples} "
-                f"resamples, seed {self.seed}) excludes 0 and it exceeds the noise floor: latency max({self.rel_pct:g} "
-                f"% of baseline, {self.latency_floor_ms:g} ms), throughput {self.rel_pct:g} %, error rate "
-                f"{self.error_rate_pp:g} percentage points, or the spread between repeats when larger.")
+        return (f"a change counts when its bootstrap interval ({self.resamples} resamples, seed {self.seed}) excludes "
+                f"0 and it exceeds the noise floor: latency max({self.rel_pct:g} % of baseline, "
+                f"{self.latency_floor_ms:g} ms), throughput {self.rel_pct:g} %, error rate {self.error_rate_pp:g} "
+                "percentage points, or the spread between repeats when larger. Intervals are family-wise "
+                f"(Bonferroni): each at 1 − {1 - self.confidence:.2g}/m for m compared metrics, so the chance that "
+                f"noise anywhere in the comparison is called significant stays below {1 - self.confidence:.2g}.")
+
+    def level(self, family: int) -> float:
+        """Per-interval confidence for `family` intervals at once."""
+        return 1.0 - (1.0 - self.confidence) / max(1, family)
 
     def to_json(self) -> dict[str, Any]:
         return {"rel_pct": self.rel_pct, "latency_floor_ms": self.latency_floor_ms,
@@ -223,6 +229,7 @@ class Delta:
     floor_source: str = ""
     samples: tuple[int, int] | None = None
     note: str = ""
+    level: float | None = None
 
     @property
     def delta(self) -> float | None:
@@ -245,7 +252,7 @@ class Delta:
     def to_json(self) -> dict[str, Any]:
         return {"scale": self.scale, "case": self.case, "metric": self.metric, "baseline": self.baseline,
                 "candidate": self.candidate, "delta": self.delta, "delta_pct": self.delta_pct,
-                "ci": list(self.ci) if self.ci else None, "significant": self.significant,
+                "ci": list(self.ci) if self.ci else None, "ci_level": self.level, "significant": self.significant,
                 "noise_floor": self.noise_floor, "noise_floor_source": self.floor_source or None,
                 "method": self.method,
                 "samples": {"baseline": self.samples[0], "candidate": self.samples[1]} if self.samples else None,
@@ -261,6 +268,7 @@ class Comparison:
     unmatched: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     runs: dict[str, Any] = field(default_factory=dict)
+    family: int = 0
 
     @property
     def regressions(self) -> list[Delta]:
@@ -282,7 +290,8 @@ class Comparison:
             "verdict": self.verdict,
             "baseline": str(self.baseline),
             "candidate": str(self.candidate),
-            "thresholds": self.thresholds.to_json(),
+            "thresholds": {**self.thresholds.to_json(), "family": self.family,
+                           "ci_level": self.thresholds.level(self.family)},
             "regressions": len(self.regressions),
             "improvements": len(self.improvements),
             "warnings": self.warnings,
@@ -292,7 +301,7 @@ class Comparison:
         }
 
     def to_markdown(self) -> str:
-        conf = f"{100 * self.thresholds.confidence:g} % CI of Δ"
+        conf = f"{100 * self.thresholds.level(self.family):.3g} % CI of Δ"
         rows = [[d.scale, d.case, d.metric, _fmt(d.metric, d.baseline), _fmt(d.metric, d.candidate),
                  _fmt_delta(d.metric, d.delta), "–" if d.delta_pct is None else f"{d.delta_pct:+.1f} %",
                  _fmt_ci(d), _fmt_floor(d), _fmt_samples(d),
@@ -367,26 +376,39 @@ def _spread(per_rep: list[list[float]]) -> float | None:
     return max(spreads) if spreads else None
 
 
+@dataclass
+class Pending:
+    """A row whose bootstrap replicates are drawn; its interval waits for the family size."""
+
+    delta: Delta
+    kind: Kind
+    diff: np.ndarray
+    spread: float | None
+
+
 def _judge(d: Delta, kind: Kind, base_boot: np.ndarray, cand_boot: np.ndarray, spread: float | None,
-           t: Thresholds) -> Delta:
-    """Fill the interval, the noise floor and the verdict of a row whose point values are set."""
+           pending: list[Pending]) -> None:
+    pending.append(Pending(d, kind, cand_boot - base_boot, spread))
+
+
+def _decide(p: Pending, level: float, t: Thresholds) -> None:
+    """Interval at `level`, noise floor and verdict of a row whose point values are set."""
+    d = p.delta
     assert d.baseline is not None and d.candidate is not None
-    diff = cand_boot - base_boot
-    alpha = (1.0 - t.confidence) / 2.0
-    lo, hi = np.quantile(diff, [alpha, 1.0 - alpha])
-    d.ci = (float(lo), float(hi))
-    floor = _floor(kind, d.baseline, t)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(p.diff, [alpha, 1.0 - alpha])
+    d.ci, d.level = (float(lo), float(hi)), level
+    floor = _floor(p.kind, d.baseline, t)
     d.floor_source = "minimum effect"
-    if spread is not None and spread > floor:
-        floor, d.floor_source = spread, "repeats"
+    if p.spread is not None and p.spread > floor:
+        floor, d.floor_source = p.spread, "repeats"
     d.noise_floor = floor
     delta = d.candidate - d.baseline
     if d.significant and abs(delta) > floor:
-        worse = delta < 0 if kind == "rate" else delta > 0
+        worse = delta < 0 if p.kind == "rate" else delta > 0
         d.verdict = REGRESSION if worse else IMPROVEMENT
     else:
         d.verdict = NOISE
-    return d
 
 
 def _latencies(rep: RepCase) -> np.ndarray:
@@ -406,7 +428,7 @@ def _errors(rep: RepCase) -> tuple[int, int]:
 
 
 def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited: bool, t: Thresholds,
-                  warn: Callable[[str], None]) -> list[Delta]:
+                  warn: Callable[[str], None], pending: list[Pending]) -> list[Delta]:
     out: list[Delta] = []
     lat_b = np.sort(np.concatenate([_latencies(r) for r in b.reps]))
     lat_c = np.sort(np.concatenate([_latencies(r) for r in c.reps]))
@@ -428,7 +450,7 @@ def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
         rng = _rng(t, scale, case, metric)
         per_rep = [[nearest_rank(s, q) for s in map(_latencies, side.reps) if len(s)] for side in (b, c)]
         _judge(d, "latency", boot_percentile(lat_b, q, rng, t.resamples),
-               boot_percentile(lat_c, q, rng, t.resamples), _spread(per_rep), t)
+               boot_percentile(lat_c, q, rng, t.resamples), _spread(per_rep), pending)
 
     win_b = np.concatenate([_windows(r) for r in b.reps])
     win_c = np.concatenate([_windows(r) for r in c.reps])
@@ -444,7 +466,7 @@ def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
         rng = _rng(t, scale, case, "rps")
         per_rep = [[float(w.mean()) for w in map(_windows, side.reps) if len(w)] for side in (b, c)]
         _judge(d, "rate", boot_mean(win_b, rng, t.resamples), boot_mean(win_c, rng, t.resamples),
-               _spread(per_rep), t)
+               _spread(per_rep), pending)
 
     errs_b, errs_c = [_errors(r) for r in b.reps], [_errors(r) for r in c.reps]
     kb, nb = sum(k for k, _ in errs_b), sum(n for _, n in errs_b)
@@ -459,7 +481,7 @@ def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
         rng = _rng(t, scale, case, "error_rate")
         per_rep = [[k / n for k, n in errs if n] for errs in (errs_b, errs_c)]
         _judge(d, "error", boot_share(kb, nb, rng, t.resamples), boot_share(kc, nc, rng, t.resamples),
-               _spread(per_rep), t)
+               _spread(per_rep), pending)
     return out
 
 
@@ -478,7 +500,7 @@ def _repeat_values(side: CaseSamples, metric: str) -> list[float]:
 
 
 def _repeats_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited: bool, t: Thresholds,
-                  warn: Callable[[str], None], why: str) -> list[Delta]:
+                  warn: Callable[[str], None], pending: list[Pending], why: str) -> list[Delta]:
     out: list[Delta] = []
     few = False
     for metric, kind in (("p50_ms", "latency"), ("p95_ms", "latency"), ("p99_ms", "latency"), ("rps", "rate"),
@@ -499,7 +521,7 @@ def _repeats_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
             few = True
         rng = _rng(t, scale, case, metric)
         _judge(d, kind, boot_mean(np.array(vb), rng, t.resamples), boot_mean(np.array(vc), rng, t.resamples),
-               _spread([vb, vc]), t)
+               _spread([vb, vc]), pending)
     if few:
         warn(f"{scale}/{case}: {len(b.reps)} baseline / {len(c.reps)} candidate repeats and no per-request records "
              f"on both sides ({why}); fewer than {MIN_REPEATS} repeats per side is too few to tell a change from "
@@ -508,7 +530,7 @@ def _repeats_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
 
 
 def _worker_row(bw: art.WorkerBaseline, cw: art.WorkerBaseline, t: Thresholds,
-                warn: Callable[[str], None]) -> Delta:
+                warn: Callable[[str], None], pending: list[Pending]) -> Delta:
     """Worker jobs/s: the ratio processed/elapsed, bootstrapped over the benchmark's iterations."""
     d = Delta("run", "worker", "processed_per_sec", bw.throughput, cw.throughput, TOO_FEW, "iterations")
 
@@ -534,7 +556,8 @@ def _worker_row(bw: art.WorkerBaseline, cw: art.WorkerBaseline, t: Thresholds,
         idx = rng.integers(0, len(p), size=(t.resamples, len(p)))
         return 1000.0 * p[idx].sum(axis=1) / np.maximum(e[idx].sum(axis=1), 1e-9)
 
-    return _judge(d, "rate", boot(pb, eb), boot(pc, ec), None, t)
+    _judge(d, "rate", boot(pb, eb), boot(pc, ec), None, pending)
+    return d
 
 
 # ---------------------------------------------------------------------------------------------- provenance
@@ -576,22 +599,26 @@ def compare_runs(base: RunData, cand: RunData, thresholds: Thresholds) -> Compar
     out = Comparison(base.directory, cand.directory, thresholds)
     out.warnings += _provenance_warnings(base, cand)
     out.runs = {"baseline": _identity(base), "candidate": _identity(cand)}
+    pending: list[Pending] = []
     for key in sorted(base.cases.keys() & cand.cases.keys(), key=lambda k: (art.scale_sort_key(k[0]), k[1])):
         b, c = base.cases[key], cand.cases[key]
         limited = max(b.share_429, c.share_429) >= RATE_LIMIT_SHARE
         if b.has_records and c.has_records:
-            out.deltas += _records_rows(*key, b, c, limited, thresholds, out.warnings.append)
+            out.deltas += _records_rows(*key, b, c, limited, thresholds, out.warnings.append, pending)
         else:
             why = ("no per-request records" if not (b.has_records or c.has_records) else
                    f"per-request records on the {'baseline' if b.has_records else 'candidate'} side only")
-            out.deltas += _repeats_rows(*key, b, c, limited, thresholds, out.warnings.append, why)
+            out.deltas += _repeats_rows(*key, b, c, limited, thresholds, out.warnings.append, pending, why)
     out.unmatched += [f"{s}/{n}: only in baseline" for (s, n) in sorted(base.cases.keys() - cand.cases.keys())]
     out.unmatched += [f"{s}/{n}: only in candidate" for (s, n) in sorted(cand.cases.keys() - base.cases.keys())]
     bw, cw = base.worker, cand.worker
     if bw is not None and cw is not None:
-        out.deltas.append(_worker_row(bw, cw, thresholds, out.warnings.append))
+        out.deltas.append(_worker_row(bw, cw, thresholds, out.warnings.append, pending))
     elif bw is not None or cw is not None:
         out.unmatched.append(f"run/worker: only in {'baseline' if bw is not None else 'candidate'}")
+    out.family = len(pending)
+    for p in pending:
+        _decide(p, thresholds.level(out.family), thresholds)
     return out
 
 
