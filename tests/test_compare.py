@@ -1,5 +1,7 @@
 """`memload compare`: runs drawn from one distribution are "no significant change", a 30 % slowdown is a regression.
 
+Also REPEAT and the time-based default of `memload matrix`, the inputs compare relies on.
+
 Runs are generated here as the bench writes them: a benchmark JSON naming its per-request records file, records of
 a realistic size (a 30-second run at a few hundred req/s), latencies log-normal, request starts a Poisson stream.
 """
@@ -8,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import analysis.compare as cmp
+from analysis.artifacts import discover
 from analysis.compare import (
     IMPROVEMENT,
     METHOD_RECORDS,
@@ -25,7 +29,12 @@ from analysis.compare import (
     Thresholds,
     compare_dirs,
 )
-from memload.errors import ExitCode
+from memload.config import Settings
+from memload.errors import ConfigError, ExitCode
+from scripts import matrix as matrix_mod
+from scripts.cmd_bench import DEFAULTS as BENCH_DEFAULTS
+from scripts.matrix import Matrix
+from scripts.matrix_config import resolve
 from tests.conftest import run_cli
 from tests.test_report_support import case, write_json, write_manifest, write_worker
 
@@ -282,3 +291,87 @@ def test_percentile_bootstrap_matches_resampling() -> None:
 def test_throughput_windows_count_full_seconds() -> None:
     t = np.array([0.1, 0.2, 0.9, 1.0, 1.5, 2.2, 3.05])
     assert cmp.throughput_windows(t + T0).tolist() == [4.0, 1.0]  # from the first start; [2, 2.95] is partial
+
+
+# ------------------------------------------------------------------------------------------------ REPEAT in the matrix
+def test_repeat_and_time_based_defaults_resolve() -> None:
+    cfg = resolve({"SCALES": "1000"})
+    got = (cfg["REPEAT"], cfg["BENCH_DURATION_S"], cfg["RECALL_REQUESTS"], cfg["WRITE_REQUESTS"])
+    assert got == (1, 30, None, None)
+    for name in ("BENCH_WARMUP", "RECALL_CONCURRENCY", "WRITE_CONCURRENCY"):  # one default per setting
+        assert cfg[name] == BENCH_DEFAULTS[name.removeprefix("BENCH_").lower()], name
+    for profile in ("recall_slo", "write_slo", "worker_slo"):  # profiles do not turn the benchmark count-based
+        prof = resolve({"SCALES": "1000", "PERF_PROFILE": profile})
+        assert (prof["RECALL_REQUESTS"], prof["WRITE_REQUESTS"]) == (None, None)
+    cfg = resolve({"SCALES": "1000", "REPEAT": "5", "BENCH_DURATION_S": "60", "RECALL_REQUESTS": "300"})
+    assert (cfg["REPEAT"], cfg["BENCH_DURATION_S"], cfg["RECALL_REQUESTS"]) == (5, 60, 300)
+    assert cfg.sources["REPEAT"] == "env" and cfg.sources["BENCH_DURATION_S"] == "env"
+    for env, needle in (({"REPEAT": "0"}, "REPEAT"), ({"REPEAT": "x"}, "REPEAT"),
+                        ({"BENCH_DURATION_S": "0"}, "BENCH_DURATION_S"), ({"WRITE_REQUESTS": "-5"}, "WRITE_REQUESTS")):
+        with pytest.raises(ConfigError, match=needle):
+            resolve({"SCALES": "1000", **env})
+
+
+def test_matrix_dry_run_shows_repeat_and_duration() -> None:
+    proc = run_cli("matrix", "--dry-run", env={"SCALES": "1000", "REPEAT": "3"}, check=True)
+    lines = {ln.split("=")[0].strip(): ln.split("=", 1)[1].strip() for ln in proc.stdout.splitlines() if "=" in ln}
+    assert lines["REPEAT"].startswith("3") and lines["REPEAT"].endswith("(env)")
+    assert lines["BENCH_DURATION_S"].startswith("30") and lines["BENCH_DURATION_S"].endswith("(default)")
+    assert lines["RECALL_REQUESTS"].startswith("None")
+    bad = run_cli("matrix", "--dry-run", env={"SCALES": "1000", "REPEAT": "0"})
+    assert bad.returncode == ExitCode.USAGE and "REPEAT" in bad.stderr
+
+
+def _fake_bench(calls: list[list[str]]):
+    """Stands in for the `memload bench` subprocess: records its arguments, writes the JSON it would write."""
+    def run(args: list[str], *, env: dict[str, str], out: Path | None = None, timeout: float = 3600,
+            ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        prefix = Path(args[args.index("--csv") + 1]).name
+        doc = {"ok": True, "cases": [{"name": "recall_text", "total": 10, "by_status": {"200": 10}}],
+               "artifacts": {"csv_prefix": prefix}, "run": {"requests_file": f"{prefix}_requests.csv"}}
+        Path(args[args.index("--out") + 1]).write_text(json.dumps(doc))
+        return subprocess.CompletedProcess(args, 0, "", None)
+    return run
+
+
+@pytest.mark.parametrize(("env", "duration", "recall", "write"), [
+    ({}, "30", None, None),
+    ({"BENCH_DURATION_S": "45", "RECALL_REQUESTS": "300"}, "45", "300", None),
+    ({"RECALL_REQUESTS": "300", "WRITE_REQUESTS": "100"}, None, "300", "100"),  # every case counted: no duration
+])
+def test_matrix_benchmark_passes_duration_and_only_explicit_counts(
+        env: dict[str, str], duration: str | None, recall: str | None, write: str | None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(matrix_mod, "_memload", _fake_bench(calls))
+    cfg = resolve({"SCALES": "1000", "OUT_DIR": str(tmp_path), "MATRIX_TAG": "t", **env})
+    m = Matrix(cfg, Settings())
+    with m.state.phase("benchmark_1000"):
+        m._benchmark(1000, "perf_d_1000_t")
+    (args,) = calls
+
+    def value(flag: str) -> str | None:
+        return args[args.index(flag) + 1] if flag in args else None
+
+    assert (value("--duration-s"), value("--recall-requests"), value("--write-requests")) == (duration, recall, write)
+    assert value("--csv") == str(tmp_path / "locust_1000") and not list(tmp_path.glob("*_rep*"))
+
+
+def test_matrix_repeat_runs_each_benchmark_n_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(matrix_mod, "_memload", _fake_bench(calls))
+    cfg = resolve({"SCALES": "1000", "OUT_DIR": str(tmp_path), "MATRIX_TAG": "t", "REPEAT": "3"})
+    m = Matrix(cfg, Settings())
+    with m.state.phase("benchmark_1000"):
+        m._benchmark(1000, "perf_d_1000_t")
+    assert [Path(a[a.index("--csv") + 1]).name for a in calls] == [f"locust_1000_rep{k}" for k in (1, 2, 3)]
+    reps = sorted(p.name for p in tmp_path.glob("benchmark_1000_rep*.json"))
+    assert reps == [f"benchmark_1000_rep{k}.json" for k in (1, 2, 3)]
+    canonical = json.loads((tmp_path / "benchmark_1000.json").read_text())
+    assert canonical["artifacts"]["csv_prefix"] == "locust_1000_rep3"  # canonical = the last repeat
+    adapt = json.loads((tmp_path / "benchmark_adapt_1000.json").read_text())
+    assert adapt["repeat"] == 3 and adapt["canonical"] == "benchmark_1000_rep3.json"
+    # the report's discovery sees one scale with three repeats, not four scales
+    files = discover(tmp_path)
+    assert list(files.scales) == ["1000"] and [p.name for p in files.scales["1000"].reps] == reps
