@@ -124,6 +124,7 @@ class RunData:
     params: dict[str, list[dict[str, Any]]]
     reps: dict[str, int]
     worker: art.WorkerBaseline | None
+    notes: list[str] = field(default_factory=list)
 
 
 def nearest_rank(sorted_values: np.ndarray, q: float) -> float:
@@ -166,6 +167,7 @@ def load_run(directory: Path) -> RunData:
     cases: dict[tuple[str, str], CaseSamples] = {}
     params: dict[str, list[dict[str, Any]]] = {}
     reps: dict[str, int] = {}
+    notes: list[str] = []
     for scale, sf in files.scales.items():
         paths = sf.reps or ([sf.benchmark] if sf.benchmark else [])
         reps[scale] = len(paths)
@@ -174,15 +176,18 @@ def load_run(directory: Path) -> RunData:
             params.setdefault(scale, []).append(bench.params)
             name = dig(load_json(path), "run.requests_file")
             frame = None
-            if isinstance(name, str) and name and (path.parent / name).is_file():
-                frame = _read_records(path.parent / name)
+            if isinstance(name, str) and name:
+                if (path.parent / name).is_file():
+                    frame = _read_records(path.parent / name)
+                else:
+                    notes.append(f"{directory.name}/{path.name} names per-request records {name}, which is missing")
             for c in bench.cases:
                 key = art.endpoint_key(c.name)
                 own = frame[frame["endpoint"] == key] if frame is not None else None
                 cases.setdefault((scale, key), CaseSamples()).reps.append(_rep_case(c, own))
     manifest = art.load_manifest(files.manifest) if files.manifest else None
     worker = art.load_worker(files.worker) if files.worker else None
-    return RunData(directory, manifest, cases, params, reps, worker)
+    return RunData(directory, manifest, cases, params, reps, worker, notes)
 
 
 # ---------------------------------------------------------------------------------------------- bootstrap
@@ -430,8 +435,8 @@ def _errors(rep: RepCase) -> tuple[int, int]:
 def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited: bool, t: Thresholds,
                   warn: Callable[[str], None], pending: list[Pending]) -> list[Delta]:
     out: list[Delta] = []
-    lat_b = np.sort(np.concatenate([_latencies(r) for r in b.reps]))
-    lat_c = np.sort(np.concatenate([_latencies(r) for r in c.reps]))
+    reps_b, reps_c = [_latencies(r) for r in b.reps], [_latencies(r) for r in c.reps]
+    lat_b, lat_c = np.sort(np.concatenate(reps_b)), np.sort(np.concatenate(reps_c))
     for metric, q in LATENCY_METRICS:
         d = Delta(scale, case, metric, None, None, NA, METHOD_RECORDS, samples=(len(lat_b), len(lat_c)))
         out.append(d)
@@ -448,12 +453,12 @@ def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
             d.verdict = NOT_EVIDENCE
             continue
         rng = _rng(t, scale, case, metric)
-        per_rep = [[nearest_rank(s, q) for s in map(_latencies, side.reps) if len(s)] for side in (b, c)]
+        per_rep = [[nearest_rank(s, q) for s in side if len(s)] for side in (reps_b, reps_c)]
         _judge(d, "latency", boot_percentile(lat_b, q, rng, t.resamples),
                boot_percentile(lat_c, q, rng, t.resamples), _spread(per_rep), pending)
 
-    win_b = np.concatenate([_windows(r) for r in b.reps])
-    win_c = np.concatenate([_windows(r) for r in c.reps])
+    wins_b, wins_c = [_windows(r) for r in b.reps], [_windows(r) for r in c.reps]
+    win_b, win_c = np.concatenate(wins_b), np.concatenate(wins_c)
     d = Delta(scale, case, "rps", None, None, TOO_FEW, METHOD_RECORDS, samples=(len(win_b), len(win_c)))
     out.append(d)
     if len(win_b) and len(win_c):
@@ -464,7 +469,7 @@ def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
              f"{MIN_WINDOWS}")
     if min(len(win_b), len(win_c)) >= 2:
         rng = _rng(t, scale, case, "rps")
-        per_rep = [[float(w.mean()) for w in map(_windows, side.reps) if len(w)] for side in (b, c)]
+        per_rep = [[float(w.mean()) for w in side if len(w)] for side in (wins_b, wins_c)]
         _judge(d, "rate", boot_mean(win_b, rng, t.resamples), boot_mean(win_c, rng, t.resamples),
                _spread(per_rep), pending)
 
@@ -597,7 +602,7 @@ def _provenance_warnings(base: RunData, cand: RunData) -> list[str]:
 # ---------------------------------------------------------------------------------------------- entry points
 def compare_runs(base: RunData, cand: RunData, thresholds: Thresholds) -> Comparison:
     out = Comparison(base.directory, cand.directory, thresholds)
-    out.warnings += _provenance_warnings(base, cand)
+    out.warnings += base.notes + cand.notes + _provenance_warnings(base, cand)
     out.runs = {"baseline": _identity(base), "candidate": _identity(cand)}
     pending: list[Pending] = []
     for key in sorted(base.cases.keys() & cand.cases.keys(), key=lambda k: (art.scale_sort_key(k[0]), k[1])):

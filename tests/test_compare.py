@@ -205,10 +205,14 @@ def test_differing_commit_host_and_config_warn(tmp_path: Path) -> None:
     assert out["verdict"] == NOISE  # a warning, not a verdict
 
 
-def test_missing_manifest_warns(tmp_path: Path) -> None:
+def test_missing_manifest_and_records_warn(tmp_path: Path) -> None:
     base, cand = make_run(tmp_path / "b", seed=1), make_run(tmp_path / "c", seed=2)
     (cand / "manifest.json").unlink()
-    assert "candidate has no manifest.json" in compare_dirs(base, cand).warnings[0]
+    (cand / "locust_1000_requests.csv").unlink()
+    r = compare_dirs(base, cand)
+    assert r.warnings[0] == "c/benchmark_1000.json names per-request records locust_1000_requests.csv, which is missing"
+    assert "candidate has no manifest.json" in r.warnings[1]
+    assert row(r, "p95_ms")["method"] == METHOD_REPEATS and row(r, "p95_ms")["verdict"] == TOO_FEW
 
 
 # ------------------------------------------------------------------------------------------------ repeats
