@@ -50,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_option(c, "--error-rate-pp", env="COMPARE_ERROR_RATE_PP", type=bounded_float(0.0, 100.0), default=0.5,
                help="minimum effect: error-rate change in percentage points below which a change is noise")
     add_option(c, "--confidence", env="COMPARE_CONFIDENCE", type=bounded_float(0.5, 0.999), default=0.95,
-               help="confidence level of the bootstrap intervals")
-    add_option(c, "--resamples", env="COMPARE_RESAMPLES", type=bounded_int(100, 1_000_000), default=2000,
+               help="family-wise confidence: all intervals of the comparison together (each interval is at "
+                    "1 - (1 - confidence)/m for m compared metrics)")
+    add_option(c, "--resamples", env="COMPARE_RESAMPLES", type=bounded_int(100, 1_000_000), default=10_000,
                help="bootstrap resamples per metric")
     add_option(c, "--seed", env="COMPARE_SEED", type=bounded_int(0, 2**32 - 1), default=1,
                help="random seed of the bootstrap (same inputs and seed, same intervals)")

@@ -8,6 +8,7 @@ a realistic size (a 30-second run at a few hundred req/s), latencies log-normal,
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
@@ -31,6 +32,7 @@ from analysis.compare import (
 )
 from memload.config import Settings
 from memload.errors import ConfigError, ExitCode
+from scripts import cmd_report
 from scripts import matrix as matrix_mod
 from scripts.cmd_bench import DEFAULTS as BENCH_DEFAULTS
 from scripts.matrix import Matrix
@@ -271,6 +273,15 @@ def test_unmatched_cases_are_listed(tmp_path: Path) -> None:
         f.rename(cand / f.name)
     r = compare_dirs(base, cand)
     assert r.unmatched == ["3000/recall_text: only in candidate", "3000/write: only in candidate"]
+
+
+def test_cli_defaults_are_the_analysis_defaults() -> None:
+    parser = argparse.ArgumentParser()
+    cmd_report.register(parser.add_subparsers())
+    args = parser.parse_args(["compare", "a", "b"])
+    cli = Thresholds(args.threshold_pct, args.latency_floor_ms, args.error_rate_pp, args.confidence, args.resamples,
+                     args.seed)
+    assert cli == Thresholds()
 
 
 def test_compare_refuses_a_missing_directory(tmp_path: Path) -> None:
