@@ -8,8 +8,8 @@ Samples, per scale and case, best first:
   sides: latency percentiles are bootstrapped over the successful requests' exact latencies, throughput over the
   1-second windows of the records (requests per full second), the error rate over the requests;
 - **repeated runs** (`benchmark_<scale>_rep<k>.json`, REPEAT=N in the matrix) otherwise: each repeat's summary is one
-  sample and the mean over repeats is bootstrapped. Fewer than two repeats on a side leaves nothing to measure the
-  noise with: that metric gets no verdict.
+  sample and the mean over repeats is bootstrapped. Fewer than three repeats on a side are too few to measure the
+  noise with (a bootstrap over two values is far too narrow): that metric gets no verdict.
 
 The noise floor of a metric is the larger of the minimum effect (latency: max(rel % of the baseline, an absolute
 floor in ms); throughput: rel %; error rate: percentage points) and the spread between repeats (max − min of the
@@ -52,6 +52,7 @@ MIN_REQUESTS = 100  # requests per side behind an error rate
 MIN_REPEATS = 3  # repeats per side for a between-run estimate worth the name
 # Config keys expected to differ between two runs (they name the run, not what it measured).
 CONFIG_IGNORED = {"MATRIX_TAG", "OUT_DIR"}
+PARAMS_IGNORED = {"query_set"}  # a path inside each run's own directory
 HOST_KEYS = ("hostname", "cpu_model", "cpu_cores", "mem_gib")
 RECORD_COLUMNS = ("t_s", "endpoint", "latency_ms", "category")
 
@@ -507,7 +508,7 @@ def _repeat_values(side: CaseSamples, metric: str) -> list[float]:
 def _repeats_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited: bool, t: Thresholds,
                   warn: Callable[[str], None], pending: list[Pending], why: str) -> list[Delta]:
     out: list[Delta] = []
-    few = False
+    few = min(len(b.reps), len(c.reps)) < MIN_REPEATS
     for metric, kind in (("p50_ms", "latency"), ("p95_ms", "latency"), ("p99_ms", "latency"), ("rps", "rate"),
                          ("error_rate", "error")):
         vb, vc = _repeat_values(b, metric), _repeat_values(c, metric)
@@ -519,18 +520,17 @@ def _repeats_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
         if kind == "latency" and limited:
             d.verdict = NOT_EVIDENCE
             continue
-        if min(len(vb), len(vc)) < 2:
-            d.verdict, few = TOO_FEW, True
-            continue
         if min(len(vb), len(vc)) < MIN_REPEATS:
-            few = True
+            d.verdict = TOO_FEW
+            continue
         rng = _rng(t, scale, case, metric)
         _judge(d, kind, boot_mean(np.array(vb), rng, t.resamples), boot_mean(np.array(vc), rng, t.resamples),
                _spread([vb, vc]), pending)
     if few:
         warn(f"{scale}/{case}: {len(b.reps)} baseline / {len(c.reps)} candidate repeats and no per-request records "
-             f"on both sides ({why}); fewer than {MIN_REPEATS} repeats per side is too few to tell a change from "
-             "noise (rerun with REPEAT=3 or more, or with a bench that writes <prefix>_requests.csv)")
+             f"on both sides ({why}): no verdict with fewer than {MIN_REPEATS} repeats per side, too few to tell a "
+             f"change from noise (rerun with REPEAT={MIN_REPEATS} or more, or with a bench that writes "
+             "<prefix>_requests.csv)")
     return out
 
 
@@ -592,7 +592,7 @@ def _provenance_warnings(base: RunData, cand: RunData) -> list[str]:
             out.append("configs differ: " + ", ".join(f"{k} {bc.get(k)!r} vs {cc.get(k)!r}" for k in keys))
     for scale in sorted(set(base.params) & set(cand.params), key=art.scale_sort_key):
         bp, cp = base.params[scale][-1], cand.params[scale][-1]
-        keys = sorted(k for k in {*bp, *cp} if bp.get(k) != cp.get(k))
+        keys = sorted(k for k in {*bp, *cp} - PARAMS_IGNORED if bp.get(k) != cp.get(k))
         if keys:
             out.append(f"benchmark parameters of scale {scale} differ: "
                        + ", ".join(f"{k} {bp.get(k)!r} vs {cp.get(k)!r}" for k in keys))

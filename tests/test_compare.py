@@ -237,6 +237,9 @@ def test_one_run_without_records_gives_no_latency_verdict(tmp_path: Path) -> Non
     r = compare_dirs(base, cand)
     assert row(r, "p95_ms")["verdict"] == TOO_FEW and r.verdict == NOISE
     assert any("too few to tell a change from noise" in w for w in r.warnings)
+    two = compare_dirs(make_run(tmp_path / "b2", seed=1, reps=2, records=False),
+                       make_run(tmp_path / "c2", seed=2, reps=2, records=False, slow=1.5))
+    assert {r["verdict"] for r in two.to_json()["rows"]} == {TOO_FEW}  # a bootstrap over two values is too narrow
 
 
 def test_repeats_with_records_pool_records_and_raise_the_floor_to_their_spread(tmp_path: Path) -> None:
