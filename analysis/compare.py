@@ -14,8 +14,12 @@ Samples, per scale and case, best first:
 The noise floor of a metric is the larger of the minimum effect (latency: max(rel % of the baseline, an absolute
 floor in ms); throughput: rel %; error rate: percentage points) and the spread between repeats (max − min of the
 per-repeat values, on the side that spreads more), so a run-to-run wobble that the records alone cannot show is
-not called a change. Resampling is seeded (deterministic) and vectorised: percentiles are drawn exactly from the
-Beta distribution of a bootstrap order statistic instead of resampling 10^5 records thousands of times.
+not called a change. With one run per side the spread is taken between the consecutive thirds of each run's
+records: a run whose own latency drifts (a busy neighbour, a cache warming up) cannot prove a small change.
+
+Intervals are family-wise (Bonferroni over the metrics compared), so comparing ten metrics does not give noise ten
+chances. Resampling is seeded (deterministic) and vectorised: percentiles are drawn exactly from the Beta
+distribution of a bootstrap order statistic instead of resampling 10^5 records thousands of times.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ TOO_FEW = "too few samples"
 
 METHOD_RECORDS = "records"
 METHOD_REPEATS = "repeats"
+FLOOR_MIN_EFFECT = "minimum effect"
+FLOOR_REPEATS = "repeats"
+FLOOR_THIRDS = "run thirds"
 
 LATENCY_METRICS = (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99))
 MIN_WINDOWS = 10  # 1-second throughput windows per side
@@ -77,7 +84,8 @@ class Thresholds:
         return (f"a change counts when its bootstrap interval ({self.resamples} resamples, seed {self.seed}) excludes "
                 f"0 and it exceeds the noise floor: latency max({self.rel_pct:g} % of baseline, "
                 f"{self.latency_floor_ms:g} ms), throughput {self.rel_pct:g} %, error rate {self.error_rate_pp:g} "
-                "percentage points, or the spread between repeats when larger. Intervals are family-wise "
+                "percentage points, or the spread between repeats (one run: between its thirds) when larger. "
+                "Intervals are family-wise "
                 f"(Bonferroni): each at 1 − {1 - self.confidence:.2g}/m for m compared metrics, so the chance that "
                 f"noise anywhere in the comparison is called significant stays below {1 - self.confidence:.2g}.")
 
@@ -356,7 +364,7 @@ def _fmt_floor(d: Delta) -> str:
     if d.noise_floor is None:
         return "–"
     value = f"±{100 * d.noise_floor:.2f} pp" if d.metric == "error_rate" else f"±{d.noise_floor:.2f}"
-    return f"{value} ({d.floor_source})" if d.floor_source == "repeats" else value
+    return value if d.floor_source == FLOOR_MIN_EFFECT else f"{value} ({d.floor_source})"
 
 
 def _fmt_samples(d: Delta) -> str:
@@ -377,9 +385,10 @@ def _floor(kind: Kind, base: float, t: Thresholds) -> float:
     return t.rel_pct / 100.0 * abs(base)
 
 
-def _spread(per_rep: list[list[float]]) -> float | None:
-    spreads = [max(v) - min(v) for v in per_rep if len(v) >= 2]
-    return max(spreads) if spreads else None
+def _spread(per_unit: list[list[float]], source: str) -> tuple[float, str] | None:
+    """max − min of the per-unit values (repeats, or thirds of a run) on the side that spreads more."""
+    spreads = [max(v) - min(v) for v in per_unit if len(v) >= 2]
+    return (max(spreads), source) if spreads else None
 
 
 @dataclass
@@ -389,10 +398,10 @@ class Pending:
     delta: Delta
     kind: Kind
     diff: np.ndarray
-    spread: float | None
+    spread: tuple[float, str] | None
 
 
-def _judge(d: Delta, kind: Kind, base_boot: np.ndarray, cand_boot: np.ndarray, spread: float | None,
+def _judge(d: Delta, kind: Kind, base_boot: np.ndarray, cand_boot: np.ndarray, spread: tuple[float, str] | None,
            pending: list[Pending]) -> None:
     pending.append(Pending(d, kind, cand_boot - base_boot, spread))
 
@@ -405,9 +414,9 @@ def _decide(p: Pending, level: float, t: Thresholds) -> None:
     lo, hi = np.quantile(p.diff, [alpha, 1.0 - alpha])
     d.ci, d.level = (float(lo), float(hi)), level
     floor = _floor(p.kind, d.baseline, t)
-    d.floor_source = "minimum effect"
-    if p.spread is not None and p.spread > floor:
-        floor, d.floor_source = p.spread, "repeats"
+    d.floor_source = FLOOR_MIN_EFFECT
+    if p.spread is not None and p.spread[0] > floor:
+        floor, d.floor_source = p.spread
     d.noise_floor = floor
     delta = d.candidate - d.baseline
     if d.significant and abs(delta) > floor:
@@ -417,27 +426,35 @@ def _decide(p: Pending, level: float, t: Thresholds) -> None:
         d.verdict = NOISE
 
 
-def _latencies(rep: RepCase) -> np.ndarray:
-    assert rep.records is not None
-    ok = rep.records[rep.records["category"] == "ok"]
-    return np.sort(ok["latency_ms"].to_numpy(dtype=float))
+def _latencies(frame: pd.DataFrame) -> np.ndarray:
+    return np.sort(frame.loc[frame["category"] == "ok", "latency_ms"].to_numpy(dtype=float))
 
 
-def _windows(rep: RepCase) -> np.ndarray:
-    assert rep.records is not None
-    return throughput_windows(rep.records["t_s"].to_numpy(dtype=float))
+def _windows(frame: pd.DataFrame) -> np.ndarray:
+    return throughput_windows(frame["t_s"].to_numpy(dtype=float))
 
 
-def _errors(rep: RepCase) -> tuple[int, int]:
-    assert rep.records is not None
-    return int((rep.records["category"] != "ok").sum()), len(rep.records)
+def _errors(frame: pd.DataFrame) -> tuple[int, int]:
+    return int((frame["category"] != "ok").sum()), len(frame)
+
+
+def _units(side: CaseSamples, thirds: bool) -> list[pd.DataFrame]:
+    """The record sets whose spread is the noise floor: each repeat, or the consecutive thirds of a single run."""
+    frames = [r.records for r in side.reps if r.records is not None]
+    if not thirds:
+        return frames
+    ordered = frames[0].sort_values("t_s", kind="stable")
+    return [ordered.iloc[idx] for idx in np.array_split(np.arange(len(ordered)), 3)]
 
 
 def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited: bool, t: Thresholds,
                   warn: Callable[[str], None], pending: list[Pending]) -> list[Delta]:
     out: list[Delta] = []
-    reps_b, reps_c = [_latencies(r) for r in b.reps], [_latencies(r) for r in c.reps]
-    lat_b, lat_c = np.sort(np.concatenate(reps_b)), np.sort(np.concatenate(reps_c))
+    thirds = max(len(b.reps), len(c.reps)) < 2
+    source = FLOOR_THIRDS if thirds else FLOOR_REPEATS
+    units = _units(b, thirds), _units(c, thirds)
+    unit_lat = [[_latencies(f) for f in side] for side in units]
+    lat_b, lat_c = (np.sort(np.concatenate(side)) for side in unit_lat)
     for metric, q in LATENCY_METRICS:
         d = Delta(scale, case, metric, None, None, NA, METHOD_RECORDS, samples=(len(lat_b), len(lat_c)))
         out.append(d)
@@ -454,12 +471,14 @@ def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
             d.verdict = NOT_EVIDENCE
             continue
         rng = _rng(t, scale, case, metric)
-        per_rep = [[nearest_rank(s, q) for s in side if len(s)] for side in (reps_b, reps_c)]
+        # a unit's percentile enters the spread only when it rests on enough latencies itself: otherwise the
+        # spread would be mostly sampling noise, which the interval already accounts for
+        per_unit = [[nearest_rank(x, q) for x in side if len(x) >= need] for side in unit_lat]
         _judge(d, "latency", boot_percentile(lat_b, q, rng, t.resamples),
-               boot_percentile(lat_c, q, rng, t.resamples), _spread(per_rep), pending)
+               boot_percentile(lat_c, q, rng, t.resamples), _spread(per_unit, source), pending)
 
-    wins_b, wins_c = [_windows(r) for r in b.reps], [_windows(r) for r in c.reps]
-    win_b, win_c = np.concatenate(wins_b), np.concatenate(wins_c)
+    win_b, win_c = (np.concatenate([_windows(r.records) for r in side.reps if r.records is not None])
+                    for side in (b, c))
     d = Delta(scale, case, "rps", None, None, TOO_FEW, METHOD_RECORDS, samples=(len(win_b), len(win_c)))
     out.append(d)
     if len(win_b) and len(win_c):
@@ -470,11 +489,11 @@ def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
              f"{MIN_WINDOWS}")
     if min(len(win_b), len(win_c)) >= 2:
         rng = _rng(t, scale, case, "rps")
-        per_rep = [[float(w.mean()) for w in side if len(w)] for side in (wins_b, wins_c)]
+        per_unit = [[float(w.mean()) for w in map(_windows, side) if len(w)] for side in units]
         _judge(d, "rate", boot_mean(win_b, rng, t.resamples), boot_mean(win_c, rng, t.resamples),
-               _spread(per_rep), pending)
+               _spread(per_unit, source), pending)
 
-    errs_b, errs_c = [_errors(r) for r in b.reps], [_errors(r) for r in c.reps]
+    errs_b, errs_c = ([_errors(f) for f in side] for side in units)
     kb, nb = sum(k for k, _ in errs_b), sum(n for _, n in errs_b)
     kc, nc = sum(k for k, _ in errs_c), sum(n for _, n in errs_c)
     d = Delta(scale, case, "error_rate", None, None, NA, METHOD_RECORDS, samples=(nb, nc))
@@ -485,9 +504,9 @@ def _records_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
             d.note = f"fewer than {MIN_REQUESTS} requests on a side"
             warn(f"{scale}/{case} error_rate: {nb} baseline / {nc} candidate requests, fewer than {MIN_REQUESTS}")
         rng = _rng(t, scale, case, "error_rate")
-        per_rep = [[k / n for k, n in errs if n] for errs in (errs_b, errs_c)]
+        per_unit = [[k / n for k, n in errs if n] for errs in (errs_b, errs_c)]
         _judge(d, "error", boot_share(kb, nb, rng, t.resamples), boot_share(kc, nc, rng, t.resamples),
-               _spread(per_rep), pending)
+               _spread(per_unit, source), pending)
     return out
 
 
@@ -525,7 +544,7 @@ def _repeats_rows(scale: str, case: str, b: CaseSamples, c: CaseSamples, limited
             continue
         rng = _rng(t, scale, case, metric)
         _judge(d, kind, boot_mean(np.array(vb), rng, t.resamples), boot_mean(np.array(vc), rng, t.resamples),
-               _spread([vb, vc]), pending)
+               _spread([vb, vc], FLOOR_REPEATS), pending)
     if few:
         warn(f"{scale}/{case}: {len(b.reps)} baseline / {len(c.reps)} candidate repeats and no per-request records "
              f"on both sides ({why}): no verdict with fewer than {MIN_REPEATS} repeats per side, too few to tell a "

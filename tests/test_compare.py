@@ -45,12 +45,13 @@ RECALL_RPS, WRITE_RPS, DURATION_S = 200.0, 60.0, 30.0
 
 
 def _endpoint_records(rng: np.random.Generator, endpoint: str, start: float, rps: float, median_ms: float,
-                      slow: float, error_share: float = 0.0, share_429: float = 0.0) -> list[tuple]:
-    """A Poisson stream of `rps` for DURATION_S seconds; a closed loop slowed by `slow` also starts fewer requests."""
+                      slow: float, error_share: float = 0.0, share_429: float = 0.0, drift: float = 0.0) -> list[tuple]:
+    """A Poisson stream of `rps` for DURATION_S seconds; a closed loop slowed by `slow` also starts fewer requests.
+    `drift`: latency grows linearly within the run, by that fraction at its end."""
     rate = rps / slow
     n = int(rng.poisson(rate * DURATION_S))
     t = start + np.sort(rng.uniform(0.0, DURATION_S, n))
-    lat = median_ms * slow * rng.lognormal(0.0, 0.45, n)
+    lat = median_ms * slow * rng.lognormal(0.0, 0.45, n) * (1.0 + drift * (t - start) / DURATION_S)
     u = rng.uniform(size=n)
     cat = np.where(u < share_429, "429", np.where(u < share_429 + error_share, "5xx", "ok"))
     status = {"ok": 200, "429": 429, "5xx": 503}
@@ -59,14 +60,14 @@ def _endpoint_records(rng: np.random.Generator, endpoint: str, start: float, rps
 
 
 def make_run(d: Path, seed: int, *, slow: float = 1.0, reps: int = 1, records: bool = True, scale: str = "1000",
-             write_rps: float = WRITE_RPS, error_share: float = 0.0, share_429: float = 0.0,
+             write_rps: float = WRITE_RPS, error_share: float = 0.0, share_429: float = 0.0, drift: float = 0.0,
              manifest: dict | None = None) -> Path:
     """A run directory with `reps` repeats of a recall_text + write benchmark (REPEAT naming when reps > 1)."""
     d.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     for k in range(1, reps + 1):
         prefix = f"locust_{scale}_rep{k}" if reps > 1 else f"locust_{scale}"
-        rows = (_endpoint_records(rng, "recall_text", T0, RECALL_RPS, 5.0, slow, error_share, share_429)
+        rows = (_endpoint_records(rng, "recall_text", T0, RECALL_RPS, 5.0, slow, error_share, share_429, drift)
                 + _endpoint_records(rng, "write", T0 + DURATION_S + 1, write_rps, 8.0, slow))
         cases = []
         for name in ("recall_text", "write"):
@@ -159,6 +160,20 @@ def test_a_significant_change_below_the_minimum_effect_is_noise(tmp_path: Path) 
     assert p50["verdict"] == NOISE and p50["noise_floor"] == pytest.approx(1.0)  # … smaller than max(10 %, 1 ms)
     strict = compare_dirs(base, cand, Thresholds(rel_pct=2.0, latency_floor_ms=0.0))
     assert row(strict, "p50_ms")["verdict"] == REGRESSION
+
+
+def test_a_run_that_drifts_cannot_prove_a_change_smaller_than_its_drift(tmp_path: Path) -> None:
+    """Latency climbing 60 % within the candidate run (a busy neighbour): its p50 is ~25 % higher, significant by
+    the records alone, but no larger than the spread between the run's own thirds."""
+    base = make_run(tmp_path / "b", seed=1, slow=1.2)
+    drifting = make_run(tmp_path / "c", seed=2, slow=1.2, drift=0.6)
+    p50 = row(compare_dirs(base, drifting), "p50_ms")
+    assert p50["significant"] is True and p50["delta_pct"] > 20
+    assert p50["noise_floor_source"] == "run thirds" and p50["noise_floor"] > p50["delta"]
+    assert p50["verdict"] == NOISE
+    steady = make_run(tmp_path / "s", seed=3, slow=1.5)  # the same shift without drift is a regression
+    p50 = row(compare_dirs(base, steady), "p50_ms")
+    assert p50["verdict"] == REGRESSION and p50["noise_floor_source"] == "minimum effect"
 
 
 def test_error_rate_regression_and_429_dominated_latency(tmp_path: Path) -> None:
