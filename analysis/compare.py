@@ -157,7 +157,8 @@ def _read_records(path: Path) -> pd.DataFrame:
                             dtype={"t_s": float, "endpoint": str, "latency_ms": float, "category": str})
     except (ValueError, pd.errors.ParserError) as exc:
         raise MalformedArtifact(path, f"per-request records: {exc}") from None
-    frame["endpoint"] = frame["endpoint"].map(art.endpoint_key)
+    names = {name: art.endpoint_key(str(name)) for name in frame["endpoint"].unique()}
+    frame["endpoint"] = frame["endpoint"].map(names)
     return frame
 
 

@@ -3,7 +3,8 @@
 Each run is one scale with a recall_text and a write case (70 % / 30 % of the records), written as the bench writes
 them: `benchmark_<scale>.json` naming `<prefix>_requests.csv`. Both runs draw from one distribution (different
 seeds), so the expected verdict is "no significant change". Prints JSON: the wall time of the `memload compare`
-command (Python start-up included) and, in process, of loading the records and of the bootstrap.
+command (Python start-up included) and, in process, the wall and CPU time of loading the records and of the
+bootstrap (CPU time is the figure a busy neighbour disturbs least).
 
     .venv/bin/python -m scripts.bench_compare [--records 100000] [--repeat 3] [--keep DIR]
 """
@@ -71,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from analysis.compare import Thresholds, compare_runs, load_run
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     runs = load_run(base), load_run(cand)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     result = compare_runs(*runs, Thresholds())
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
 
     wall, verdict, code = [], None, None
     for _ in range(args.repeat):
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({
         "records_per_run": args.records, "resamples": Thresholds().resamples, "metrics_compared": result.family,
         "in_process_s": {"load_records": round(t1 - t0, 3), "bootstrap_and_verdict": round(t2 - t1, 3)},
+        "in_process_cpu_s": {"load_records": round(c1 - c0, 3), "bootstrap_and_verdict": round(c2 - c1, 3)},
         "command_wall_s": {"median": round(statistics.median(wall), 3), "runs": [round(w, 3) for w in wall]},
         "verdict": verdict, "exit_code": code, "directory": str(root) if args.keep else None,
     }, indent=2))
