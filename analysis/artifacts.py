@@ -21,6 +21,8 @@ WRITE_ENDPOINTS = ("write",)
 KNOWN_ENDPOINTS = (*RECALL_ENDPOINTS, *WRITE_ENDPOINTS)
 
 _ATTEMPT_RE = re.compile(r"^benchmark_(?P<scale>.+)_attempt(?P<n>\d+)\.json$")
+_REP_RE = re.compile(r"^benchmark_(?P<scale>.+)_rep(?P<n>\d+)\.json$")
+_REP_PREFIX_RE = re.compile(r"^.+_rep\d+$")  # `locust_<scale>_rep<k>`: a repeat's CSVs, not a scale of their own
 _ADAPT_RE = re.compile(r"^benchmark_adapt_(?P<scale>.+)\.json$")
 _BENCH_RE = re.compile(r"^benchmark_(?P<scale>.+)\.json$")
 _SEED_RE = re.compile(r"^seed_(?P<scale>.+)\.json$")
@@ -154,6 +156,7 @@ class ScaleFiles:
     seed: Path | None = None
     benchmark: Path | None = None
     attempts: list[Path] = field(default_factory=list)
+    reps: list[Path] = field(default_factory=list)  # benchmark_<scale>_rep<k>.json (REPEAT=N), in k order
     adapt: Path | None = None
     csv_prefix: str | None = None
     exact: Path | None = None
@@ -183,6 +186,8 @@ def discover(directory: Path) -> RunFiles:
         path = directory / name
         if m := _ATTEMPT_RE.match(name):
             at(m["scale"]).attempts.append(path)
+        elif m := _REP_RE.match(name):
+            at(m["scale"]).reps.append(path)
         elif m := _ADAPT_RE.match(name):
             at(m["scale"]).adapt = path
         elif m := _BENCH_RE.match(name):
@@ -193,7 +198,7 @@ def discover(directory: Path) -> RunFiles:
             at(m["scale"]).explain = path
     # Locust CSV prefixes: `locust_<scale>` by convention; any other prefix becomes its own "scale" label.
     for name in names:
-        if m := _STATS_RE.match(name):
+        if (m := _STATS_RE.match(name)) and not _REP_PREFIX_RE.match(m["prefix"]):
             prefix = m["prefix"]
             scale = prefix[len("locust_"):] if prefix.startswith("locust_") else prefix
             sf = at(scale)
@@ -206,6 +211,7 @@ def discover(directory: Path) -> RunFiles:
         requests = directory / f"{prefix}_requests.csv"
         sf.requests = requests if requests.is_file() else None
         sf.attempts.sort(key=lambda p: int(_ATTEMPT_RE.match(p.name)["n"]))  # type: ignore[index]
+        sf.reps.sort(key=lambda p: int(_REP_RE.match(p.name)["n"]))  # type: ignore[index]
     worker = directory / "worker_baseline.json"
     manifest = directory / "manifest.json"
     ordered = dict(sorted(scales.items(), key=lambda kv: scale_sort_key(kv[0])))

@@ -1,7 +1,9 @@
-"""One typed settings object, read from the environment (peer variable names where they exist).
+"""One typed settings object, read from the environment (Aionis variable names where they exist).
 
 Every component (API, worker, seeder, CLI) reads its knobs from `Settings.from_env()`; CLI flags override
-individual fields. Keeping the names and defaults here is what makes `.env` files of the peer work unchanged.
+individual fields. Keeping the names and defaults here is what makes an Aionis `.env` file work unchanged: one env
+file throttles an Aionis server and the reference API alike. Older memload names stay readable as aliases
+(`ENV_ALIASES`); when both are set, the Aionis name wins.
 """
 
 from __future__ import annotations
@@ -36,6 +38,33 @@ def _env(field_name: str) -> str:
     return field_name.upper()
 
 
+# Earlier memload names of variables that now carry their Aionis name: Aionis name -> alias (read when the Aionis
+# name is unset).
+ENV_ALIASES: dict[str, str] = {
+    "TENANT_RECALL_RATE_LIMIT_RPS": "TENANT_RECALL_RPS",
+    "TENANT_RECALL_RATE_LIMIT_BURST": "TENANT_RECALL_BURST",
+    "TENANT_WRITE_RATE_LIMIT_RPS": "TENANT_WRITE_RPS",
+    "TENANT_WRITE_RATE_LIMIT_BURST": "TENANT_WRITE_BURST",
+    "TENANT_WRITE_RATE_LIMIT_MAX_WAIT_MS": "TENANT_WRITE_MAX_WAIT_MS",
+    "TENANT_DEBUG_EMBED_RATE_LIMIT_RPS": "TENANT_DEBUG_EMBED_RPS",
+    "TENANT_DEBUG_EMBED_RATE_LIMIT_BURST": "TENANT_DEBUG_EMBED_BURST",
+}
+_ALIAS_OF: dict[str, str] = {alias: name for name, alias in ENV_ALIASES.items()}
+
+
+def canonical_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with alias names renamed to their Aionis name (an Aionis name given in `env` itself wins).
+
+    Needed wherever one mapping of variables overrides another (e.g. a child's environment built from
+    `Settings.as_env()` plus overrides): an override spelled with an alias must still beat the rendered Aionis name.
+    """
+    out = {k: v for k, v in env.items() if k not in _ALIAS_OF}
+    for alias, name in _ALIAS_OF.items():
+        if alias in env and name not in env:
+            out[name] = env[alias]
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Field name upper-cased is the environment variable."""
@@ -43,7 +72,7 @@ class Settings:
     # --- where things are ---
     database_url: str | None = None
     memload_home: Path = REPO_ROOT / ".memload"
-    # --- API server (peer: src/config.ts) ---
+    # --- API server (Aionis names and defaults) ---
     app_env: str = "dev"
     host: str = "127.0.0.1"
     port: int = 3001
@@ -66,7 +95,7 @@ class Settings:
     topic_cluster_async: bool = True
     topic_sim_threshold: float = 0.78
     topic_min_events_per_topic: int = 5
-    # --- rate limits (contract §2) ---
+    # --- rate limits: per client (RATE_LIMIT_ENABLED; loopback bypass except recall_text embed) and per tenant ---
     rate_limit_enabled: bool = True
     rate_limit_bypass_loopback: bool = True
     rate_limit_ttl_ms: int = 600_000
@@ -77,23 +106,29 @@ class Settings:
     write_rate_limit_max_wait_ms: int = 200
     debug_embed_rate_limit_rps: float = 0.2
     debug_embed_rate_limit_burst: float = 2.0
+    recall_text_embed_rate_limit_rps: float = 4.0
+    recall_text_embed_rate_limit_burst: float = 8.0
+    recall_text_embed_rate_limit_max_wait_ms: int = 600
     tenant_quota_enabled: bool = True
-    tenant_recall_rps: float = 30.0
-    tenant_recall_burst: float = 60.0
-    tenant_write_rps: float = 10.0
-    tenant_write_burst: float = 20.0
-    tenant_write_max_wait_ms: int = 300
-    tenant_debug_embed_rps: float = 1.0
-    tenant_debug_embed_burst: float = 4.0
+    tenant_recall_rate_limit_rps: float = 30.0
+    tenant_recall_rate_limit_burst: float = 60.0
+    tenant_write_rate_limit_rps: float = 10.0
+    tenant_write_rate_limit_burst: float = 20.0
+    tenant_write_rate_limit_max_wait_ms: int = 300
+    tenant_debug_embed_rate_limit_rps: float = 1.0
+    tenant_debug_embed_rate_limit_burst: float = 4.0
+    tenant_recall_text_embed_rate_limit_rps: float = 8.0
+    tenant_recall_text_embed_rate_limit_burst: float = 16.0
+    tenant_recall_text_embed_rate_limit_max_wait_ms: int = 800
     # --- recall planner knobs (recorded in reports) ---
     hnsw_ef_search: int = 100
     hnsw_iterative_scan: str = "relaxed_order"
     hnsw_max_scan_tuples: int = 20_000
-    # when false, stage 1 does not filter by scope inside the ANN scan (simulates the peer's shared-index starvation)
+    # when false, stage 1 does not filter by scope inside the ANN scan (simulates a shared-index starvation)
     recall_scope_path: bool = True
     # artificial server-side delay for tests of exact percentiles (ms, 0 = off)
     memload_inject_delay_ms: float = 0.0
-    # --- outbox worker (contract §5) ---
+    # --- outbox worker ---
     outbox_poll_interval_ms: int = 1000
     outbox_batch_size: int = 20
     outbox_claim_timeout_ms: int = 300_000
@@ -108,10 +143,14 @@ class Settings:
         for f in fields(cls):
             if f.name == "extra":
                 continue
-            raw = env.get(_env(f.name))
+            var = _env(f.name)
+            raw = env.get(var)
+            if raw is None and var in ENV_ALIASES:
+                var = ENV_ALIASES[var]
+                raw = env.get(var)
             if raw is None or (raw == "" and f.name == "database_url"):
                 continue
-            values[f.name] = _coerce(f.name, f.type, raw)
+            values[f.name] = _coerce(var, f.type, raw)
         settings = cls(**values)
         return settings.with_overrides(**overrides) if overrides else settings
 
@@ -139,8 +178,8 @@ class Settings:
         return self.memload_home / "pgdata"
 
 
-def _coerce(name: str, annotation: Any, raw: str) -> Any:
-    var = _env(name)
+def _coerce(var: str, annotation: Any, raw: str) -> Any:
+    """`raw` as the field's type; an error names the variable `var` that was actually read."""
     kind = str(annotation)
     try:
         if "bool" in kind:

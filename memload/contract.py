@@ -1,7 +1,7 @@
 """The Aionis v0.1.0 wire contract in one place: routes, enums, defaults and bounds, error codes, response keys.
 
 The reference API validates against these numbers and the Locust users check responses against them; neither
-copies them. Source: shared/spec/aionis-contract.md §1-§2.
+copies them. docs/COMPATIBILITY.md describes the contract in prose.
 """
 
 from __future__ import annotations
@@ -101,13 +101,15 @@ E_UPSTREAM_UNAVAILABLE: Final = "upstream_embedding_unavailable"
 E_UPSTREAM_BAD_RESPONSE: Final = "upstream_embedding_bad_response"
 E_SERVICE_UNAVAILABLE: Final = "service_unavailable"
 
-# --- rate limiting (contract §2) ---
-RATE_KINDS: Final = ("recall", "write", "debug_embeddings")
+# --- rate limiting ---
+RATE_KINDS: Final = ("recall", "write", "debug_embeddings", "recall_text_embed")
 JWT_CLOCK_SKEW_S: Final = 30
 
 
 def rate_limited_message(kind: str, *, tenant: bool) -> str:
-    """Message of a 429 body, exactly as the peer words it."""
+    """Message of a 429 body, exactly as Aionis words it."""
+    if kind == "recall_text_embed":
+        return f"{'tenant ' if tenant else ''}recall_text embedding quota exceeded; retry later"
     return f"tenant quota exceeded ({kind}); retry later" if tenant else f"rate limited ({kind}); retry later"
 
 

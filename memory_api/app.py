@@ -1,9 +1,13 @@
 """The Starlette application: routes, request context (x-request-id, Server-Timing), body parsing, error mapping.
 
-Check order per route (contract §1-§2):
+Check order per route (as an Aionis server):
 - write:       body -> auth (401) -> identity (403) -> client limit -> tenant quota (429) -> validation (400) -> DB
 - recall:      body -> auth -> identity -> validation -> client limit -> tenant quota -> DB
-- recall_text: body -> provider (400 no_embedding_provider) -> auth -> identity -> validation -> limits -> embed -> DB
+- recall_text: body -> provider (400 no_embedding_provider) -> auth -> identity -> validation -> recall limits ->
+               recall_text embedding limits (client, then tenant; each may wait, then 429) -> embed (cache) -> DB
+
+Every response carries `x-memload-api: <version>` and GET /health names the server, so tools can tell the reference
+API from any other target.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ from memload import contract as C
 from memload.config import Settings
 from memload.embedder import PROVIDER_NAME
 from memload.identity import js_vector_literal, sha256_hex
+from memload.version import MEMLOAD_VERSION, REFERENCE_SERVER_NAME
 from memory_api import db
 from memory_api.auth import Authenticator, apply_identity
 from memory_api.embed_cache import QueryEmbedder
 from memory_api.errors import INTERNAL_BODY, ApiError
 from memory_api.openapi import build_openapi
-from memory_api.ratelimit import RateLimits, check_prod_safety, is_loopback
+from memory_api.ratelimit import EMBED_KIND, RateLimits, check_prod_safety, is_loopback
 from memory_api.recall import RecallQuery, run_recall
 from memory_api.schema import RECALL_REQUEST, RECALL_TEXT_REQUEST, WRITE_REQUEST
 from memory_api.text import normalize_text, redact_pii
@@ -47,6 +52,8 @@ from memory_api.write import apply_write, prepare_write, resolve_tenancy
 
 log = logging.getLogger("memory_api")
 
+API_HEADER = (b"x-memload-api", MEMLOAD_VERSION.encode())
+HEALTH_BODY = {"ok": True, "server": REFERENCE_SERVER_NAME, "version": MEMLOAD_VERSION}
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # oversized bodies up to this size are read and discarded before the 413
 MAX_TX_ATTEMPTS = 3  # deadlock / serialization failures are retried (concurrent upserts of the same edges)
 
@@ -88,7 +95,7 @@ class ApiState:
 
 
 class RequestContext:
-    """Pure ASGI middleware: request id, Server-Timing on every response, 500 envelope for unexpected errors."""
+    """Pure ASGI middleware: request id, Server-Timing and x-memload-api on every response, 500 envelope."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -115,6 +122,7 @@ class RequestContext:
                 total = (time.perf_counter() - t0) * 1000.0
                 headers = [(k, v) for k, v in message.get("headers", []) if k not in (b"x-request-id",
                                                                                         b"server-timing")]
+                headers.append(API_HEADER)
                 headers.append((b"x-request-id", rid.encode("latin-1", "replace")))
                 headers.append((b"server-timing", f"total;dur={total:.3f}, db;dur={acc[0]:.3f}".encode()))
                 message = {**message, "headers": headers}
@@ -218,7 +226,7 @@ async def in_transaction(pool: AsyncConnectionPool, fn: Callable[[psycopg.AsyncC
     """Run fn in one transaction on a pooled connection; retry deadlocks; map DB errors to 4xx/503.
 
     Pool wait, queries and COMMIT count as database time. best_effort_commit (recall: the transaction only writes
-    its audit row, best effort as the peer): an error surfacing at COMMIT is logged and fn's result returned.
+    its audit row, best effort, as Aionis): an error surfacing at COMMIT is logged and fn's result returned.
     """
     for attempt in range(1, MAX_TX_ATTEMPTS + 1):
         try:
@@ -274,7 +282,7 @@ def _tenant_from_body(body: Any, default: str) -> str:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"ok": True})
+    return JSONResponse(HEALTH_BODY)
 
 
 async def openapi(request: Request) -> Response:
@@ -370,12 +378,15 @@ async def recall_text(request: Request) -> Response:
     body = apply_identity(body, request.headers, principal, "recall")
     clean = validate(RECALL_TEXT_REQUEST, body)
     tenant, scope_public, key, _ = await _recall_common(request, st, clean)
+    # Every recall_text costs an embedding token, cache hit or not (an Aionis server checks before its cache).
+    await st.limits.enforce_client(EMBED_KIND, _client_ip(request), request.headers.get("x-admin-token"))
+    await st.limits.enforce_tenant(EMBED_KIND, tenant)
     text = normalize_text(clean["query_text"], s.max_text_len)
     if s.pii_redaction:
         text = redact_pii(text)
     try:
         qv, _hit = await st.embedder.embed(text)
-    except Exception as exc:  # the fake provider cannot fail; a real one maps to the peer's upstream codes
+    except Exception as exc:  # the fake provider cannot fail; a real one maps to Aionis's upstream codes
         log.warning("recall_text embedding failed request_id=%s: %s", request.scope["state"]["request_id"], exc)
         raise ApiError(503, C.E_UPSTREAM_UNAVAILABLE, "embedding provider unavailable; retry later",
                        headers={"retry-after": "1"}) from None

@@ -1,4 +1,4 @@
-"""Authentication (off | api_key | jwt | api_key_or_jwt) and the identity rules of contract §1.
+"""Authentication (off | api_key | jwt | api_key_or_jwt) and the identity rules of the Aionis API.
 
 A principal's tenant is forced onto the request; a caller-supplied tenant (body, else x-tenant-id) that differs is
 a 403 identity_mismatch, and so are consumer/producer/owner ids that differ from the principal's agent/team.
@@ -129,7 +129,7 @@ def _assert_match(field: str, provided: str | None, expected: str | None) -> Non
 
 
 def apply_identity(body: Any, headers: Mapping[str, str], principal: Principal | None, kind: str) -> Any:
-    """The body with tenant/consumer/producer/owner filled from the principal or x-tenant-id (contract §1).
+    """The body with tenant/consumer/producer/owner filled from the principal or x-tenant-id (as Aionis).
 
     kind: "write" or "recall". Non-object bodies pass through untouched (validation rejects them later).
     """

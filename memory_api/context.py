@@ -1,4 +1,4 @@
-"""The `context` block of a recall (peer: src/memory/context.ts): cited, typed snippets plus markdown text.
+"""The `context` block of a recall (as Aionis builds it): cited, typed snippets plus markdown text.
 
 Top 4 topics/concepts, 6 entities, 10 events/evidence and 6 rules by ranked order, each section under a `# ` header.
 """

@@ -1,8 +1,8 @@
 """Query embeddings for recall_text: the shared fake embedder behind an LRU+TTL cache with single-flight.
 
-Key = `<provider>:<sha256(text)>` (as the peer). Concurrent misses for one key share one computation. An entry also
+Key = `<provider>:<sha256(text)>` (as Aionis). Concurrent misses for one key share one computation. An entry also
 keeps what every recall needs and is costly in Python: the float32 array bound to the query and the sha256 of the
-peer-formatted vector literal (recorded in memory_recall_audit.query_sha256).
+Aionis-formatted vector literal (recorded in memory_recall_audit.query_sha256).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from memload import contract as C
+from memload.version import MEMLOAD_VERSION
 from memory_api.schema import (
     MISSING,
     RECALL_REQUEST,
@@ -123,6 +124,7 @@ def _common_headers() -> dict[str, Any]:
     return {
         "x-request-id": {"schema": {"type": "string"}, "description": "echo of the request's x-request-id, or new"},
         "Server-Timing": {"schema": {"type": "string"}, "description": "total;dur=<ms>, db;dur=<ms>"},
+        "x-memload-api": {"schema": {"type": "string"}, "description": "memload version of this reference API"},
     }
 
 
@@ -138,7 +140,8 @@ def _post(op_id: str, summary: str, schema_ref: str, ok_ref: str, extra: dict[st
         "403": _error("identity_mismatch: a supplied tenant/agent/team differs from the authenticated principal"),
         "413": _error("payload_too_large: body above 5 MiB"),
         "415": _error("unsupported_media_type: Content-Type must be application/json"),
-        "429": _error("rate limited per client or per tenant (rate_limited_<kind>, tenant_rate_limited_<kind>)",
+        "429": _error("rate limited per client or per tenant (rate_limited_<kind>, tenant_rate_limited_<kind>; "
+                      "kind recall, write, debug_embeddings or, on recall_text, recall_text_embed)",
                       retry_after=True),
         "500": _error("internal_error (a server fault, logged with the request id)"),
         "503": _error("service_unavailable: database unavailable", retry_after=True),
@@ -203,7 +206,7 @@ def _responses() -> dict[str, Any]:
     return {"WriteResponse": write, "RecallResponse": recall, "RecallTextResponse": recall_text}
 
 
-def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
+def build_openapi(version: str = MEMLOAD_VERSION) -> dict[str, Any]:
     json_value = {
         "description": "any JSON value without NUL characters (PostgreSQL text cannot store U+0000)",
         "anyOf": [
@@ -219,14 +222,17 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             "title": "memload reference memory API (Aionis v0.1.0 compatible)",
             "version": version,
             "description": "Write and recall of an agent memory graph. Bodies are JSON objects of at most 5 MiB; "
-                           "unknown keys are ignored. Every response carries x-request-id and Server-Timing.",
+                           "unknown keys are ignored. Every response carries x-request-id, Server-Timing and "
+                           "x-memload-api.",
         },
         "servers": [{"url": "http://127.0.0.1:3001"}],
         "paths": {
             C.HEALTH: {"get": {"operationId": "health", "summary": "liveness (no auth, no rate limit)",
                                "responses": {"200": {"description": "ok", "content": {"application/json": {
-                                   "schema": {"type": "object", "required": ["ok"],
-                                              "properties": {"ok": {"const": True}}}}}}}}},
+                                   "schema": {"type": "object", "required": ["ok", "server", "version"],
+                                              "properties": {"ok": {"const": True},
+                                                             "server": {"const": "memload-reference"},
+                                                             "version": {"type": "string"}}}}}}}}},
             C.WRITE: {"post": _post("memoryWrite", "write nodes and edges as one commit (idempotent)",
                                     "#/components/schemas/WriteRequest", "#/components/schemas/WriteResponse",
                                     {"409": _error("conflict: a unique key (client_id, edge id) is taken")})},

@@ -1,8 +1,13 @@
-"""Token-bucket rate limiting, per process, exactly as contract §2 (src/util/ratelimit.ts + src/index.ts).
+"""Token-bucket rate limiting, per process, as an Aionis server does it.
 
 Two layers: per client (`<kind>:ip:<addr>`, or `<kind>:admin:<sha16>` with a valid admin token; loopback bypassed
-unless APP_ENV=prod) and per tenant (`tenant:<id>:<kind>`, never bypassed). Buckets start full, refill
-continuously, and cost 1. A denied write sleeps min(MAX_WAIT, retry_after_ms) and re-checks once.
+unless APP_ENV=prod, except for the recall_text embedding kind) and per tenant (`tenant:<id>:<kind>`, never
+bypassed). Buckets start full, refill continuously, and cost 1. A denied write or recall_text embedding sleeps
+min(MAX_WAIT, retry_after_ms) and re-checks once before answering 429.
+
+Kinds: `recall`, `write`, `debug_embeddings`, and `recall_text_embed` (every recall_text request of a server with an
+embedding provider, checked after the recall quota; a query-cache hit still costs a token, as on an Aionis server,
+so the same traffic gets the same 429s from both servers).
 """
 
 from __future__ import annotations
@@ -63,8 +68,11 @@ def is_loopback(ip: str | None) -> bool:
     return bool(ip) and (ip in LOOPBACK or ip.startswith("::ffff:127.0.0.1"))  # type: ignore[union-attr]
 
 
+EMBED_KIND = "recall_text_embed"
+
+
 class RateLimits:
-    """Both layers for the kinds recall, write and debug_embeddings."""
+    """Both layers for the kinds recall, write, debug_embeddings and recall_text_embed."""
 
     def __init__(self, s: Settings) -> None:
         self.s = s
@@ -73,12 +81,21 @@ class RateLimits:
             "recall": TokenBucketLimiter(s.recall_rate_limit_rps, s.recall_rate_limit_burst, ttl),
             "write": TokenBucketLimiter(s.write_rate_limit_rps, s.write_rate_limit_burst, ttl),
             "debug_embeddings": TokenBucketLimiter(s.debug_embed_rate_limit_rps, s.debug_embed_rate_limit_burst, ttl),
+            EMBED_KIND: TokenBucketLimiter(s.recall_text_embed_rate_limit_rps, s.recall_text_embed_rate_limit_burst,
+                                           ttl),
         }
         self.tenant = {
-            "recall": TokenBucketLimiter(s.tenant_recall_rps, s.tenant_recall_burst, ttl),
-            "write": TokenBucketLimiter(s.tenant_write_rps, s.tenant_write_burst, ttl),
-            "debug_embeddings": TokenBucketLimiter(s.tenant_debug_embed_rps, s.tenant_debug_embed_burst, ttl),
+            "recall": TokenBucketLimiter(s.tenant_recall_rate_limit_rps, s.tenant_recall_rate_limit_burst, ttl),
+            "write": TokenBucketLimiter(s.tenant_write_rate_limit_rps, s.tenant_write_rate_limit_burst, ttl),
+            "debug_embeddings": TokenBucketLimiter(s.tenant_debug_embed_rate_limit_rps,
+                                                   s.tenant_debug_embed_rate_limit_burst, ttl),
+            EMBED_KIND: TokenBucketLimiter(s.tenant_recall_text_embed_rate_limit_rps,
+                                           s.tenant_recall_text_embed_rate_limit_burst, ttl),
         }
+        self.ip_max_wait_ms = {"write": s.write_rate_limit_max_wait_ms,
+                               EMBED_KIND: s.recall_text_embed_rate_limit_max_wait_ms}
+        self.tenant_max_wait_ms = {"write": s.tenant_write_rate_limit_max_wait_ms,
+                                   EMBED_KIND: s.tenant_recall_text_embed_rate_limit_max_wait_ms}
 
     def _client_key(self, kind: str, ip: str, admin_token: str | None) -> str:
         if self.s.admin_token and admin_token and admin_token == self.s.admin_token:
@@ -89,11 +106,12 @@ class RateLimits:
         """Per-client layer: 429 rate_limited_<kind>."""
         if not self.s.rate_limit_enabled:
             return
-        if self.s.rate_limit_bypass_loopback and self.s.app_env != "prod" and is_loopback(ip):
+        bypass = self.s.rate_limit_bypass_loopback and self.s.app_env != "prod" and kind != EMBED_KIND
+        if bypass and is_loopback(ip):
             return
         limiter = self.ip[kind]
         key = self._client_key(kind, ip, admin_token)
-        max_wait = self.s.write_rate_limit_max_wait_ms if kind == "write" else 0
+        max_wait = self.ip_max_wait_ms.get(kind, 0)
         res, waited = await _check_with_wait(limiter, key, max_wait)
         if not res.allowed:
             raise _too_many(kind, tenant=None, res=res, waited=waited)
@@ -103,7 +121,7 @@ class RateLimits:
         if not self.s.tenant_quota_enabled:
             return
         limiter = self.tenant[kind]
-        max_wait = self.s.tenant_write_max_wait_ms if kind == "write" else 0
+        max_wait = self.tenant_max_wait_ms.get(kind, 0)
         res, waited = await _check_with_wait(limiter, f"tenant:{tenant_id}:{kind}", max_wait)
         if not res.allowed:
             raise _too_many(kind, tenant=tenant_id, res=res, waited=waited)
@@ -134,7 +152,7 @@ def _too_many(kind: str, *, tenant: str | None, res: Decision, waited: int) -> A
 
 
 def check_prod_safety(s: Settings) -> None:
-    """APP_ENV=prod refuses auth off, loopback bypass on, or a limiter off (as the peer)."""
+    """APP_ENV=prod refuses auth off, loopback bypass on, or a limiter off (as an Aionis server does)."""
     from memload.errors import ConfigError
 
     if s.app_env != "prod":

@@ -1,8 +1,8 @@
-"""The recall pipeline of contract §4 (peer: src/memory/recall.ts), run in one transaction with its audit row.
+"""The Aionis recall pipeline, run in one transaction with its audit row.
 
 stage 1 ANN seeds -> stage 2 budgeted 1-2 hop edges -> node fetch (budgeted) -> spreading activation -> output
 subgraph under max_nodes/max_edges -> context -> audit. With zero seeds the reduced response is returned (and, unlike
-the peer, the audit row is still written, so every recall leaves exactly one).
+Aionis, the audit row is still written, so every recall leaves exactly one).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def spread_activation(seeds: list[dict[str, Any]], nodes: dict[str, dict[str, An
     for s in seeds:
         act[s["id"]] = _clamp01(w_sim * s["similarity"] + w_sal * s["salience"])
     # Adjacency as (neighbour, type weight, weight, confidence) tuples, built once: the propagation below is the
-    # hottest Python loop of a recall. The product keeps the peer's left-to-right order, so scores stay bit-equal.
+    # hottest Python loop of a recall. The product keeps Aionis's left-to-right order, so scores stay bit-equal.
     type_weight = C.EDGE_TYPE_WEIGHT
     adj: dict[str, list[tuple[str, float, float, float]]] = {}
     for e in edges:
@@ -104,7 +104,7 @@ def spread_activation(seeds: list[dict[str, Any]], nodes: dict[str, dict[str, An
     no_edges: list[tuple[str, float, float, float]] = []
     for _ in range(hops):
         # Synchronous rounds: read `act`, write `nxt`. Values only grow (every term is >= 0), so `nxt` is the new
-        # activation map (the peer's max(act, nxt) merge is the identity here).
+        # activation map (Aionis's max(act, nxt) merge is the identity here).
         nxt = dict(act)
         for nid, a in act.items():
             for other, tw, w, c in adj.get(nid, no_edges):
@@ -301,7 +301,7 @@ async def _debug_embeddings(conn: psycopg.AsyncConnection, scope: str, seed_ids:
 async def _audit(conn: psycopg.AsyncConnection, q: RecallQuery, endpoint: str, seeds: int, nodes: int,
                  edges: int) -> None:
     """Queue the audit row; it travels with the COMMIT (pipeline mode), whose failure the caller treats as
-    best effort (as the peer, which ignores audit errors)."""
+    best effort (as Aionis, which ignores audit errors)."""
     await db.execute(conn, Q.AUDIT_SQL, {"scope": q.scope_key, "endpoint": endpoint, "agent": q.agent,
                                          "team": q.team, "query_sha256": q.query_sha256, "seeds": seeds,
                                          "nodes": nodes, "edges": edges})

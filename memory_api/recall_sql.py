@@ -1,4 +1,4 @@
-"""The recall SQL (contract §4), one source of truth for the API and for `memload explain`.
+"""The recall SQL, one source of truth for the API and for `memload explain`.
 
 Placeholders are psycopg named parameters; `q` is a vector(1536) (bind a pgvector Vector/numpy array, or a text
 literal, which the `::vector(1536)` cast accepts).
@@ -89,7 +89,7 @@ WITH knn AS MATERIALIZED (
         extra=_LANE_FILTER.replace("n.", "k.").replace("\n        ", "\n  ") + "\n  AND k.scope = %(scope)s"
     )
 )
-"""RECALL_SCOPE_PATH=false: the peer's shared-index behaviour. ANN over every scope's ready vectors first, scope
+"""RECALL_SCOPE_PATH=false: the shared-index behaviour of Aionis. ANN over every scope's ready vectors first, scope
 filter after, so a scope whose vectors are farther than other scopes' gets few or no seeds."""
 
 _EDGE_COLS = "e.id, e.type, e.src_id, e.dst_id, e.weight, e.confidence, e.commit_id"
@@ -206,7 +206,7 @@ INSERT INTO memory_recall_audit
 SELECT %(scope)s, %(endpoint)s, %(agent)s, %(team)s, %(query_sha256)s, %(seeds)s, %(nodes)s, %(edges)s
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 """
-"""The recall's audit row. The recall transaction writes nothing else and the peer treats the audit as best effort,
+"""The recall's audit row. The recall transaction writes nothing else and Aionis treats the audit as best effort,
 so its COMMIT does not wait for the WAL flush (set_config(..., is_local) here saves a round trip)."""
 
 

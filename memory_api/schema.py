@@ -1,8 +1,8 @@
 """Request schemas as data: one declaration drives both validation (`validate`) and the OpenAPI document.
 
-Semantics follow the peer's zod schemas (src/memory/schemas.ts): unknown keys are dropped, nothing is coerced
+Semantics follow the Aionis request schemas: unknown keys are dropped, nothing is coerced
 ("20" is not a number), defaults fill absent keys. Because /openapi.json is generated from the same objects, the
-document cannot drift from what the server accepts. Stricter than the peer where it answered 500: embeddings must
+document cannot drift from what the server accepts. Stricter than Aionis where it answered 500: embeddings must
 have exactly 1536 finite numbers, and tenant/scope/client_id rules are part of the schema.
 """
 

@@ -1,7 +1,7 @@
-"""Text handling of the peer (src/util/normalize.ts, src/util/redaction.ts): whitespace, clamp, PII pseudonyms.
+"""Text handling as Aionis does it: whitespace, clamp, PII pseudonyms.
 
 Redaction replaces e-mail addresses, US SSNs, IPv4 addresses and US phone numbers with `[KIND#sha8]`, a stable
-token that lets repeats be correlated without storing the value. Patterns are the peer's, made ASCII where
+token that lets repeats be correlated without storing the value. Patterns are Aionis's, made ASCII where
 JavaScript's `\\d`/`\\b` are ASCII-only.
 """
 

@@ -1,17 +1,17 @@
-"""Online kNN topic clustering of events (contract §5, the peer's `topic_cluster` outbox job).
+"""Online kNN topic clustering of events (the Aionis `topic_cluster` outbox job).
 
 Each event joins the nearest topic of its scope when the cosine similarity is >= TOPIC_SIM_THRESHOLD (0.78), else it
 seeds a new *draft* topic; a topic turns *active* at TOPIC_MIN_EVENTS_PER_TOPIC (5) members. Every run writes its own
 commit (hash-chained on the scope's newest commit) and the edges event -part_of-> topic, topic -derived_from-> event.
 
-Differences from the peer, on purpose:
+Differences from Aionis, on purpose:
   * the plan is online inside one job too: a draft topic created for an earlier event of the same job is a candidate
-    for the later ones (the peer planned all events against the topics that existed before the job, so five similar
+    for the later ones (Aionis planned all events against the topics that existed before the job, so five similar
     events written together made five draft topics);
   * nearest-topic search is exact (no HNSW on the topic subset: a post-filtered ANN scan can miss every topic);
   * the commit hash is deterministic (job identity instead of a wall-clock timestamp), so a re-run after a crash of
     an uncommitted job produces the same commit;
-  * the peer's scope-wide `quality.orphan_rate_after` scan is skipped (it reads the whole scope on every job).
+  * Aionis's scope-wide `quality.orphan_rate_after` scan is skipped (it reads the whole scope on every job).
 The caller runs this inside the transaction that also publishes the outbox row, so it is applied exactly once.
 """
 
@@ -56,7 +56,7 @@ class TopicClusterResult:
     planned: list[dict[str, Any]] = field(default_factory=list)
 
     def payload_patch(self) -> dict[str, Any]:
-        """What the worker merges into the outbox row's payload (the peer's keys)."""
+        """What the worker merges into the outbox row's payload (Aionis's keys)."""
         weights = [p.get("similarity", 0.5) for p in self.planned]
         cohesion = round(sum(weights) / len(weights), 4) if weights else 0.0
         coverage = round(self.assigned / self.processed_events, 4) if self.processed_events else 0.0
@@ -245,7 +245,7 @@ def _state(count: int, was_active: bool, params: TopicParams) -> str:
 def _create_topic(conn: psycopg.Connection, scope: str, topic_id: str, evs: list[dict[str, Any]],
                   params: TopicParams, commit_id: str, chash: str) -> bool:
     """A new topic seeded by evs[0], with all of this job's members counted in. True if it starts active because
-    of them (a draft promoted in the same job, as the peer counts it)."""
+    of them (a draft promoted in the same job, as Aionis counts it)."""
     seed_ev = evs[0]
     seed = params.seed_text(seed_ev["text_summary"] or f"event:{seed_ev['id']}")
     born_active = params.min_events_per_topic <= 1

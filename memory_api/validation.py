@@ -1,7 +1,7 @@
 """Validate a parsed JSON body against a `Spec`: cleaned value out, or an ApiError listing every issue.
 
 Mirrors zod's behaviour (unknown keys dropped, no coercion, defaults filled) with zod-like messages, and adds what
-the peer left to a 500: finite numbers, exact embedding length. `bool` is never accepted as a number.
+Aionis left to a 500: finite numbers, exact embedding length. `bool` is never accepted as a number.
 """
 
 from __future__ import annotations

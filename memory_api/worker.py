@@ -1,4 +1,4 @@
-"""The outbox worker (contract §5; the peer's `job:outbox-worker`): embeds pending nodes, clusters events into topics.
+"""The outbox worker (as the Aionis `job:outbox-worker`): embeds pending nodes, clusters events into topics.
 
 Exactly-once under crashes, by construction:
   * a claim is a short transaction (`FOR UPDATE SKIP LOCKED`, `claimed_at = now()`, `attempts + 1`);
@@ -12,7 +12,7 @@ Throughput: all `embed_nodes` rows of a claim are processed together - one `fake
 into a temp table and one `UPDATE ... FROM` per scope - instead of one statement per node. If that combined
 transaction fails, the rows are retried one by one, so a poison row only affects itself.
 
-Counting follows the peer: `processed` = rows iterated (failures included); `embed_backfill_runs` = embed rows
+Counting follows Aionis: `processed` = rows iterated (failures included); `embed_backfill_runs` = embed rows
 published; `topic_cluster_runs` = topic jobs that clustered at least one event.
 """
 
@@ -46,7 +46,7 @@ MAX_BATCH_SIZE = 200
 # ------------------------------------------------------------------------------------------------ configuration
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Knobs of one worker (peer env names: OUTBOX_BATCH_SIZE, OUTBOX_CLAIM_TIMEOUT_MS, ...)."""
+    """Knobs of one worker (Aionis env names: OUTBOX_BATCH_SIZE, OUTBOX_CLAIM_TIMEOUT_MS, ...)."""
 
     batch_size: int = 20
     # embed_nodes rows are processed together (one embedding call, one COPY, one UPDATE), so a batch may claim more
@@ -58,7 +58,7 @@ class WorkerConfig:
     claim_timeout_ms: int = 300_000
     max_attempts: int = 25
     poll_interval_ms: int = 1000
-    scope: str | None = None  # None = all scopes (the peer from 0a78c88); a scope key restricts claims
+    scope: str | None = None  # None = all scopes (as Aionis); a scope key restricts claims
     embedding_provider: str = "fake"
     max_text_len: int = 8000
     pii_redaction: bool = True
@@ -168,13 +168,13 @@ def install_signal_handlers(stop: StopFlag) -> None:
 
 # ------------------------------------------------------------------------------------------------ helpers
 def embed_text(text: str, max_len: int, pii_redaction: bool) -> str:
-    """The API already normalised and redacted the text; the peer's worker repeats both defensively (idempotent)."""
+    """The API already normalised and redacted the text; Aionis's worker repeats both defensively (idempotent)."""
     out = normalize_text(text, max_len)
     return redact_pii(out) if pii_redaction else out
 
 
 def job_key(scope: str, commit_id: str, event_type: str, payload: dict[str, Any]) -> tuple[str, str]:
-    """(job_key, payload_sha256) exactly as the API computes them (contract §1 Outbox)."""
+    """(job_key, payload_sha256) exactly as the API computes them (the write's outbox rows)."""
     return outbox_job_key(scope_key=scope, commit_id=commit_id, event_type=event_type, payload=payload)
 
 
@@ -618,7 +618,7 @@ class OutboxWorker:
 
 
 def outbox_snapshot(conn: psycopg.Connection, scope: str | None) -> dict[str, int]:
-    """{unpublished, failed, claimed} of a scope (or all scopes), as the peer's worker benchmark reports them."""
+    """{unpublished, failed, claimed} of a scope (or all scopes), as the Aionis kit's worker benchmark reports them."""
     where, params = ("WHERE scope = %s", (scope,)) if scope is not None else ("", ())
     row = conn.execute(
         "SELECT count(*) FILTER (WHERE published_at IS NULL),"

@@ -99,7 +99,7 @@ def _norm_id(v: str | None) -> str | None:
 
 
 def _embed_text(n: PreparedNode, fallback: str | None) -> str | None:
-    """The text the worker embeds (peer's nodeEmbedText; `?.trim()` + `??`, so "" is a value, not a miss)."""
+    """The text the worker embeds (Aionis's nodeEmbedText; `?.trim()` + `??`, so "" is a value, not a miss)."""
     title = n.title.strip() if n.title is not None else None
     summary = n.text_summary.strip() if n.text_summary is not None else None
 
@@ -463,9 +463,9 @@ async def _insert_rule_defs(conn: psycopg.AsyncConnection, rules: list[PreparedN
 
 async def _enqueue(conn: psycopg.AsyncConnection, p: PreparedWrite, commit_id: str, inserted: set[str],
                    result: dict[str, Any]) -> None:
-    """Outbox rows of the write (same transaction): embed_nodes and topic_cluster, as the peer decides them."""
+    """Outbox rows of the write (same transaction): embed_nodes and topic_cluster, as Aionis decides them."""
     embed_planned = [n for n in p.nodes if n.embedding is None and n.embed_text] if p.auto_embed else []
-    # topic_cluster_async=false (the peer clusters inside the request) is also enqueued: clustering is the worker's.
+    # topic_cluster_async=false (Aionis clusters inside the request) is also enqueued: clustering is the worker's.
     event_ids = [n.id for n in p.nodes if n.type == "event"] if p.trigger_topic_cluster else []
     # Readiness now: fresh rows are as we inserted them; pre-existing ones (retries) are looked up.
     fresh_ready = {n.id for n in p.nodes if n.id in inserted and n.embedding is not None}
@@ -498,8 +498,8 @@ async def _enqueue(conn: psycopg.AsyncConnection, p: PreparedWrite, commit_id: s
 
     rows = []
     if embed_payload is not None:
-        # job_key/payload_sha256 cover the payload without after_topic_cluster_event_ids (the peer adds them later
-        # with an UPDATE), so stored keys equal the peer's.
+        # job_key/payload_sha256 cover the payload without after_topic_cluster_event_ids (Aionis adds them later
+        # with an UPDATE), so stored keys equal Aionis's.
         job_key, payload_sha = outbox_job_key(scope_key=p.scope, commit_id=commit_id,
                                               event_type=C.OUTBOX_EMBED_NODES, payload=embed_payload)
         stored = dict(embed_payload)

@@ -302,6 +302,8 @@ def start_api(url: str, port: int, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": url, "RECALL_RATE_LIMIT_RPS": big, "RECALL_RATE_LIMIT_BURST": big,
            "WRITE_RATE_LIMIT_RPS": big, "WRITE_RATE_LIMIT_BURST": big, "TENANT_RECALL_RPS": big,
            "TENANT_RECALL_BURST": big, "TENANT_WRITE_RPS": big, "TENANT_WRITE_BURST": big,
+           "RECALL_TEXT_EMBED_RATE_LIMIT_RPS": big, "RECALL_TEXT_EMBED_RATE_LIMIT_BURST": big,
+           "TENANT_RECALL_TEXT_EMBED_RATE_LIMIT_RPS": big, "TENANT_RECALL_TEXT_EMBED_RATE_LIMIT_BURST": big,
            "MEMLOAD_API_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "api", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", str(workers)],

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_option(p, "--host", env="HOST", default="127.0.0.1", help="address to listen on")
     add_option(p, "--port", env="PORT", default=3001, type=bounded_int(1, 65535), help="TCP port")
     add_option(p, "--workers", env="API_WORKERS", default=1, type=bounded_int(1, 64),
-               help="uvicorn worker processes (rate-limit buckets are per process, as the peer's)")
+               help="uvicorn worker processes (rate-limit buckets are per process, as in Aionis)")
     p.set_defaults(func=run_api)
 
 

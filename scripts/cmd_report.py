@@ -13,7 +13,7 @@ from pathlib import Path
 from memload.config import REPO_ROOT
 from memload.errors import ConfigError, ExitCode
 from scripts.common import log, print_json
-from scripts.options import add_option, add_switch, bounded_float
+from scripts.options import add_option, add_switch, bounded_float, bounded_int
 
 GATE_FAILED_EXIT = int(ExitCode.GATE_FAILED)  # SLO FAIL with --fail-on-slo, or a regression in `memload compare`
 PARTIAL_EXIT = int(ExitCode.ERROR)  # a stage did not run (PARTIAL verdict) with --fail-on-partial
@@ -39,18 +39,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                help=f"exit {PARTIAL_EXIT} when the verdict is PARTIAL (a stage did not run or failed)", default=False)
     p.set_defaults(func=run_report)
 
-    c = sub.add_parser("compare", help="compare two run directories: deltas and a regression verdict",
-                       description="Per scale and case: p50/p95/p99, req/s, error rate, and worker jobs/s, with "
-                                   "deltas and a verdict. JSON on stdout, Markdown to --output. "
-                                   f"Exit {GATE_FAILED_EXIT} on a regression.")
+    c = sub.add_parser("compare", help="compare two run directories: confidence intervals and a regression verdict",
+                       description="Per scale and case: p50/p95/p99, req/s and error rate (and worker jobs/s), each "
+                                   "with a bootstrap confidence interval of the difference (over the per-request "
+                                   "records when both runs have them, else over the REPEAT runs) and a noise floor. "
+                                   "A change counts only when significant and above the floor. Table on stderr and "
+                                   "in --output, JSON on stdout. "
+                                   f"Exit {int(ExitCode.GATE_FAILED)} on a significant regression.")
     c.add_argument("baseline", help="baseline run directory")
     c.add_argument("candidate", help="candidate run directory")
     add_option(c, "--threshold-pct", env="COMPARE_THRESHOLD_PCT", type=bounded_float(0.0, 1000.0), default=10.0,
-               help="relative change (%%) beyond which latency/throughput counts as a regression or improvement")
+               help="minimum effect: relative change (%%) of latency/throughput below which a change is noise")
     add_option(c, "--latency-floor-ms", env="COMPARE_LATENCY_FLOOR_MS", type=bounded_float(0.0, 1e6), default=1.0,
-               help="absolute latency change (ms) below which a change is noise")
+               help="minimum effect: absolute latency change (ms) below which a change is noise")
     add_option(c, "--error-rate-pp", env="COMPARE_ERROR_RATE_PP", type=bounded_float(0.0, 100.0), default=0.5,
-               help="error-rate change in percentage points beyond which it counts")
+               help="minimum effect: error-rate change in percentage points below which a change is noise")
+    add_option(c, "--confidence", env="COMPARE_CONFIDENCE", type=bounded_float(0.5, 0.999), default=0.95,
+               help="family-wise confidence: all intervals of the comparison together (each interval is at "
+                    "1 - (1 - confidence)/m for m compared metrics)")
+    add_option(c, "--resamples", env="COMPARE_RESAMPLES", type=bounded_int(100, 1_000_000), default=10_000,
+               help="bootstrap resamples per metric")
+    add_option(c, "--seed", env="COMPARE_SEED", type=bounded_int(0, 2**32 - 1), default=1,
+               help="random seed of the bootstrap (same inputs and seed, same intervals)")
     add_option(c, "--output", env="COMPARE_OUTPUT", help="Markdown output (default: <candidate>/COMPARE.md; "
                                                          "'-' = stderr only)")
     add_option(c, "--json-output", env="COMPARE_JSON_OUTPUT", help="also write the JSON result to this file")
@@ -129,20 +139,22 @@ def run_compare(args: argparse.Namespace) -> int:
 
     baseline = _run_dir(args.baseline, "baseline")
     candidate = _run_dir(args.candidate, "candidate")
-    thresholds = Thresholds(args.threshold_pct, args.latency_floor_ms, args.error_rate_pp)
+    thresholds = Thresholds(args.threshold_pct, args.latency_floor_ms, args.error_rate_pp, args.confidence,
+                            args.resamples, args.seed)
     result = compare_dirs(baseline, candidate, thresholds)
     markdown = result.to_markdown()
     payload = result.to_json()
-    if args.output == "-":
-        sys.stderr.write(markdown)
-    else:
+    sys.stderr.write(markdown)
+    if args.output != "-":
         md_path = Path(args.output).expanduser() if args.output else candidate / "COMPARE.md"
         md_path.parent.mkdir(parents=True, exist_ok=True)
         md_path.write_text(markdown, encoding="utf-8")
         payload["markdown"] = str(md_path)
     if args.json_output:
         Path(args.json_output).expanduser().write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    log(f"{result.verdict}: {len(result.regressions)} regressions, {len(result.improvements)} improvements "
-        f"({thresholds.describe()})", prefix="compare")
+    for warning in result.warnings:
+        log(f"warning: {warning}", prefix="compare")
+    log(f"{result.verdict}: {len(result.regressions)} regressions, {len(result.improvements)} improvements",
+        prefix="compare")
     print_json(payload)
-    return GATE_FAILED_EXIT if result.regressions else 0
+    return int(ExitCode.GATE_FAILED) if result.regressions else int(ExitCode.OK)

@@ -264,31 +264,50 @@ class Matrix:
                     self.state.phases[-1].detail = "planner check failed (see explain file)"
 
     def _benchmark(self, scale: int, scope: str) -> None:
+        """The peer's adaptive retry loop, then REPEAT−1 more runs at the settings it settled on.
+
+        Each case runs BENCH_DURATION_S seconds after warm-up unless RECALL_REQUESTS / WRITE_REQUESTS give it a
+        request count. With REPEAT=N > 1 the runs are `benchmark_<scale>_rep<k>.json` (CSV prefix
+        `locust_<scale>_rep<k>`; repeat 1 is the adaptive loop's last attempt) and `benchmark_<scale>.json` is a copy
+        of the last repeat; `memload compare` uses every repeat.
+        """
         cfg, out = self.cfg, self.state.out_dir
-        mode = cfg["BENCH_MODE"]
+        mode, repeat = cfg["BENCH_MODE"], cfg["REPEAT"]
         rc, wc, pace = cfg["RECALL_CONCURRENCY"], cfg["WRITE_CONCURRENCY"], cfg["BENCH_PACE_MS"]
         initial = {"recall_concurrency": rc, "write_concurrency": wc, "pace_ms": pace}
-        attempt, retries_used, exhausted = 0, 0, False
-        stats: dict[str, Any] = {"last_429": 0, "last_total_requests": 0, "last_allowed_429": 0, "last_429_rate": 0}
-        while True:
-            attempt += 1
-            target = out / f"benchmark_{scale}_attempt{attempt}.json"
+        counts = {"recall": cfg["RECALL_REQUESTS"], "write": cfg["WRITE_REQUESTS"]}
+        cases = [c for c in ("recall", "write") if mode in ("all", c)]
+        timed = any(counts[c] is None for c in cases)
+
+        def run(prefix: str, target: Path) -> dict[str, Any]:
             args = ["bench", "--base-url", self.base_url, "--scope", scope, "--tenant-id", cfg["TENANT_ID"],
                     "--mode", mode, "--warmup", str(cfg["BENCH_WARMUP"]),
-                    "--recall-requests", str(cfg["RECALL_REQUESTS"]), "--recall-concurrency", str(rc),
-                    "--write-requests", str(cfg["WRITE_REQUESTS"]), "--write-concurrency", str(wc),
+                    "--recall-concurrency", str(rc), "--write-concurrency", str(wc),
                     "--timeout-ms", str(cfg["BENCH_TIMEOUT_MS"]), "--pace-ms", str(pace),
                     "--profile", cfg["PERF_PROFILE"], "--query-set", str(out / f"query_set_{scale}.json"),
-                    "--csv", str(out / f"locust_{scale}"), "--out", str(target)]
+                    "--csv", str(out / prefix), "--out", str(target)]
+            if timed:
+                args += ["--duration-s", str(cfg["BENCH_DURATION_S"])]
+            for case in cases:
+                if counts[case] is not None:
+                    args += [f"--{case}-requests", str(counts[case])]
             if cfg["EMBED_ON_WRITE"]:
                 args.append("--embed-on-write")
             if cfg["BENCH_FAIL_ON_TRANSPORT_ERROR_RATE"] is not None:
                 args += ["--fail-on-transport-error-rate", str(cfg["BENCH_FAIL_ON_TRANSPORT_ERROR_RATE"])]
             proc = _memload(args, env=self.env, ok_codes=(0, 2, 3))
-            bench = json.loads(target.read_text())
-            (out / f"benchmark_{scale}.json").write_text(target.read_text())
             if proc.returncode == 2:
                 self.state.phases[-1].detail = "transport-error gate failed"
+            return json.loads(target.read_text())
+
+        first_prefix = f"locust_{scale}_rep1" if repeat > 1 else f"locust_{scale}"
+        attempt, retries_used, exhausted = 0, 0, False
+        stats: dict[str, Any] = {"last_429": 0, "last_total_requests": 0, "last_allowed_429": 0, "last_429_rate": 0}
+        while True:
+            attempt += 1
+            target = out / f"benchmark_{scale}_attempt{attempt}.json"
+            bench = run(first_prefix, target)
+            (out / f"benchmark_{scale}.json").write_text(target.read_text())
             if not cfg["AUTO_ADAPT_RATE_LIMIT"]:
                 break
             retry, rc2, wc2, pace2, stats = adapt_step(cfg, mode, rc, wc, pace, bench)
@@ -301,11 +320,22 @@ class Matrix:
             log(f"429s: {stats['last_429']}/{stats['last_total_requests']}; retry with recall_concurrency={rc2} "
                 f"write_concurrency={wc2} pace_ms={pace2}", prefix="matrix")
             rc, wc, pace = rc2, wc2, pace2
+        reps: list[str] = []
+        if repeat > 1:
+            (out / f"benchmark_{scale}_rep1.json").write_text(target.read_text())
+            reps.append(f"benchmark_{scale}_rep1.json")
+            for k in range(2, repeat + 1):
+                log(f"benchmark {scale}: repeat {k}/{repeat}", prefix="matrix")
+                rep = out / f"benchmark_{scale}_rep{k}.json"
+                run(f"locust_{scale}_rep{k}", rep)
+                reps.append(rep.name)
+            (out / f"benchmark_{scale}.json").write_text((out / reps[-1]).read_text())
         adapt = {
             "scale": scale, "auto_adapt": cfg["AUTO_ADAPT_RATE_LIMIT"],
             "max_rate_limit_retries": cfg["MAX_RATE_LIMIT_RETRIES"], "retries_used": retries_used,
             "attempts_total": attempt, "exhausted": exhausted, "initial": initial,
             "final": {"recall_concurrency": rc, "write_concurrency": wc, "pace_ms": pace, **stats},
+            "repeat": repeat, "repeats": reps, "canonical": reps[-1] if reps else target.name,
         }
         (out / f"benchmark_adapt_{scale}.json").write_text(json.dumps(adapt, indent=2) + "\n")
 

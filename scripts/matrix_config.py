@@ -18,6 +18,7 @@ from typing import Any
 from memload.config import parse_bool
 from memload.contract import TENANT_ID_RE
 from memload.errors import ConfigError
+from memload.limits import BENCHMARK_RATE_LIMITS  # noqa: F401  (its home; scripts.matrix imports it from here)
 from scripts.options import bounded_float, bounded_int
 
 PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
@@ -26,17 +27,17 @@ PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
 PROFILE_DEFAULTS: dict[str, dict[str, str]] = {
     "balanced": {},
     "recall_slo": {
-        "BENCH_MODE": "recall", "RECALL_REQUESTS": "300", "RECALL_CONCURRENCY": "6", "RUN_EXPLAIN": "false",
+        "BENCH_MODE": "recall", "RECALL_CONCURRENCY": "6", "RUN_EXPLAIN": "false",
         "RUN_WORKER_BENCHMARK": "false", "BENCH_PACE_MS": "50", "MAX_RATE_LIMIT_RETRIES": "10",
         "AUTO_ADAPT_RATE_LIMIT": "true", "BENCH_FAIL_ON_TRANSPORT_ERROR_RATE": "0",
     },
     "write_slo": {
-        "BENCH_MODE": "write", "BENCH_WARMUP": "10", "WRITE_REQUESTS": "200", "WRITE_CONCURRENCY": "2",
+        "BENCH_MODE": "write", "BENCH_WARMUP": "10", "WRITE_CONCURRENCY": "2",
         "RUN_EXPLAIN": "false", "RUN_WORKER_BENCHMARK": "false", "BENCH_PACE_MS": "150",
         "MAX_RATE_LIMIT_RETRIES": "10", "AUTO_ADAPT_RATE_LIMIT": "true", "BENCH_FAIL_ON_TRANSPORT_ERROR_RATE": "0",
     },
     "worker_slo": {
-        "BENCH_MODE": "recall", "RECALL_REQUESTS": "60", "RECALL_CONCURRENCY": "4", "BENCH_PACE_MS": "40",
+        "BENCH_MODE": "recall", "RECALL_CONCURRENCY": "4", "BENCH_PACE_MS": "40",
         "MAX_RATE_LIMIT_RETRIES": "10", "WORKER_BACKLOG_WRITES": "200", "RUN_WORKER_BENCHMARK": "true",
     },
 }
@@ -72,6 +73,11 @@ def _float(lo: float, hi: float) -> Callable[[str, str], float]:
 
 def _opt_float(lo: float, hi: float) -> Callable[[str, str], float | None]:
     inner = _float(lo, hi)
+    return lambda name, raw: None if raw == "" else inner(name, raw)
+
+
+def _opt_int(lo: int, hi: int) -> Callable[[str, str], int | None]:
+    inner = _int(lo, hi)
     return lambda name, raw: None if raw == "" else inner(name, raw)
 
 
@@ -148,10 +154,12 @@ VARS: list[Var] = [
     Var("BENCH_MODE", "all", _choice("all", "recall", "write"), "benchmark cases"),
     Var("BENCH_WARMUP", "20", _int(0, 10_000), "sequential warmup recalls"),
     Var("EMBED_ON_WRITE", "false", _bool, "auto_embed on benchmark writes"),
-    Var("RECALL_REQUESTS", "200", _int(0, 10_000_000), "recall requests per attempt"),
+    Var("BENCH_DURATION_S", "30", _int(1, 86_400), "seconds each benchmark case runs after warm-up"),
+    Var("RECALL_REQUESTS", "", _opt_int(1, 10_000_000), "recall requests per attempt; empty = time-based"),
     Var("RECALL_CONCURRENCY", "12", _int(1, 1000), "recall users"),
-    Var("WRITE_REQUESTS", "100", _int(0, 10_000_000), "write requests per attempt"),
+    Var("WRITE_REQUESTS", "", _opt_int(1, 10_000_000), "write requests per attempt; empty = time-based"),
     Var("WRITE_CONCURRENCY", "4", _int(1, 1000), "write users"),
+    Var("REPEAT", "1", _int(1, 100), "benchmark runs per scale (benchmark_<scale>_rep<k>.json; for compare)"),
     Var("BENCH_PACE_MS", "0", _int(0, 60_000), "sleep per request per user (ms)"),
     Var("BENCH_TIMEOUT_MS", "15000", _int(100, 600_000), "request timeout (ms)"),
     Var("BENCH_FAIL_ON_TRANSPORT_ERROR_RATE", "", _opt_float(0.0, 1.0), "transport-error gate; empty = off"),
@@ -176,15 +184,6 @@ VARS: list[Var] = [
     Var("LOCAL_RATE_LIMIT_PROFILE", "benchmark", _choice("default", "benchmark"),
         "local stack only: rate limits of the API it starts (benchmark = the peer's benchmark.env limits)"),
 ]
-
-# The peer's benchmark.env limits (contract §2 "Later additions"), used for the local stack by default.
-BENCHMARK_RATE_LIMITS = {
-    "RECALL_RATE_LIMIT_RPS": "200", "RECALL_RATE_LIMIT_BURST": "400",
-    "TENANT_RECALL_RPS": "400", "TENANT_RECALL_BURST": "800",
-    "WRITE_RATE_LIMIT_RPS": "80", "WRITE_RATE_LIMIT_BURST": "160",
-    "TENANT_WRITE_RPS": "120", "TENANT_WRITE_BURST": "240",
-}
-
 
 @dataclass(frozen=True)
 class MatrixConfig:

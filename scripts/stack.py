@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from memload.config import REPO_ROOT, Settings
+from memload.config import REPO_ROOT, Settings, canonical_env
 from memload.errors import ConfigError, MemloadError
 
 PR_SET_PDEATHSIG = 1
@@ -183,8 +183,16 @@ class LocalStack:
         self.children = []
 
     # -- internals
+    def child_settings(self, name: str = "api") -> Settings:
+        """The settings child `name` reads from the environment it is (or will be) started with."""
+        return Settings.from_env(self._env(name))
+
     def _env(self, name: str) -> dict[str, str]:
-        env = {**os.environ, **self.settings.as_env(), **self.extra_env, **self.child_env.get(name, {})}
+        # Each layer is canonicalised, so an override spelled with an alias name still beats the Aionis name that
+        # `as_env()` renders.
+        env = canonical_env(os.environ)
+        for layer in (self.settings.as_env(), self.extra_env, self.child_env.get(name, {})):
+            env.update(canonical_env(layer))
         env["DATABASE_URL"] = self.database_url
         env["PORT"] = str(self.port)
         env["HOST"] = self.host
@@ -238,13 +246,16 @@ class LocalStack:
 
     def _stop_child(self, child: Child) -> None:
         pgid = child.pid  # start_new_session: the child leads its own group
-        if child.alive():
+        was_running = child.alive()
+        killed = False
+        if was_running:
             _signal_group(pgid, signal.SIGTERM)
             try:
                 child.proc.wait(self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 self._log(f"{child.name} (pid {child.pid}) ignored SIGTERM for {self.stop_timeout_s:.0f}s: SIGKILL")
                 _signal_group(pgid, signal.SIGKILL)
+                killed = True
                 child.proc.wait(5)
         # anything its children left behind in the group
         if _group_alive(pgid):
@@ -253,7 +264,18 @@ class LocalStack:
             while _group_alive(pgid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             _signal_group(pgid, signal.SIGKILL)
-        self._log(f"{child.name} stopped (exit {child.proc.returncode})")
+        self._log(stop_message(child.name, child.proc.returncode, was_running=was_running, killed=killed))
+
+
+def stop_message(name: str, returncode: int | None, *, was_running: bool, killed: bool = False) -> str:
+    """`api stopped` for a normal stop (exit 0, or ended by the SIGTERM we sent); the code only when abnormal."""
+    if killed:
+        return f"{name} stopped (killed: it ignored SIGTERM, exit {returncode})"
+    if not was_running:
+        return f"{name} had already exited (exit {returncode})"
+    if returncode in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
+        return f"{name} stopped"
+    return f"{name} stopped (exit {returncode})"
 
 
 def _signal_group(pgid: int, sig: int) -> None:

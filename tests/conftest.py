@@ -106,6 +106,13 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
+# The recall_text embedding limiter (4 req/s per client by default, loopback included) would throttle every test that
+# sends recall_text in a loop; test APIs start without it unless the test sets these variables itself.
+UNTHROTTLED_EMBED = {"RECALL_TEXT_EMBED_RATE_LIMIT_RPS": "1000000", "RECALL_TEXT_EMBED_RATE_LIMIT_BURST": "1000000",
+                     "TENANT_RECALL_TEXT_EMBED_RATE_LIMIT_RPS": "1000000",
+                     "TENANT_RECALL_TEXT_EMBED_RATE_LIMIT_BURST": "1000000"}
+
+
 @dataclass
 class ApiProcess:
     base_url: str
@@ -136,6 +143,7 @@ def start_api(db_url: str, tmp_path: Path) -> Iterator[Callable[..., ApiProcess]
         port = free_port()
         env = dict(os.environ)
         env.update({"DATABASE_URL": database_url or db_url, "PORT": str(port), "HOST": "127.0.0.1"})
+        env.update(UNTHROTTLED_EMBED)  # a test opts in to the recall_text embedding limiter by setting these
         env.update({k.upper(): str(v) for k, v in env_overrides.items()})
         log_path = tmp_path / f"api_{port}.log"
         log = log_path.open("w")

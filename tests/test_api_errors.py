@@ -175,7 +175,7 @@ def test_server_fault_is_500_and_logged_with_request_id(start_api: Any, fresh_db
     api = start_api(database_url=fresh_db_url)
     with psycopg.connect(fresh_db_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE memory_recall_audit RENAME TO memory_recall_audit_gone")
-    # The audit row is best effort (as the peer): recall still answers, the failure is logged.
+    # The audit row is best effort (as Aionis): recall still answers, the failure is logged.
     st, _, body = call(api.base_url, "/v1/memory/recall_text", {"query_text": "x"})
     assert st == 200 and body["seeds"] == []
     with psycopg.connect(fresh_db_url, autocommit=True) as conn:

@@ -236,7 +236,7 @@ def test_tenant_isolation_default_and_x_tenant_header(start_api: Any) -> None:
 
 def test_scope_partition_uses_its_hnsw_index_and_scope_path_prevents_starvation(start_api: Any, db_url: str) -> None:
     """A scope with its own partition reads its own HNSW index; in the shared default partition, many nearer
-    vectors of another scope starve the peer's unscoped stage 1 (RECALL_SCOPE_PATH=false) but not ours."""
+    vectors of another scope starve an unscoped stage 1 (Aionis's; RECALL_SCOPE_PATH=false) but not ours."""
     import numpy as np
 
     from memory_api.recall_sql import STAGE1_SQL
@@ -266,10 +266,10 @@ def test_scope_partition_uses_its_hnsw_index_and_scope_path_prevents_starvation(
     body = {"scope": lonely, "query_text": "starvation query", "limit": 20}
     scoped = call(api.base_url, "/v1/memory/recall_text", body)[2]
     assert len(scoped["seeds"]) == 1
-    peer_like = start_api(recall_scope_path="false")
-    starved = call(peer_like.base_url, "/v1/memory/recall_text", body)[2]
+    shared_like = start_api(recall_scope_path="false")
+    starved = call(shared_like.base_url, "/v1/memory/recall_text", body)[2]
     assert starved["seeds"] == [] and starved["scope"] == lonely
-    assert len(call(peer_like.base_url, "/v1/memory/recall_text", {**body, "scope": crowd})[2]["seeds"]) == 20
+    assert len(call(shared_like.base_url, "/v1/memory/recall_text", {**body, "scope": crowd})[2]["seeds"]) == 20
 
     with psycopg.connect(db_url) as conn:
         conn.execute("SET enable_seqscan = off")  # one row: make the planner show the path it has at scale
@@ -299,3 +299,22 @@ def test_inject_delay_is_exact_server_side_sleep(start_api: Any) -> None:
     assert st == 200 and elapsed >= 150 and total >= 150
     st, h, _ = call(api.base_url, "/health", method="GET")
     assert float(h["server-timing"].split(",")[0].split("=")[1]) < 100  # health is not delayed
+
+
+def test_health_and_every_response_identify_the_reference_api(start_api: Any) -> None:
+    from memload.version import MEMLOAD_VERSION
+
+    api = start_api(tenant_write_rps="0.001", tenant_write_burst="1", tenant_write_max_wait_ms="0")
+    st, h, body = call(api.base_url, "/health", method="GET")
+    assert st == 200 and body == {"ok": True, "server": "memload-reference", "version": MEMLOAD_VERSION}
+    assert h["x-memload-api"] == MEMLOAD_VERSION
+    write = {"scope": uniq("t_ident"), "input_text": "x", "auto_embed": False}
+    seen = [call(api.base_url, "/v1/memory/write", write),  # 200
+            call(api.base_url, "/v1/memory/write", write),  # 429 (tenant write bucket of 1 token)
+            call(api.base_url, "/v1/memory/recall", {"query_embedding": [1.0]}),  # 400
+            call(api.base_url, "/nope", method="GET"),  # 404
+            call(api.base_url, "/v1/memory/write", raw=b"{", headers={"content-type": "text/plain"}),  # 415
+            call(api.base_url, "/openapi.json", method="GET")]
+    assert [s for s, _, _ in seen] == [200, 429, 400, 404, 415, 200]
+    assert all(h.get("x-memload-api") == MEMLOAD_VERSION for _, h, _ in seen)
+    assert seen[-1][2]["info"]["version"] == MEMLOAD_VERSION

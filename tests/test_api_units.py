@@ -149,7 +149,7 @@ def test_budgets_and_spread_activation() -> None:
 
 
 def _spread_reference(seeds: list[dict], nodes: dict, edges: list[Edge], hops: int) -> list[dict]:
-    """The peer's loop transcribed literally (recall.ts): the optimised spread_activation must equal it bit for bit,
+    """Aionis's loop transcribed literally: the optimised spread_activation must equal it bit for bit,
     ties included (the order of equal scores is the order nodes were first activated)."""
     act: dict[str, float] = {}
     for s in seeds:

@@ -129,9 +129,9 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20)
 # ------------------------------------------------------------------------------------------- load-run harness
 def start_api_on(port: int, db_url: str, log_path: Path, **env: str) -> subprocess.Popen:
     """`memload api` on a fixed port (so a restarted API is found by a running load at the same address)."""
-    from tests.conftest import wait_http
+    from tests.conftest import UNTHROTTLED_EMBED, wait_http
 
-    full = {"DATABASE_URL": db_url, **{k.upper(): str(v) for k, v in env.items()}}
+    full = {"DATABASE_URL": db_url, **UNTHROTTLED_EMBED, **{k.upper(): str(v) for k, v in env.items()}}
     proc = start_cli(["api", "--host", "127.0.0.1", "--port", str(port)], log_path, full)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout=60, proc=proc)
