@@ -26,8 +26,13 @@ class OptionError(ValueError):
 
 
 def add_arguments(parser: Any) -> None:
-    """Register the suite's options on Locust's (configargparse) parser."""
-    a = parser.add_argument
+    """Register the suite's options on Locust's (configargparse) parser, in their own `--help` group, each help
+    text naming its environment twin."""
+    group = parser.add_argument_group("memload suite options", "the suite's own options (env twin in brackets)")
+
+    def a(flag: str, *, env_var: str, help: str, **kw: Any) -> None:
+        group.add_argument(flag, env_var=env_var, help=f"{help} [env {env_var}]", **kw)
+
     a("--scope", env_var="MEMLOAD_SCOPE", default="default", help="memory scope the users read and write")
     a("--tenant-id", env_var="MEMLOAD_TENANT_ID", default="default", help="tenant id sent in every body")
     a("--recall-limit", env_var="MEMLOAD_RECALL_LIMIT", type=int, default=20, help="`limit` of recall requests")

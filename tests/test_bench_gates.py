@@ -190,9 +190,12 @@ def test_time_based_run_records_every_request_and_server_timing(start_api, tmp_p
 
 
 def test_locust_help_lists_the_suite_options() -> None:
+    """Locust prints --help before importing the locustfile; the hook `make venv` installs fixes that."""
+    assert "-m locustfiles.help_hook install" in (REPO_ROOT / "Makefile").read_text()
     proc = subprocess.run([str(Path(sys.executable).parent / "locust"), "-f",
                            str(REPO_ROOT / "locustfiles" / "memory_users.py"), "--help"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-800:]
+    assert "memload suite options" in proc.stdout, "run `make venv` (installs locustfiles/help_hook.py's .pth)"
     for flag in ("--scope", "--duration-s", "--allow-empty-scope", "--query-set", "MEMLOAD_SCOPE"):
         assert flag in proc.stdout, flag
