@@ -36,10 +36,13 @@ class SuiteUser(FastHttpUser):
     _limited = False  # this class has a request limit: take a token per request
     _first = True
 
+    _halt = False  # invalid options or a failed preflight (both logged): stop at the first task, quietly
+
     def on_start(self) -> None:
         self.suite = suite_of(self.environment)
-        if self.suite.cfg is None or self.suite.refused:  # invalid options or a failed preflight (logged)
-            raise StopUser()
+        if self.suite.cfg is None or self.suite.refused:  # (StopUser from on_start is logged as an error)
+            self._halt = True
+            return
         self.ctl = self.suite.controller(self.endpoint_class)
         self.ctl.register_user()
         self._limited = self.suite.pool is not None and self.endpoint_class in self.suite.pool.limited
@@ -48,6 +51,11 @@ class SuiteUser(FastHttpUser):
         ctl = getattr(self, "ctl", None)
         if ctl is not None:
             ctl.unregister_user()
+
+    def check_running(self) -> None:
+        """First line of every task: a user of a run that must not load the target stops here."""
+        if self._halt:
+            raise StopUser()
 
     def send(self, endpoint: str, method: str, path: str, body: bytes | None = None, *,
              expected_min_seeds: int = 0, expected_nodes: int = 1, ack_client_id: str | None = None) -> None:

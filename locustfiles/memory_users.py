@@ -35,6 +35,7 @@ class RecallUser(SuiteUser):
     @tag("recall")
     @task
     def recall(self) -> None:
+        self.check_running()
         suite = self.suite
         cfg = suite.cfg
         assert cfg is not None
@@ -58,6 +59,7 @@ class WriteUser(SuiteUser):
     @tag("write")
     @task
     def write(self) -> None:
+        self.check_running()
         suite = self.suite
         cfg = suite.cfg
         assert cfg is not None

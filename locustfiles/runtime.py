@@ -362,7 +362,8 @@ class Suite:
         local = {c: self._local_users(c) for c in ("recall", "write", "health")}
         fixed = {"recall": cfg.recall_users, "write": cfg.write_users}
         total = {c: fixed.get(c) or local[c] for c in local}
-        concurrent = [cls] if (cfg.sequential and cls in cfg.budgets) else [c for c in total if total[c]]
+        phased = cls in cfg.budgets or cls in cfg.durations  # a case of its own under sequential phases
+        concurrent = [cls] if (cfg.sequential and phased) else [c for c in total if total[c]]
         denominator = sum(total[c] for c in concurrent) or 1
         return max(local[cls], 1) / denominator
 
