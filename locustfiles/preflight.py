@@ -19,10 +19,12 @@ from typing import Any
 from locustfiles.pacing import parse_retry_after
 from locustfiles.validation import OK, RATE_LIMITED, SERVER_5XX, TRANSPORT, classify
 from memload.contract import HEALTH, RECALL_TEXT
+from memload.errors import ExitCode
 
 RECALL_ATTEMPTS = 3  # a 429 on the preflight recall is waited out (Retry-After, at most MAX_HOLD_S) this often
 MAX_HOLD_S = 5.0
-EXIT_KIND = {"target": 2, "empty_scope": 1, "recall": 1}
+EXIT_KIND = {"target": int(ExitCode.TARGET_FAILING), "empty_scope": int(ExitCode.ERROR),
+             "recall": int(ExitCode.ERROR)}
 
 
 def run_preflight(host: str, *, scope: str, tenant_id: str, query: str, limit: int, headers: dict[str, str],

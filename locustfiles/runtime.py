@@ -43,6 +43,7 @@ from locustfiles.pacing import PacingController
 from locustfiles.preflight import EXIT_KIND, run_preflight
 from locustfiles.records import CATEGORY, RecordsWriter
 from memload.contract import RECALL_TEXT
+from memload.errors import ExitCode
 
 log = logging.getLogger("memload")
 
@@ -190,7 +191,8 @@ class Suite:
         if self.refused:
             self.stop_reason = f"preflight: {self.preflight['error']['message']}" if self.preflight else "preflight"
             if not self.is_worker:
-                self.env.process_exit_code = EXIT_KIND.get((self.preflight or {}).get("error", {}).get("kind"), 1)
+                kind = (self.preflight or {}).get("error", {}).get("kind")
+                self.env.process_exit_code = EXIT_KIND.get(kind, int(ExitCode.ERROR))
                 gevent.spawn(self._finish)
             return
         if limited:
@@ -536,7 +538,7 @@ def install(events: Any) -> None:
                 suite.on_init()
             except OptionError as exc:  # a bad command-line value: one line, no traceback
                 log.error("memload: %s", exc)
-                raise SystemExit(2) from None
+                raise SystemExit(int(ExitCode.USAGE)) from None
             environment.events.request.add_listener(suite.on_request)
         if web_ui is not None:
             _extend_web_ui(suite, web_ui)
@@ -549,7 +551,7 @@ def install(events: Any) -> None:
         except OptionError as exc:  # e.g. a bad value typed into the web UI's form: stop, say why
             suite.cfg = None
             log.error("memload: %s; stopping", exc)
-            environment.process_exit_code = 2
+            environment.process_exit_code = int(ExitCode.USAGE)
             gevent.spawn(environment.runner.quit if suite.is_worker else environment.runner.stop)
 
     @events.test_stop.add_listener
