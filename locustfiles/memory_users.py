@@ -6,7 +6,7 @@
 Speaks only HTTP (no import of the reference API): any Aionis-compatible server can be measured. Options of the
 suite (`--scope`, `--tenant-id`, `--duration-s`, `--allow-empty-scope`, `--pace-ms`, `--adaptive`, `--query-set`,
 `--recall-requests`, `--arrival-rate`, ...; see `locust -f locustfiles/memory_users.py --help`, group "memload suite
-options") all have MEMLOAD_* env twins; Locust's own `--profile` picks the peer's profile. Auth headers come from
+options") all have MEMLOAD_* env twins; Locust's own `--profile` picks the Aionis kit's profile. Auth headers come from
 PERF_API_KEY (x-api-key) and PERF_AUTH_BEARER. Before any user starts, a preflight checks `GET /health` and that
 the scope has recallable memories (see locustfiles/preflight.py). `memload bench` drives this file headless.
 """

@@ -5,14 +5,14 @@ warm-up, so its percentiles rest on thousands of samples; `--recall-requests` / 
 count-based instead (exactly N requests, as the seed document's kit). Concurrency = users of that class, and with
 `--mode all` the write case starts only when every recall request has completed (two sequential cases in one run,
 so Locust's CSV files, the exact-latency file, the records file and the pacing timeline each cover the whole
-benchmark). The warmup is the peer's: sequential recall_text calls before the users start, excluded from every
+benchmark). The warmup is the Aionis kit's: sequential recall_text calls before the users start, excluded from every
 statistic (also in write mode).
 
 Before any load the suite's preflight checks `GET /health` and runs one recall on the scope: a dead or failing
 target stops the run (exit 2), a scope with no recallable memories too (exit 1; `--allow-empty-scope` to measure it
 anyway).
 
-Output: the peer's JSON schema on stdout (and `--out`), extended with 429/empty-recall categories, sample counts,
+Output: the Aionis kit's JSON schema on stdout (and `--out`), extended with 429/empty-recall categories, sample counts,
 server-side time (`Server-Timing`), open-model counts, the preflight and the pacing history; Locust's CSV files
 plus `_requests.csv` (one row per measured request), `_exact.json`, `_pacing.csv`, `_summary.json` and
 `_locust.log` under the `--csv` prefix. Exit codes: 0 ok; 1 the run failed, did not finish, or the scope is
@@ -73,8 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                help="cases to run (all = recall then write) [profile default: all]")
     add_option(p, "--warmup", env="BENCH_WARMUP", default=None, type=bounded_int(0, 100_000),
                help="sequential recall_text warmup calls, excluded from the stats [profile default: 20]")
-    add_option(p, "--duration-s", env="BENCH_DURATION_S", default=None, type=bounded_float(0.1, 86_400.0),
-               help="seconds each case runs after the warm-up (time-based, the default mode) [default: 30]")
+    add_option(p, "--duration-s", env="BENCH_DURATION_S", default=DEFAULTS["duration_s"],
+               type=bounded_float(0.1, 86_400.0),
+               help="seconds each case runs after the warm-up (time-based, the default mode)")
     add_option(p, "--recall-requests", env="RECALL_REQUESTS", default=None, type=bounded_int(1, 100_000_000),
                help="recall requests in total: makes the recall case count-based [default: time-based]")
     add_option(p, "--recall-concurrency", env="RECALL_CONCURRENCY", default=None, type=bounded_int(1, 10_000),

@@ -131,7 +131,7 @@ def test_empty_recall_is_a_failure_and_breaks_the_error_slo(start_api, tmp_path:
                           "--recall-requests", "12", "--recall-concurrency", "2", "--query-set", str(qs),
                           "--slo-max-error-rate", "0", "--allow-empty-scope", "--csv", str(tmp_path / "locust_e"))
     assert rc == ExitCode.GATE_FAILED, err
-    assert data is not None and data["ok"] is True  # the error gates are the peer's `ok`; the SLO exits 3
+    assert data is not None and data["ok"] is True  # the error gates decide `ok`; the SLO exits 3
     assert data["preflight"]["scope_nonempty"] is False  # measured anyway: --allow-empty-scope
     (case,) = data["cases"]
     assert (case["total"], case["ok"], case["failed"]) == (12, 0, 12)
