@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv system-deps test lint bench up clean-state
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml locustfiles/help_hook.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m locustfiles.help_hook install
 	touch $(STAMP)
 
 venv: $(STAMP)

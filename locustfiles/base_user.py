@@ -1,7 +1,8 @@
 """`SuiteUser`: a FastHttpUser that sends one validated, paced, budgeted request per task.
 
 The request is made with `catch_response=True`: the body is judged against the contract, the outcome is stored in
-the request context (the exact-latency listener reads it), 429s are renamed `<endpoint> [429]` so they get their
+the request context with the status and the server's `Server-Timing` (the exact-latency and records listener
+reads it), 429s are renamed `<endpoint> [429]` so they get their
 own Locust stats row (out of the endpoint's percentiles), and the pacing controller of the endpoint class learns
 every success and every 429.
 """
@@ -15,6 +16,7 @@ from locust import FastHttpUser
 from locust.exception import StopUser
 
 from locustfiles.pacing import PacingController, parse_retry_after
+from locustfiles.records import parse_server_timing
 from locustfiles.runtime import REPORT_KEY, Suite, suite_of
 from locustfiles.validation import OK, RATE_LIMITED, classify
 from locustfiles.write_ack import default_log
@@ -34,10 +36,13 @@ class SuiteUser(FastHttpUser):
     _limited = False  # this class has a request limit: take a token per request
     _first = True
 
+    _halt = False  # invalid options or a failed preflight (both logged): stop at the first task, quietly
+
     def on_start(self) -> None:
         self.suite = suite_of(self.environment)
-        if self.suite.cfg is None:  # the run's options were invalid (logged at test_start)
-            raise StopUser()
+        if self.suite.cfg is None or self.suite.refused:  # (StopUser from on_start is logged as an error)
+            self._halt = True
+            return
         self.ctl = self.suite.controller(self.endpoint_class)
         self.ctl.register_user()
         self._limited = self.suite.pool is not None and self.endpoint_class in self.suite.pool.limited
@@ -46,6 +51,11 @@ class SuiteUser(FastHttpUser):
         ctl = getattr(self, "ctl", None)
         if ctl is not None:
             ctl.unregister_user()
+
+    def check_running(self) -> None:
+        """First line of every task: a user of a run that must not load the target stops here."""
+        if self._halt:
+            raise StopUser()
 
     def send(self, endpoint: str, method: str, path: str, body: bytes | None = None, *,
              expected_min_seeds: int = 0, expected_nodes: int = 1, ack_client_id: str | None = None) -> None:
@@ -75,14 +85,15 @@ class SuiteUser(FastHttpUser):
         if ack_client_id is not None:  # --verify-writes: record what the server told us about this write
             default_log().record(ack_client_id, status, verdict.status_key, body)
         meta = resp.request_meta
-        meta["context"][REPORT_KEY] = (endpoint, verdict, intended)
+        headers = resp.headers if status else None
+        server_ms, db_ms = parse_server_timing(headers.get("server-timing") if headers else None)
+        meta["context"][REPORT_KEY] = (endpoint, verdict, intended, status, server_ms, db_ms)
         if verdict.category == OK:
             resp.success()
             self.ctl.on_ok(meta.get("response_time", 0.0))
         elif verdict.category == RATE_LIMITED:
             meta["name"] = f"{endpoint} [429]"
             resp.failure(RATE_LIMITED)
-            headers = resp.headers
             self.ctl.on_429(parse_retry_after(headers.get("retry-after") if headers else None,
                                               verdict.retry_after_ms))
         else:

@@ -1,6 +1,10 @@
-"""Exact request counts per endpoint class, in one process or across Locust workers, with sequential phases.
+"""Request budgets per endpoint class (an exact count, or a duration), in one process or across Locust workers,
+with sequential phases.
 
-The `TokenDispenser` (master, or the local runner) owns the budget: N tokens per class. Users take one token per
+The `TokenDispenser` (master, or the local runner) owns the budget: N tokens per class, or, for a class with a
+duration, tokens for as long as its window is open (the window opens with the class's first grant, so each case
+runs its full duration after the warm-up and after the previous case). Grants carry the window's end; a pool
+stops handing out tokens at that instant. Users take one token per
 request from their process's `TokenPool`, which asks the dispenser for batches. A class not yet in its phase gets
 its requests queued, so with `sequential` phases the write users idle until every recall token is spent and every
 recall request has completed. A pool that learns its class is exhausted and has no request in flight reports
@@ -12,17 +16,23 @@ The transport (direct calls locally, Locust custom messages between master and w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
+import gevent
 import gevent.event
+
+TIME_BATCH = 64  # tokens per grant for a duration budget: they are void at the window's end anyway
 
 
 class TokenPool:
     """Per-process side: tokens on hand, in-flight counts, blocking `take`."""
 
     def __init__(self, classes: Iterable[str], request: Callable[[str, int], None], done: Callable[[str], None],
-                 batch: Callable[[str], int]) -> None:
+                 batch: Callable[[str], int], clock: Callable[[], float] = time.time) -> None:
         self.limited = set(classes)
+        self._clock = clock
+        self._until: dict[str, float | None] = dict.fromkeys(self.limited)
         self._request = request
         self._done = done
         self._batch = batch
@@ -40,6 +50,10 @@ class TokenPool:
             return True
         event = self._events[cls]
         while True:
+            until = self._until[cls]
+            if until is not None and self._clock() >= until:  # the class's window closed: void what is left
+                self._pool[cls] = 0
+                self._exhausted[cls] = True
             if self._pool[cls] > 0:
                 self._pool[cls] -= 1
                 self._inflight[cls] += 1
@@ -62,10 +76,13 @@ class TokenPool:
         self._inflight[cls] -= 1
         self._maybe_done(cls)
 
-    def on_grant(self, cls: str, n: int) -> None:
+    def on_grant(self, cls: str, n: int, until: float | None = None) -> None:
+        """`n` tokens of `cls` (0 = the class is exhausted), valid until the epoch `until` (duration budgets)."""
         if cls not in self.limited:
             return
         self._asked[cls] = False
+        if until is not None:
+            self._until[cls] = until
         if n <= 0:
             self._exhausted[cls] = True
         else:
@@ -81,48 +98,79 @@ class TokenPool:
 
 
 class TokenDispenser:
-    """Budget owner: grants tokens per class in phase order, detects the end of each class and of the run."""
+    """Budget owner: grants tokens per class in phase order, detects the end of each class and of the run.
 
-    def __init__(self, budgets: dict[str, int], sequential: bool, grant: Callable[[str, str, int], None],
-                 on_class_done: Callable[[str], None], on_all_done: Callable[[], None]) -> None:
+    `budgets` are exact counts; `durations` (seconds) give the classes without a count a time window instead.
+    `grant(node, cls, n, until)` delivers tokens (`until` = the window's end, None for counted classes)."""
+
+    def __init__(self, budgets: dict[str, int], sequential: bool, grant: Callable[[str, str, int, float | None], None],
+                 on_class_done: Callable[[str], None], on_all_done: Callable[[], None],
+                 durations: dict[str, float] | None = None, clock: Callable[[], float] = time.time,
+                 call_later: Callable[[float, Callable[[], None]], object] | None = None) -> None:
+        self.durations = {c: float(s) for c, s in (durations or {}).items() if c not in budgets and s > 0}
+        self.deadline: dict[str, float] = {}
+        self._clock = clock
+        self._call_later = call_later or (lambda delay, fn: gevent.spawn_later(delay, fn))
         self.remaining = dict(budgets)
         self.budgets = dict(budgets)
-        order = [c for c in ("recall", "write") if c in budgets]
+        classes = set(budgets) | set(self.durations)
+        order = [c for c in ("recall", "write") if c in classes]
         self.phases: list[list[str]] = [[c] for c in order] if sequential else [order]
         self.phase = 0
         self._grant = grant
         self._on_class_done = on_class_done
         self._on_all_done = on_all_done
-        self._pending: dict[str, list[tuple[str, int]]] = {c: [] for c in budgets}
-        self._requesters: dict[str, set[str]] = {c: set() for c in budgets}
-        self._done_nodes: dict[str, set[str]] = {c: set() for c in budgets}
+        self._pending: dict[str, list[tuple[str, int]]] = {c: [] for c in classes}
+        self._requesters: dict[str, set[str]] = {c: set() for c in classes}
+        self._done_nodes: dict[str, set[str]] = {c: set() for c in classes}
+        self._expired: set[str] = set()
+        self.classes = classes
         self.finished: set[str] = set()
-        self.all_done = not budgets
+        self.all_done = not classes
 
     def active(self, cls: str) -> bool:
         return self.phase < len(self.phases) and cls in self.phases[self.phase]
 
     def on_request(self, node: str, cls: str, n: int) -> None:
-        if cls not in self.remaining:
-            self._grant(node, cls, 0)
+        if cls not in self.classes:
+            self._grant(node, cls, 0, None)
             return
         if not self.active(cls) and cls not in self.finished:
             self._pending[cls].append((node, n))
+            return
+        if cls in self.durations:
+            until = self.deadline.get(cls)
+            if until is None and cls not in self.finished:  # the case's window opens with its first grant
+                until = self.deadline[cls] = self._clock() + self.durations[cls]
+                self._call_later(self.durations[cls], lambda: self._expire(cls))
+            granted = max(n, TIME_BATCH) if until is not None and self._clock() < until else 0
+            if granted:
+                self._requesters[cls].add(node)
+            self._grant(node, cls, granted, until)
             return
         granted = min(max(0, n), self.remaining[cls])
         self.remaining[cls] -= granted
         if granted:
             self._requesters[cls].add(node)
-        self._grant(node, cls, granted)
+        self._grant(node, cls, granted, None)
 
     def on_done(self, node: str, cls: str) -> None:
-        if cls not in self.remaining:
+        if cls not in self.classes:
             return
         self._done_nodes[cls].add(node)
         self._check(cls)
 
+    def _expire(self, cls: str) -> None:
+        self._expired.add(cls)
+        self._check(cls)
+
+    def _spent(self, cls: str) -> bool:
+        if cls in self.durations:
+            return cls in self._expired
+        return self.remaining[cls] <= 0
+
     def _check(self, cls: str) -> None:
-        if cls in self.finished or self.remaining[cls] > 0:
+        if cls in self.finished or not self._spent(cls):
             return
         if not self._requesters[cls] <= self._done_nodes[cls]:
             return
@@ -135,6 +183,6 @@ class TokenDispenser:
                     queued, self._pending[nxt] = self._pending[nxt], []
                     for node, n in queued:
                         self.on_request(node, nxt, n)
-        if len(self.finished) == len(self.remaining) and not self.all_done:
+        if len(self.finished) == len(self.classes) and not self.all_done:
             self.all_done = True
             self._on_all_done()

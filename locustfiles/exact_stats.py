@@ -238,6 +238,7 @@ class Recorder:
         self.cases: dict[str, CaseStats] = {}
         self.pacing_rows: list[tuple[int, str, float, int, int]] = []
         self.pacing_state: dict[str, dict[str, Any]] = {}
+        self.rows: list[tuple[Any, ...]] = []  # per-request records (see locustfiles.records)
 
     def case(self, endpoint: str) -> CaseStats:
         cs = self.cases.get(endpoint)
@@ -251,21 +252,25 @@ class Recorder:
             cs.first_start = when
 
     def take_delta(self) -> dict[str, Any]:
-        delta = {"cases": self.cases, "pacing_rows": self.pacing_rows, "pacing_state": dict(self.pacing_state)}
+        delta = {"cases": self.cases, "pacing_rows": self.pacing_rows, "pacing_state": dict(self.pacing_state),
+                 "rows": self.rows}
         self.cases = {}
         self.pacing_rows = []
+        self.rows = []
         return delta
 
     @staticmethod
     def delta_to_wire(delta: dict[str, Any]) -> dict[str, Any]:
         return {"cases": {k: v.to_wire() for k, v in delta["cases"].items()},
-                "pacing_rows": [list(r) for r in delta["pacing_rows"]], "pacing_state": delta["pacing_state"]}
+                "pacing_rows": [list(r) for r in delta["pacing_rows"]], "pacing_state": delta["pacing_state"],
+                "rows": [list(r) for r in delta.get("rows", ())]}
 
     @staticmethod
     def delta_from_wire(wire: dict[str, Any]) -> dict[str, Any]:
         return {"cases": {k: CaseStats.from_wire(v) for k, v in wire.get("cases", {}).items()},
                 "pacing_rows": [tuple(r) for r in wire.get("pacing_rows", [])],
-                "pacing_state": wire.get("pacing_state", {})}
+                "pacing_state": wire.get("pacing_state", {}),
+                "rows": [tuple(r) for r in wire.get("rows", [])]}
 
 
 class Aggregate:
@@ -276,8 +281,15 @@ class Aggregate:
         self.per_source: dict[str, dict[str, Counter[str]]] = {}  # source -> endpoint -> {total, ok}
         self.pacing_rows: dict[tuple[int, str], list[float]] = {}
         self.pacing_state: dict[str, dict[str, dict[str, Any]]] = {}  # class -> source -> state
+        self.records: Any = None  # a locustfiles.records.RecordsWriter, when the run has a CSV prefix
+        self.record_count = 0
 
     def merge(self, source: str, delta: dict[str, Any]) -> None:
+        rows = delta.get("rows")
+        if rows:
+            self.record_count += len(rows)
+            if self.records is not None:
+                self.records.write(rows)
         for endpoint, cs in delta["cases"].items():
             mine = self.cases.get(endpoint)
             if mine is None:

@@ -4,9 +4,11 @@
     locust -f locustfiles/memory_users.py --host ... --headless -u 16 -r 16 -t 1m --csv out/locust
 
 Speaks only HTTP (no import of the reference API): any Aionis-compatible server can be measured. Options of the
-suite (`--scope`, `--tenant-id`, `--pace-ms`, `--adaptive`, `--query-set`, `--recall-requests`, `--arrival-rate`,
-...; see `locust --help`) all have MEMLOAD_* env twins; Locust's own `--profile` picks the peer's profile. Auth
-headers come from PERF_API_KEY (x-api-key) and PERF_AUTH_BEARER. `memload bench` drives this file headless.
+suite (`--scope`, `--tenant-id`, `--duration-s`, `--allow-empty-scope`, `--pace-ms`, `--adaptive`, `--query-set`,
+`--recall-requests`, `--arrival-rate`, ...; see `locust -f locustfiles/memory_users.py --help`, group "memload suite
+options") all have MEMLOAD_* env twins; Locust's own `--profile` picks the Aionis kit's profile. Auth headers come from
+PERF_API_KEY (x-api-key) and PERF_AUTH_BEARER. Before any user starts, a preflight checks `GET /health` and that
+the scope has recallable memories (see locustfiles/preflight.py). `memload bench` drives this file headless.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class RecallUser(SuiteUser):
     @tag("recall")
     @task
     def recall(self) -> None:
+        self.check_running()
         suite = self.suite
         cfg = suite.cfg
         assert cfg is not None
@@ -56,6 +59,7 @@ class WriteUser(SuiteUser):
     @tag("write")
     @task
     def write(self) -> None:
+        self.check_running()
         suite = self.suite
         cfg = suite.cfg
         assert cfg is not None

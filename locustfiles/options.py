@@ -26,8 +26,13 @@ class OptionError(ValueError):
 
 
 def add_arguments(parser: Any) -> None:
-    """Register the suite's options on Locust's (configargparse) parser."""
-    a = parser.add_argument
+    """Register the suite's options on Locust's (configargparse) parser, in their own `--help` group, each help
+    text naming its environment twin."""
+    group = parser.add_argument_group("memload suite options", "the suite's own options (env twin in brackets)")
+
+    def a(flag: str, *, env_var: str, help: str, **kw: Any) -> None:
+        group.add_argument(flag, env_var=env_var, help=f"{help} [env {env_var}]", **kw)
+
     a("--scope", env_var="MEMLOAD_SCOPE", default="default", help="memory scope the users read and write")
     a("--tenant-id", env_var="MEMLOAD_TENANT_ID", default="default", help="tenant id sent in every body")
     a("--recall-limit", env_var="MEMLOAD_RECALL_LIMIT", type=int, default=20, help="`limit` of recall requests")
@@ -50,6 +55,11 @@ def add_arguments(parser: Any) -> None:
       help="fixed number of recall users (0 = by weight, 3 recall : 1 write)")
     a("--write-users", env_var="MEMLOAD_WRITE_USERS", type=int, default=0,
       help="fixed number of write users (0 = by weight)")
+    a("--duration-s", env_var="MEMLOAD_DURATION_S", type=float, default=0.0,
+      help="time-based cases: each endpoint class without a request count runs this many seconds, from its first "
+           "request (after the warm-up; with sequential phases, after the previous case) (0 = no limit)")
+    a("--allow-empty-scope", env_var="MEMLOAD_ALLOW_EMPTY_SCOPE", action="store_true", default=False,
+      help="run even when the preflight recall finds no memories in --scope (default: stop with an error)")
     a("--phases", env_var="MEMLOAD_PHASES", default="sequential", choices=("sequential", "concurrent"),
       help="with request limits: run recall then write (the peer's cases) or both at once")
     a("--warmup", env_var="MEMLOAD_WARMUP", type=int, default=0,
@@ -82,6 +92,8 @@ class SuiteConfig:
     timeout_ms: float
     recall_requests: int
     write_requests: int
+    duration_s: float
+    allow_empty_scope: bool
     recall_users: int
     write_users: int
     sequential: bool
@@ -114,6 +126,8 @@ class SuiteConfig:
             timeout_ms=_float(get("timeout_ms", 15000.0), "--timeout-ms"),
             recall_requests=_int(get("recall_requests", 0), "--recall-requests"),
             write_requests=_int(get("write_requests", 0), "--write-requests"),
+            duration_s=_float(get("duration_s", 0.0), "--duration-s"),
+            allow_empty_scope=_bool(get("allow_empty_scope", False)),
             recall_users=_int(get("recall_users", 0), "--recall-users"),
             write_users=_int(get("write_users", 0), "--write-users"),
             sequential=str(get("phases", "sequential")) == "sequential",
@@ -138,6 +152,7 @@ class SuiteConfig:
             raise OptionError(f"--recall-endpoint: must be one of {', '.join(RECALL_ENDPOINTS)}")
         for flag, value, lo_f in (("--pace-ms", self.pace_ms, 0.0), ("--timeout-ms", self.timeout_ms, 1.0),
                                   ("--arrival-rate", self.arrival_rate, 0.0),
+                                  ("--duration-s", self.duration_s, 0.0),
                                   ("--arrival-late-ms", self.arrival_late_ms, 0.0),
                                   ("--arrival-drop-ms", self.arrival_drop_ms, 1.0)):
             if not value >= lo_f or value != value or value == float("inf"):
@@ -152,6 +167,13 @@ class SuiteConfig:
     def budgets(self) -> dict[str, int]:
         """Request limits per endpoint class (only the limited ones)."""
         return {k: v for k, v in (("recall", self.recall_requests), ("write", self.write_requests)) if v > 0}
+
+    @property
+    def durations(self) -> dict[str, float]:
+        """Time windows per endpoint class (the classes without a request count, when --duration-s is given)."""
+        if self.duration_s <= 0:
+            return {}
+        return {c: self.duration_s for c in ("recall", "write") if c not in self.budgets}
 
     @property
     def open_model(self) -> bool:

@@ -3,8 +3,11 @@
 One `Suite` lives on each Locust environment (local runner, master or worker). It owns the pacing controllers,
 the open-model schedules, the request budget (pool and/or dispenser), the exact-latency recorder and, on the
 master/local runner, the merged aggregate that is written next to Locust's CSV files at quit:
-`<csv prefix>_exact.json`, `<csv prefix>_pacing.csv` and `<csv prefix>_summary.json` (what `memload bench` reads).
+`<csv prefix>_exact.json`, `<csv prefix>_pacing.csv` and `<csv prefix>_summary.json` (what `memload bench` reads),
+and, streamed during the run, `<csv prefix>_requests.csv` (one row per measured request; workers ship theirs).
 Everything that depends on options happens at `test_start`, because workers get the master's options only then.
+The master (or local runner) runs the preflight there, before any user starts; its verdict reaches the workers in
+the options of the spawn message (`memload_refused`, `memload_expect_seeds`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ from locustfiles.options import (
     load_queries,
 )
 from locustfiles.pacing import PacingController
+from locustfiles.preflight import EXIT_KIND, run_preflight
+from locustfiles.records import CATEGORY, RecordsWriter
 from memload.contract import RECALL_TEXT
+from memload.errors import ExitCode
 
 log = logging.getLogger("memload")
 
@@ -83,6 +89,9 @@ class Suite:
         self._ticker: gevent.Greenlet | None = None
         self._finishing = False
         self._open_model = False
+        self.preflight: dict[str, Any] | None = None
+        self.refused = False  # the preflight stopped this run: users do not start
+        self.records: RecordsWriter | None = None
 
     # --- roles ---
     @property
@@ -148,32 +157,87 @@ class Suite:
         for cls in self.env.user_classes:
             if getattr(cls, "endpoint_class", None):
                 cls.network_timeout = cls.connection_timeout = timeout_s
-        budgets = self._budgets(cfg)
+        budgets, durations = self._budgets(cfg)
+        limited = set(budgets) | set(durations)
+        opts = self.env.parsed_options
+        self.preflight, self.refused = None, False
+        if not self.is_worker:
+            self._open_records()
+            self._run_preflight(cfg)
+            if opts is not None:  # travels to the workers with the spawn message
+                opts.memload_refused = self.refused
+                opts.memload_expect_seeds = int(bool(self.preflight and self.preflight.get("scope_nonempty")))
+        else:
+            self.refused = bool(getattr(opts, "memload_refused", False))
+        expect_seeds = int(getattr(opts, "memload_expect_seeds", 0) or 0) if opts is not None else 0
         self.pool, self.dispenser = None, None
         if not self.is_worker:
-            self.dispenser = TokenDispenser(budgets, cfg.sequential, self._grant, self._class_done, self._all_done)
+            self.dispenser = TokenDispenser(budgets, cfg.sequential, self._grant, self._class_done, self._all_done,
+                                            durations=durations)
         if not self.is_master:
             self.queries = load_queries(cfg.query_set, cfg.scope, cfg.tenant_id)
+            if not cfg.query_set and expect_seeds:  # the scope has memories: a recall with no seeds is an anomaly
+                self.queries = [(FALLBACK_QUERY, 1)]
             if self.is_worker:
-                self.pool = TokenPool(budgets, self._request_remote, self._worker_done, self._local_users)
+                self.pool = TokenPool(limited, self._request_remote, self._worker_done, self._local_users)
             else:
-                self.pool = TokenPool(budgets, lambda c, n: self.dispenser.on_request("local", c, n),  # type: ignore[union-attr]
+                self.pool = TokenPool(limited, lambda c, n: self.dispenser.on_request("local", c, n),  # type: ignore[union-attr]
                                       lambda c: self.dispenser.on_done("local", c), lambda c: 1)  # type: ignore[union-attr]
             self._ticker = gevent.spawn(self._tick_loop)
-        if not self.is_worker and cfg.warmup > 0:
+        if not self.is_worker and cfg.warmup > 0 and not self.refused:
             self._run_warmup(cfg)
         self._open_model = cfg.open_model
         self.cfg = cfg
-        if budgets:
+        if self.refused:
+            self.stop_reason = f"preflight: {self.preflight['error']['message']}" if self.preflight else "preflight"
+            if not self.is_worker:
+                kind = (self.preflight or {}).get("error", {}).get("kind")
+                self.env.process_exit_code = EXIT_KIND.get(kind, int(ExitCode.ERROR))
+                gevent.spawn(self._finish)
+            return
+        if limited:
             phases = "sequential" if cfg.sequential else "concurrent"
-            log.info("memload: request limits %s (%s phases)", budgets, phases)
+            log.info("memload: request limits %s, time limits %s (%s phases)", budgets,
+                     {c: f"{s:g}s" for c, s in durations.items()}, phases)
 
-    def _budgets(self, cfg: SuiteConfig) -> dict[str, int]:
+    def _run_preflight(self, cfg: SuiteConfig) -> None:
+        """Master/local runner: probe the target before any load (see locustfiles.preflight)."""
+        host = self.env.host or ""
+        if not host:
+            log.warning("memload: no --host, preflight skipped")
+            return
+        present = {getattr(c, "endpoint_class", None) for c in self.env.user_classes}
+        query = load_queries(cfg.query_set, cfg.scope, cfg.tenant_id)[0][0]
+        self.preflight = run_preflight(host, scope=cfg.scope, tenant_id=cfg.tenant_id, query=query,
+                                       limit=cfg.recall_limit, headers=self.headers,
+                                       timeout_s=cfg.timeout_ms / 1000.0, check_scope="recall" in present,
+                                       allow_empty_scope=cfg.allow_empty_scope)
+        err = self.preflight.get("error")
+        if err:
+            self.refused = True
+            log.error("memload: preflight failed: %s", err["message"])
+        else:
+            log.info("memload: preflight ok: health %s, scope %r has %s seeds for the first query",
+                     self.preflight["health"]["status"], cfg.scope, self.preflight["seeds_seen"])
+
+    def _open_records(self) -> None:
+        """Master/local runner with a CSV prefix: (re)start `<prefix>_requests.csv` for this run."""
+        if self.records is not None:
+            self.records.close()
+            self.records = None
+        prefix = getattr(self.env.parsed_options, "csv_prefix", None)
+        if prefix:
+            self.records = RecordsWriter(prefix)
+        self.aggregate.records = self.records
+
+    def _budgets(self, cfg: SuiteConfig) -> tuple[dict[str, int], dict[str, float]]:
+        """(request counts, time windows) of the endpoint classes that run."""
         present = {getattr(c, "endpoint_class", None) for c in self.env.user_classes}
         budgets = {c: n for c, n in cfg.budgets.items() if c in present}
         for c in set(cfg.budgets) - set(budgets):
             log.warning("memload: --%s-requests ignored: no %s user class runs", c, c)
-        return budgets
+        durations = {c: s for c, s in cfg.durations.items() if c in present}
+        return budgets, durations
 
     def end(self) -> None:
         """test_stop: stop the ticker and fold the last samples in (local runner)."""
@@ -183,13 +247,15 @@ class Suite:
         self._tick()
         if not self.is_worker and not self.is_master:
             self.aggregate.merge("local", self.recorder.take_delta())
+        if self.records is not None:
+            self.records.flush()
 
     # --- budget transport ---
-    def _grant(self, node: str, cls: str, n: int) -> None:
+    def _grant(self, node: str, cls: str, n: int, until: float | None = None) -> None:
         if self.is_master:
-            self.env.runner.send_message(MSG_TOKENS_GRANT, {"cls": cls, "n": n}, client_id=node)
+            self.env.runner.send_message(MSG_TOKENS_GRANT, {"cls": cls, "n": n, "until": until}, client_id=node)
         elif self.pool is not None:
-            self.pool.on_grant(cls, n)
+            self.pool.on_grant(cls, n, until)
 
     def _request_remote(self, cls: str, n: int) -> None:
         self.env.runner.send_message(MSG_TOKENS_REQ, {"cls": cls, "n": n})
@@ -216,7 +282,7 @@ class Suite:
 
     def _on_grant_msg(self, environment: Any, msg: Any, **_: Any) -> None:
         if self.pool is not None:
-            self.pool.on_grant(msg.data["cls"], int(msg.data["n"]))
+            self.pool.on_grant(msg.data["cls"], int(msg.data["n"]), msg.data.get("until"))
 
     def _class_done(self, cls: str) -> None:
         log.info("memload: %s requests done", cls)
@@ -225,7 +291,7 @@ class Suite:
         if self._finishing:
             return
         self._finishing = True
-        self.completed, self.stop_reason = True, "request limits reached"
+        self.completed, self.stop_reason = True, "case limits reached"
         gevent.spawn_later(FINISH_DELAY_S, self._finish)
 
     def _finish(self) -> None:
@@ -298,7 +364,8 @@ class Suite:
         local = {c: self._local_users(c) for c in ("recall", "write", "health")}
         fixed = {"recall": cfg.recall_users, "write": cfg.write_users}
         total = {c: fixed.get(c) or local[c] for c in local}
-        concurrent = [cls] if (cfg.sequential and cls in cfg.budgets) else [c for c in total if total[c]]
+        phased = cls in cfg.budgets or cls in cfg.durations  # a case of its own under sequential phases
+        concurrent = [cls] if (cfg.sequential and phased) else [c for c in total if total[c]]
         denominator = sum(total[c] for c in concurrent) or 1
         return max(local[cls], 1) / denominator
 
@@ -311,12 +378,14 @@ class Suite:
         meta = context.get(REPORT_KEY)
         if meta is None:
             return
-        endpoint, verdict, intended = meta
+        endpoint, verdict, intended, status, server_ms, db_ms = meta
         start = start_time if start_time is not None else time.time() - response_time / 1000.0
         end = start + response_time / 1000.0
         latency_ms = response_time if intended is None else (end - intended) * 1000.0
         recorder = self.recorder
         (recorder.cases.get(endpoint) or recorder.case(endpoint)).record(verdict, latency_ms, start, end)
+        recorder.rows.append((start if intended is None else intended, endpoint, latency_ms, status,
+                              CATEGORY[verdict.category], server_ms, db_ms))
 
     def report_delta(self) -> dict[str, Any]:
         self._snapshot_states()
@@ -415,6 +484,8 @@ class Suite:
             w = csv.writer(fh)
             w.writerow(["timestamp", "endpoint_class", "pace_ms", "count_429", "count_ok"])
             w.writerows(self.aggregate.pacing_csv_rows())
+        if self.records is not None:
+            self.records.close()
         summary = self.summary()
         Path(f"{prefix}_summary.json").write_text(json.dumps(summary, indent=1))
 
@@ -430,6 +501,10 @@ class Suite:
             "auth_mode": self.auth_mode,
             "options": cfg.as_dict(),
             "budgets": self.dispenser.budgets if self.dispenser else {},
+            "durations": self.dispenser.durations if self.dispenser else {},
+            "preflight": self.preflight,
+            "records": {"file": self.records.path.name if self.records else None,
+                        "rows": self.aggregate.record_count},
             "completed": self.completed,
             "stop_reason": self.stop_reason,
             "started_at": self.started_at,
@@ -463,7 +538,7 @@ def install(events: Any) -> None:
                 suite.on_init()
             except OptionError as exc:  # a bad command-line value: one line, no traceback
                 log.error("memload: %s", exc)
-                raise SystemExit(2) from None
+                raise SystemExit(int(ExitCode.USAGE)) from None
             environment.events.request.add_listener(suite.on_request)
         if web_ui is not None:
             _extend_web_ui(suite, web_ui)
@@ -476,7 +551,7 @@ def install(events: Any) -> None:
         except OptionError as exc:  # e.g. a bad value typed into the web UI's form: stop, say why
             suite.cfg = None
             log.error("memload: %s; stopping", exc)
-            environment.process_exit_code = 2
+            environment.process_exit_code = int(ExitCode.USAGE)
             gevent.spawn(environment.runner.quit if suite.is_worker else environment.runner.stop)
 
     @events.test_stop.add_listener

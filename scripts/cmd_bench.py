@@ -1,22 +1,32 @@
 """`memload bench`: the seed's `job:perf-benchmark`, run by Locust (headless, as a subprocess).
 
-One Locust run per benchmark: the suite's request limits stop each endpoint class after exactly N requests,
-concurrency = users of that class, and with `--mode all` the recall case runs first and the write case starts only
-when every recall request has completed (the peer's two sequential cases, in one run, so Locust's CSV files, the
-exact-latency file and the pacing timeline each cover the whole benchmark). The warmup is the peer's: sequential
-recall_text calls before the users start, excluded from every statistic (also in write mode).
+One Locust run per benchmark. Each case (recall, then write) runs `--duration-s` seconds (default 30) after the
+warm-up, so its percentiles rest on thousands of samples; `--recall-requests` / `--write-requests` make that case
+count-based instead (exactly N requests, as the seed document's kit). Concurrency = users of that class, and with
+`--mode all` the write case starts only when every recall request has completed (two sequential cases in one run,
+so Locust's CSV files, the exact-latency file, the records file and the pacing timeline each cover the whole
+benchmark). The warmup is the Aionis kit's: sequential recall_text calls before the users start, excluded from every
+statistic (also in write mode).
 
-Output: the peer's JSON schema on stdout (and `--out`), extended with 429/empty-recall categories, open-model
-counts and the pacing history; Locust's CSV files plus `_exact.json`, `_pacing.csv`, `_summary.json` and
-`_locust.log` under the `--csv` prefix. Exit codes: 0 ok; 2 transport-error gate failed (as the peer); 3 SLO
-breach (`--slo-*`); 4 `--verify-writes` found a lost or half-applied write; 1 the run itself failed or did not
-finish. Locust is never imported here (gevent patching).
+Before any load the suite's preflight checks `GET /health` and runs one recall on the scope: a dead or failing
+target stops the run (exit 2), a scope with no recallable memories too (exit 1; `--allow-empty-scope` to measure it
+anyway).
+
+Output: the Aionis kit's JSON schema on stdout (and `--out`), extended with 429/empty-recall categories, sample counts,
+server-side time (`Server-Timing`), open-model counts, the preflight and the pacing history; Locust's CSV files
+plus `_requests.csv` (one row per measured request), `_exact.json`, `_pacing.csv`, `_summary.json` and
+`_locust.log` under the `--csv` prefix. Exit codes: 0 ok; 1 the run failed, did not finish, or the scope is
+empty; 2 the target is dead or failed under load (transport errors above `--fail-on-transport-error-rate` or 5xx
+above `--max-5xx-rate`, 1 % each by default); 3 SLO breach (`--slo-*`); 4 `--verify-writes` found a lost or
+half-applied write; 64 a bad flag. Locust is never imported here (gevent patching).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import os
 import signal
 import socket
@@ -28,25 +38,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from memload.errors import ConfigError, MemloadError
+from locustfiles.records import SUFFIX as RECORDS_SUFFIX
+from memload.errors import ConfigError, ExitCode, MemloadError
 from scripts.common import log, print_json, settings_from_args
 from scripts.options import add_option, add_switch, bounded_float, bounded_int
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfiles" / "memory_users.py"
 PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
-# The peer's job defaults (contract §6) and the profile presets of phase-d-matrix.sh; explicit flags win.
-DEFAULTS = {"mode": "all", "warmup": 20, "recall_requests": 200, "recall_concurrency": 12, "write_requests": 80,
-            "write_concurrency": 4}
+# The seed document's job defaults and its profiles' mode/concurrency presets; explicit flags win. Cases are
+# time-based unless a request count is given (no preset forces one: a few hundred requests make no p99).
+DEFAULTS = {"mode": "all", "warmup": 20, "duration_s": 30.0, "recall_concurrency": 12, "write_concurrency": 4}
 PROFILE_PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {},
-    "recall_slo": {"mode": "recall", "recall_requests": 300, "recall_concurrency": 6},
-    "write_slo": {"mode": "write", "warmup": 10, "write_requests": 200, "write_concurrency": 2},
-    "worker_slo": {"recall_requests": 60, "recall_concurrency": 4, "write_requests": 200, "embed_on_write": True},
+    "recall_slo": {"mode": "recall", "recall_concurrency": 6},
+    "write_slo": {"mode": "write", "warmup": 10, "write_concurrency": 2},
+    "worker_slo": {"recall_concurrency": 4, "embed_on_write": True},
 }
 CASE_ORDER = ("recall_text", "recall", "write")
-EXIT_TRANSPORT_GATE = 2
-EXIT_SLO_BREACH = 3
-EXIT_WRITES_LOST = 4
+RUN_SLACK_S = 60  # start-up, preflight, warm-up and wind-down on top of the cases' windows, for --max-run-s
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -64,21 +73,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                help="cases to run (all = recall then write) [profile default: all]")
     add_option(p, "--warmup", env="BENCH_WARMUP", default=None, type=bounded_int(0, 100_000),
                help="sequential recall_text warmup calls, excluded from the stats [profile default: 20]")
+    add_option(p, "--duration-s", env="BENCH_DURATION_S", default=DEFAULTS["duration_s"],
+               type=bounded_float(0.1, 86_400.0),
+               help="seconds each case runs after the warm-up (time-based, the default mode)")
     add_option(p, "--recall-requests", env="RECALL_REQUESTS", default=None, type=bounded_int(1, 100_000_000),
-               help="recall requests in total [profile default: 200]")
+               help="recall requests in total: makes the recall case count-based [default: time-based]")
     add_option(p, "--recall-concurrency", env="RECALL_CONCURRENCY", default=None, type=bounded_int(1, 10_000),
                help="recall users [profile default: 12]")
     add_option(p, "--write-requests", env="WRITE_REQUESTS", default=None, type=bounded_int(1, 100_000_000),
-               help="write requests in total [profile default: 80]")
+               help="write requests in total: makes the write case count-based [default: time-based]")
     add_option(p, "--write-concurrency", env="WRITE_CONCURRENCY", default=None, type=bounded_int(1, 10_000),
                help="write users [profile default: 4]")
     add_option(p, "--timeout-ms", env="BENCH_TIMEOUT_MS", default=15000, type=bounded_int(1, 3_600_000),
                help="per-request timeout")
     add_option(p, "--pace-ms", env="BENCH_PACE_MS", default=0.0, type=bounded_float(0.0, 3_600_000.0),
                help="wait of each user before every request (the adaptive wait never goes below it)")
-    add_option(p, "--fail-on-transport-error-rate", env="BENCH_FAIL_ON_TRANSPORT_ERROR_RATE", default=None,
+    add_option(p, "--fail-on-transport-error-rate", env="BENCH_FAIL_ON_TRANSPORT_ERROR_RATE", default=0.01,
                type=bounded_float(0.0, 1.0),
-               help="transport-error gate: ok=false and exit 2 when a case's transport error rate exceeds it")
+               help="transport-error gate: ok=false and exit 2 when a case's transport error rate exceeds it "
+                    "(1 = off)")
+    add_option(p, "--max-5xx-rate", env="BENCH_MAX_5XX_RATE", default=0.01, type=bounded_float(0.0, 1.0),
+               help="server-error gate: ok=false and exit 2 when a case's share of 5xx answers (and 2xx answers "
+                    "whose body breaks the contract) exceeds it (1 = off)")
+    add_switch(p, "--allow-empty-scope", env="MEMLOAD_ALLOW_EMPTY_SCOPE", default=False,
+               help="measure even when the preflight recall finds no memories in --scope (default: exit 1)")
     add_switch(p, "--embed-on-write", env="EMBED_ON_WRITE", default=False,
                help="auto_embed=true on writes [worker_slo: on]")
     add_option(p, "--adaptive", env="MEMLOAD_ADAPTIVE", default="on", choices=("on", "off"),
@@ -106,12 +124,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_option(p, "--processes", env="MEMLOAD_BENCH_PROCESSES", default=0, type=bounded_int(-1, 64),
                help="Locust's --processes (forked workers; -1 = one per core; 0 = off)")
     add_option(p, "--max-run-s", env="MEMLOAD_BENCH_MAX_RUN_S", default=900, type=bounded_int(1, 86_400),
-               help="hard time limit of the Locust run (a run cut short exits 1)")
+               help="hard time limit of the whole Locust run (a run cut short exits 1)")
     add_switch(p, "--allow-remote", env="MEMLOAD_ALLOW_REMOTE", default=False,
                help="allow a non-loopback --base-url")
     add_switch(p, "--verify-writes", env="MEMLOAD_VERIFY_WRITES", default=False,
                help="after the run, check in the database (DATABASE_URL) that every acknowledged write is there with "
-                    f"its commit and no rejected one is (exit {EXIT_WRITES_LOST} otherwise)")
+                    f"its commit and no rejected one is (exit {int(ExitCode.WRITES_LOST)} otherwise)")
     p.set_defaults(func=run_bench)
 
 
@@ -125,10 +143,12 @@ class Plan:
     profile: str
     mode: str
     warmup: int
-    recall_requests: int
+    duration_s: float
+    recall_requests: int | None  # None: the case is time-based
     recall_concurrency: int
-    write_requests: int
+    write_requests: int | None
     write_concurrency: int
+    allow_empty_scope: bool
     timeout_ms: int
     pace_ms: float
     embed_on_write: bool
@@ -151,16 +171,21 @@ class Plan:
     def runs_write(self) -> bool:
         return self.mode in ("all", "write")
 
+    def case_limit(self, cls: str) -> str:
+        n = self.recall_requests if cls == "recall" else self.write_requests
+        return f"{n} requests" if n is not None else f"{self.duration_s:g}s"
+
     def params(self, locust_version: str | None) -> dict[str, Any]:
         return {
-            "mode": self.mode, "warmup": self.warmup, "recall_requests": self.recall_requests,
+            "mode": self.mode, "warmup": self.warmup, "duration_s": _num(self.duration_s),
+            "recall_requests": self.recall_requests,
             "recall_concurrency": self.recall_concurrency, "write_requests": self.write_requests,
             "write_concurrency": self.write_concurrency, "timeout_ms": self.timeout_ms,
             "pace_ms": _num(self.pace_ms), "embed_on_write": self.embed_on_write, "adaptive": self.adaptive,
             "arrival_rate": self.arrival_rate, "profile": self.profile, "locust_version": locust_version,
             "recall_endpoint": self.recall_endpoint, "recall_limit": self.recall_limit,
             "query_set": self.query_set, "query_count": self.query_count,
-            "workers": self.workers, "processes": self.processes,
+            "workers": self.workers, "processes": self.processes, "allow_empty_scope": self.allow_empty_scope,
         }
 
 
@@ -207,13 +232,23 @@ def resolve_plan(args: argparse.Namespace) -> Plan:
         except OptionError as exc:
             raise ConfigError(str(exc)) from None
 
+    duration_s = float(pick("duration_s"))
+    recall_requests = None if args.recall_requests is None else int(args.recall_requests)
+    write_requests = None if args.write_requests is None else int(args.write_requests)
+    mode = pick("mode")
+    timed = [c for c, n in (("recall", recall_requests), ("write", write_requests))
+             if n is None and mode in ("all", c)]
+    if timed and args.max_run_s < len(timed) * duration_s + RUN_SLACK_S:
+        raise ConfigError(f"--max-run-s: {args.max_run_s}s cannot hold {len(timed)} case(s) of --duration-s "
+                          f"{duration_s:g}s plus {RUN_SLACK_S}s of start-up and warm-up; raise it or shorten the cases")
     csv_prefix = Path(args.csv) if args.csv else (
         settings.memload_home / "bench" / time.strftime("%Y%m%dT%H%M%S") / "locust")
     return Plan(
-        base_url=base_url, scope=args.scope, tenant_id=args.tenant_id, profile=args.profile, mode=pick("mode"),
-        warmup=int(pick("warmup")), recall_requests=int(pick("recall_requests")),
-        recall_concurrency=int(pick("recall_concurrency")), write_requests=int(pick("write_requests")),
-        write_concurrency=int(pick("write_concurrency")), timeout_ms=int(args.timeout_ms),
+        base_url=base_url, scope=args.scope, tenant_id=args.tenant_id, profile=args.profile, mode=mode,
+        warmup=int(pick("warmup")), duration_s=duration_s, recall_requests=recall_requests,
+        recall_concurrency=int(pick("recall_concurrency")), write_requests=write_requests,
+        write_concurrency=int(pick("write_concurrency")), allow_empty_scope=bool(args.allow_empty_scope),
+        timeout_ms=int(args.timeout_ms),
         pace_ms=float(args.pace_ms), embed_on_write=bool(args.embed_on_write or preset.get("embed_on_write")),
         adaptive=args.adaptive, query_set=query_set, query_count=query_count, recall_endpoint=args.recall_endpoint,
         recall_limit=int(args.recall_limit), arrival_rate=args.arrival_rate, csv_prefix=csv_prefix.resolve(),
@@ -233,12 +268,14 @@ def locust_commands(plan: Plan, master_port: int | None) -> tuple[list[str], lis
         "--pace-ms", repr(plan.pace_ms), "--adaptive", plan.adaptive, "--timeout-ms", str(plan.timeout_ms),
         "--warmup", str(plan.warmup), "--phases", "sequential",
         "--recall-users", str(recall_users), "--write-users", str(write_users),
-        "--recall-requests", str(plan.recall_requests if plan.runs_recall else 0),
-        "--write-requests", str(plan.write_requests if plan.runs_write else 0),
+        "--recall-requests", str(plan.recall_requests or 0), "--write-requests", str(plan.write_requests or 0),
+        "--duration-s", repr(plan.duration_s),
         "--query-set", plan.query_set or "", "--arrival-rate", repr(plan.arrival_rate or 0.0),
     ]
     if plan.embed_on_write:
         suite.append("--embed-on-write")
+    if plan.allow_empty_scope:
+        suite.append("--allow-empty-scope")
     classes = [c for c, n in (("RecallUser", recall_users), ("WriteUser", write_users)) if n]
     main = [*py, "--headless", "--host", plan.base_url, "-u", str(users), "-r", str(users),
             "-t", f"{plan.max_run_s}s", "--csv", str(plan.csv_prefix), "--csv-full-history", "--only-summary",
@@ -260,7 +297,7 @@ def run_locust(plan: Plan) -> tuple[int, float]:
     """Run the Locust process(es) to completion; (exit code of the master/single process, elapsed seconds)."""
     prefix = plan.csv_prefix
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("_summary.json", "_exact.json", "_pacing.csv"):
+    for suffix in ("_summary.json", "_exact.json", "_pacing.csv", RECORDS_SUFFIX):
         Path(f"{prefix}{suffix}").unlink(missing_ok=True)
     port = _free_port() if plan.workers else None
     main_cmd, worker_cmds = locust_commands(plan, port)
@@ -320,6 +357,8 @@ def build_result(plan: Plan, summary: dict[str, Any], args: argparse.Namespace) 
     if plan.runs_recall and plan.recall_endpoint != "mixed":
         wanted = [c for c in wanted if c == "write" or c == plan.recall_endpoint]
     pacing = summary.get("pacing", {})
+    records_file = Path(f"{plan.csv_prefix}{RECORDS_SUFFIX}")
+    timing = server_timing_by_case(records_file) if records_file.is_file() else {}
     cases = []
     for name in wanted:
         raw = summary.get("cases", {}).get(name)
@@ -329,9 +368,11 @@ def build_result(plan: Plan, summary: dict[str, Any], args: argparse.Namespace) 
         pace = pacing.get(cls, {})
         cases.append({
             "name": name, "total": raw["total"], "ok": raw["ok"], "failed": raw["failed"], "rps": raw["rps"],
+            "samples": raw["ok"], "duration_s": raw["wall_s"],
             "latency_ms": raw["latency_ms"], "by_status": raw["by_status"],
             "transport_error_count": raw["transport_error_count"], "transport_error_rate": raw["transport_error_rate"],
             "errors": raw["errors"],
+            "server_timing": timing.get(name, NO_SERVER_TIMING),
             "open_model": {k: raw["open_model"][k] for k in ("intended", "late", "dropped", "lag_ms_mean",
                                                               "lag_ms_max")},
             "pacing": {"final_pace_ms": pace.get("final_pace_ms", _num(plan.pace_ms)),
@@ -340,35 +381,97 @@ def build_result(plan: Plan, summary: dict[str, Any], args: argparse.Namespace) 
                        "history": pace.get("history", [])},
             "ok_rps": raw["ok_rps"], "wall_s": raw["wall_s"],
         })
+    preflight = summary.get("preflight")
+    refused = bool(preflight and preflight.get("error"))
     gate = transport_gate(cases, args.fail_on_transport_error_rate)
+    server_gate = server_error_gate(cases, args.max_5xx_rate)
     slo = slo_check(cases, args.slo_recall_p95_ms, args.slo_write_p95_ms, args.slo_max_error_rate)
-    expected = {"write": plan.write_requests if plan.runs_write else 0,
-                "recall": plan.recall_requests if plan.runs_recall else 0}
+    expected = {"write": (plan.write_requests if plan.runs_write else 0),
+                "recall": (plan.recall_requests if plan.runs_recall else 0)}
     got = {"write": sum(c["total"] for c in cases if c["name"] == "write"),
            "recall": sum(c["total"] for c in cases if c["name"] != "write")}
-    complete = bool(summary.get("completed")) and got == expected
+    # a count-based case must send exactly its count; a time-based one must have run (its window was reached)
+    runs = {"recall": plan.runs_recall, "write": plan.runs_write}
+    complete = (bool(summary.get("completed")) and not refused
+                and all(got[k] == n if n is not None else got[k] > 0 for k, n in expected.items() if runs[k]))
     prefix = plan.csv_prefix
     base = Path(args.out).resolve().parent if args.out else None
+    records = summary.get("records") or {}
     return {
-        "ok": not gate["failed_cases"] and complete,
+        "ok": not gate["failed_cases"] and not server_gate["failed_cases"] and complete and not refused,
         "base_url": plan.base_url, "auth_mode": summary.get("auth_mode", "none"),
         "scope": plan.scope, "tenant_id": plan.tenant_id,
         "params": plan.params(summary.get("locust_version")),
-        "quality": {"transport_error_gate": gate, "slo": slo},
+        "preflight": _preflight_block(preflight),
+        "quality": {"transport_error_gate": gate, "server_error_gate": server_gate, "slo": slo},
         "cases": cases,
         "warmup": summary.get("warmup", {}),
         "run": {"completed": complete, "stop_reason": summary.get("stop_reason"), "expected_requests": expected,
-                "requests": got, "workers": summary.get("workers", 0), "per_worker": summary.get("per_source", {})},
+                "requests": got, "duration_s": plan.duration_s,
+                "requests_file": records_file.name if records_file.is_file() else None,
+                "records": records.get("rows"),
+                "workers": summary.get("workers", 0), "per_worker": summary.get("per_source", {})},
         "artifacts": {"csv_prefix": _rel(prefix, base), "exact": _rel(Path(f"{prefix}_exact.json"), base),
                       "pacing": _rel(Path(f"{prefix}_pacing.csv"), base),
+                      "requests": _rel(records_file, base),
                       "summary": _rel(Path(f"{prefix}_summary.json"), base),
                       "locust_log": _rel(Path(f"{prefix}_locust.log"), base)},
     }
 
 
+NO_SERVER_TIMING: dict[str, Any] = {"reported": False, "server_ms": None, "db_ms": None}
+
+
+def _preflight_block(preflight: dict[str, Any] | None) -> dict[str, Any] | None:
+    if preflight is None:
+        return None
+    return {"health": preflight.get("health"), "scope_nonempty": preflight.get("scope_nonempty"),
+            "seeds_seen": preflight.get("seeds_seen", 0), "error": preflight.get("error")}
+
+
+def server_timing_by_case(records_file: Path) -> dict[str, dict[str, Any]]:
+    """Per endpoint: the target's own total and database time (`Server-Timing`) of its successful requests,
+    nearest-rank p50/p95/p99 and mean from the exact per-request records; `reported: false` when it sends none."""
+    values: dict[str, dict[str, list[float]]] = {}
+    with open(records_file, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["category"] != "ok":
+                continue
+            per = values.setdefault(row["endpoint"], {"server_ms": [], "db_ms": []})
+            for key in ("server_ms", "db_ms"):
+                if row[key]:
+                    per[key].append(float(row[key]))
+    out = {}
+    for endpoint, per in values.items():
+        blocks = {key: _dist(v) for key, v in per.items()}
+        out[endpoint] = {"reported": any(b is not None for b in blocks.values()), **blocks}
+    return out
+
+
+def _dist(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    v = sorted(values)
+    n = len(v)
+
+    def rank(q: float) -> float:
+        return v[max(1, math.ceil(n * q)) - 1]
+
+    return {"p50": round(rank(0.50), 3), "p95": round(rank(0.95), 3), "p99": round(rank(0.99), 3),
+            "mean": round(sum(v) / n, 3), "samples": n}
+
+
 def transport_gate(cases: list[dict[str, Any]], threshold: float | None) -> dict[str, Any]:
     failed = [] if threshold is None else [c["name"] for c in cases if c["transport_error_rate"] > threshold]
     return {"enabled": threshold is not None, "threshold": threshold, "failed_cases": failed}
+
+
+def server_error_gate(cases: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """5xx answers (and 2xx answers whose body breaks the contract) over all requests of a case."""
+    rates = {c["name"]: round((c["errors"].get("server_5xx", 0) + c["errors"].get("invalid_body", 0))
+                              / c["total"], 6) if c["total"] else 0.0 for c in cases}
+    return {"threshold": threshold, "rates": rates,
+            "failed_cases": [name for name, rate in rates.items() if rate > threshold]}
 
 
 def slo_check(cases: list[dict[str, Any]], recall_p95: float | None, write_p95: float | None,
@@ -394,8 +497,8 @@ def run_bench(args: argparse.Namespace) -> int:
     plan = resolve_plan(args)
     verifier = _write_verifier(args, plan) if args.verify_writes else None
     mode_desc = {"all": "recall then write", "recall": "recall", "write": "write"}[plan.mode]
-    cases = [f"recall {plan.recall_requests}@{plan.recall_concurrency}"] if plan.runs_recall else []
-    cases += [f"write {plan.write_requests}@{plan.write_concurrency}"] if plan.runs_write else []
+    cases = [f"recall {plan.case_limit('recall')}@{plan.recall_concurrency}"] if plan.runs_recall else []
+    cases += [f"write {plan.case_limit('write')}@{plan.write_concurrency}"] if plan.runs_write else []
     log(f"bench {plan.base_url} scope={plan.scope} tenant={plan.tenant_id} ({mode_desc}: {', '.join(cases)}; "
         f"warmup {plan.warmup}, adaptive {plan.adaptive}, queries {plan.query_count}) -> {plan.csv_prefix}*",
         prefix="bench")
@@ -406,7 +509,8 @@ def run_bench(args: argparse.Namespace) -> int:
         raise MemloadError(f"locust exited with {rc} without a summary; last log lines:\n{tail}")
     summary = json.loads(summary_path.read_text())
     result = build_result(plan, summary, args)
-    if verifier is not None:
+    check = None
+    if verifier is not None and not (result["preflight"] or {}).get("error"):
         check = verifier()
         result["verify_writes"] = check.as_json()
         result["ok"] = result["ok"] and check.ok
@@ -417,32 +521,43 @@ def run_bench(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
     print_json(result)
+    preflight_error = (result["preflight"] or {}).get("error")
+    if preflight_error:
+        log(f"preflight failed: {preflight_error['message']}", prefix="bench")
+        return ExitCode.TARGET_FAILING if preflight_error["kind"] == "target" else ExitCode.ERROR
     for c in result["cases"]:
         lat = c["latency_ms"]
-        log(f"{c['name']}: {c['ok']}/{c['total']} ok, {c['rps']} req/s, p50 {lat['p50']} p95 {lat['p95']} "
-            f"p99 {lat['p99']} ms, by_status {c['by_status']}", prefix="bench")
+        log(f"{c['name']}: {c['ok']}/{c['total']} ok in {c['duration_s']}s, {c['rps']} req/s, p50 {lat['p50']} "
+            f"p95 {lat['p95']} p99 {lat['p99']} ms ({c['samples']} samples), by_status {c['by_status']}",
+            prefix="bench")
         if c["transport_error_count"]:
             kinds = ", ".join(k for k in c["by_status"] if k.startswith("error:"))
             log(f"{c['name']}: {c['transport_error_count']}/{c['total']} requests failed in transport ({kinds}): "
                 f"is the server at {plan.base_url} running?", prefix="bench")
-    if verifier is not None:
+    if check is not None:
         log(f"verify-writes: {check.line()}", prefix="bench")
         if not check.ok:
-            return EXIT_WRITES_LOST
-    gate, slo = result["quality"]["transport_error_gate"], result["quality"]["slo"]
-    if gate["failed_cases"]:
-        log(f"transport-error gate failed (rate > {gate['threshold']}): {', '.join(gate['failed_cases'])}",
-            prefix="bench")
-        return EXIT_TRANSPORT_GATE
+            return ExitCode.WRITES_LOST
+    gate, server_gate, slo = (result["quality"]["transport_error_gate"], result["quality"]["server_error_gate"],
+                              result["quality"]["slo"])
+    if gate["failed_cases"] or server_gate["failed_cases"]:
+        if gate["failed_cases"]:
+            log(f"transport-error gate failed (rate > {gate['threshold']}): {', '.join(gate['failed_cases'])} "
+                f"at {plan.base_url}", prefix="bench")
+        if server_gate["failed_cases"]:
+            rates = ", ".join(f"{n} {server_gate['rates'][n]:.2%}" for n in server_gate["failed_cases"])
+            log(f"server-error gate failed (5xx rate > {server_gate['threshold']}): {rates} at {plan.base_url}",
+                prefix="bench")
+        return ExitCode.TARGET_FAILING
     if not result["run"]["completed"]:
         log(f"run incomplete ({summary.get('stop_reason')}): {result['run']['requests']} of "
             f"{result['run']['expected_requests']} requests; see {plan.csv_prefix}_locust.log", prefix="bench")
-        return 1
+        return ExitCode.ERROR
     if slo["breaches"]:
         for b in slo["breaches"]:
             log(f"SLO breach: {b['case']} {b['metric']} {b['value']} (threshold {b['threshold']})", prefix="bench")
-        return EXIT_SLO_BREACH
-    return 0
+        return ExitCode.GATE_FAILED
+    return ExitCode.OK
 
 
 def _write_verifier(args: argparse.Namespace, plan: Plan) -> Any:

@@ -24,7 +24,7 @@ def _run(api_url: str, tmp_path: Path, adaptive: str) -> tuple[dict, Path]:
     prefix = tmp_path / f"locust_{adaptive}"
     rc, data, err = bench("--base-url", api_url, "--scope", f"rl_{adaptive}", "--mode", "recall", "--warmup", "0",
                           "--recall-requests", str(N), "--recall-concurrency", str(USERS), "--pace-ms", str(PACE_MS),
-                          "--adaptive", adaptive, "--csv", str(prefix))
+                          "--adaptive", adaptive, "--allow-empty-scope", "--csv", str(prefix))
     assert rc == 0, err
     assert data is not None
     return data, prefix

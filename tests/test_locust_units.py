@@ -18,6 +18,7 @@ from locustfiles.exact_stats import HIGHEST_US, Aggregate, CaseStats, Recorder, 
 from locustfiles.open_model import ArrivalSchedule
 from locustfiles.options import OptionError, SuiteConfig, auth_headers, load_queries
 from locustfiles.pacing import PacingController, parse_retry_after
+from locustfiles.records import CATEGORY, parse_server_timing
 from locustfiles.validation import (
     CLIENT_4XX,
     EMPTY_RECALL,
@@ -274,8 +275,8 @@ def test_budget_exact_counts_and_sequential_phases_across_nodes() -> None:
     finished: list[str] = []
     pools: dict[str, TokenPool] = {}
 
-    def grant(node: str, cls: str, n: int) -> None:
-        gevent.spawn_later(0.001, pools[node].on_grant, cls, n)  # a message hop
+    def grant(node: str, cls: str, n: int, until: float | None) -> None:
+        gevent.spawn_later(0.001, pools[node].on_grant, cls, n, until)  # a message hop
 
     disp = TokenDispenser({"recall": 57, "write": 13}, True, grant, finished.append, lambda: finished.append("ALL"))
     for node in ("w0", "w1", "w2"):
@@ -302,3 +303,71 @@ def test_budget_exact_counts_and_sequential_phases_across_nodes() -> None:
     assert all(c == "write" for c, _ in log[first_write:])
     gevent.sleep(0.05)
     assert finished == ["recall", "write", "ALL"]
+
+
+def test_duration_budget_opens_each_window_at_its_first_grant_and_closes_it() -> None:
+    """Fake clock: recall runs 10 s from its first grant, write 10 s from the moment recall has finished; no token
+    is handed out after a window closed, and a class ends only when every node that got tokens is done."""
+    now = [1000.0]
+    timers: list[tuple[float, object]] = []
+    grants: list[tuple[str, str, int, float | None]] = []
+    finished: list[str] = []
+    disp = TokenDispenser({}, True, lambda node, c, n, until: grants.append((node, c, n, until)), finished.append,
+                          lambda: finished.append("ALL"), durations={"recall": 10.0, "write": 10.0},
+                          clock=lambda: now[0], call_later=lambda delay, fn: timers.append((now[0] + delay, fn)))
+    disp.on_request("a", "write", 1)  # write's phase has not started: queued, no window yet
+    assert grants == [] and "write" not in disp.deadline
+    now[0] = 1003.0
+    disp.on_request("a", "recall", 2)
+    assert grants[-1][:2] == ("a", "recall") and grants[-1][2] >= 2 and grants[-1][3] == 1013.0
+    now[0] = 1012.0
+    disp.on_request("b", "recall", 1)  # window still open
+    assert grants[-1][3] == 1013.0 and grants[-1][2] > 0
+    now[0] = 1013.5
+    disp.on_request("a", "recall", 1)  # closed: nothing more
+    assert grants[-1][2] == 0
+    due, fire = timers.pop(0)
+    assert due == 1013.0
+    fire()
+    assert finished == []  # a and b still have requests in flight
+    disp.on_done("a", "recall")
+    disp.on_done("b", "recall")
+    assert finished == ["recall"]
+    # the queued write request is granted now, and write's own window starts here
+    assert grants[-1][:2] == ("a", "write") and grants[-1][3] == 1023.5
+    timers.pop(0)[1]()
+    disp.on_done("a", "write")
+    assert finished == ["recall", "write", "ALL"]
+
+
+def test_pool_voids_its_tokens_when_the_window_closes() -> None:
+    now = [0.0]
+    done: list[str] = []
+    pool = TokenPool(["recall"], request=lambda c, n: None, done=done.append, batch=lambda c: 1,
+                     clock=lambda: now[0])
+    pool.on_grant("recall", 50, until=5.0)
+    assert pool.take("recall")
+    pool.complete("recall")
+    now[0] = 5.0
+    assert pool.take("recall") is False and done == ["recall"]
+
+
+def test_server_timing_and_record_categories() -> None:
+    assert parse_server_timing("total;dur=12.5, db;dur=3.25") == (12.5, 3.25)
+    assert parse_server_timing('app;desc="x";dur=7, sql;dur=1') == (7.0, 1.0)
+    assert parse_server_timing("cache;desc=hit") == (None, None) and parse_server_timing(None) == (None, None)
+    assert {CATEGORY[c] for c in (OK, RATE_LIMITED, CLIENT_4XX, SERVER_5XX, TRANSPORT, EMPTY_RECALL, INVALID_BODY)} \
+        == {"ok", "429", "4xx", "5xx", "transport", "empty_recall"}
+
+
+def test_records_travel_with_the_worker_report() -> None:
+    rec = Recorder()
+    verdict = classify("recall_text", 200, FULL_RECALL % b"")
+    rec.case("recall_text").record(verdict, 1.5, 10.0, 10.0015)
+    rec.rows.append((10.0, "recall_text", 1.5, 200, "ok", 1.2, 0.4))
+    agg = Aggregate()
+    written: list[list[tuple]] = []
+    agg.records = type("Sink", (), {"write": lambda self, rows: written.append(list(rows))})()
+    agg.merge("worker0", Recorder.delta_from_wire(Recorder.delta_to_wire(rec.take_delta())))
+    assert written == [[(10.0, "recall_text", 1.5, 200, "ok", 1.2, 0.4)]] and agg.record_count == 1
+    assert rec.take_delta()["rows"] == []

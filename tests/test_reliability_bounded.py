@@ -150,11 +150,13 @@ def test_matrix_and_plain_locust_refuse_bad_options(stub: Stub, tmp_path: Path) 
 def test_a_run_sends_exactly_its_budget(stub: Stub, tmp_path: Path) -> None:
     proc = run_cli("bench", "--base-url", stub.url, "--warmup", "3", "--recall-requests", "37",
                    "--recall-concurrency", "5", "--write-requests", "11", "--write-concurrency", "3",
-                   "--csv", str(tmp_path / "b" / "locust"), "--max-run-s", "120", timeout=300)
+                   "--csv", str(tmp_path / "b" / "locust"), "--max-run-s", "120", "--allow-empty-scope", timeout=300)
     assert proc.returncode == 0, proc.stderr[-1500:]
     doc = json.loads(proc.stdout)
     assert doc["run"]["completed"] and doc["run"]["requests"] == {"recall": 37, "write": 11}
-    assert stub.hits["/v1/memory/recall_text"] == 37 + 3 and stub.hits["/v1/memory/write"] == 11, stub.hits
+    # + the preflight: one GET /health and one recall_text
+    assert stub.hits["/v1/memory/recall_text"] == 37 + 3 + 1 and stub.hits["/v1/memory/write"] == 11, stub.hits
+    assert stub.hits["/health"] == 1, stub.hits
     report("bounded_budget", budget_recall=37, budget_write=11, warmup=3, server_saw=dict(stub.hits))
 
 
@@ -165,11 +167,12 @@ def test_a_run_stops_at_its_time_limit(tmp_path: Path) -> None:
     try:
         t0 = time.monotonic()
         proc = run_cli("bench", "--base-url", slow.url, "--mode", "recall", "--warmup", "0", "--recall-requests",
-                       "1000000", "--recall-concurrency", "2", "--max-run-s", "4", "--csv", str(tmp_path / "t" / "l"),
+                       "1000000", "--recall-concurrency", "2", "--max-run-s", "4", "--allow-empty-scope",
+                       "--csv", str(tmp_path / "t" / "l"),
                        timeout=300)
         elapsed = time.monotonic() - t0
         time.sleep(0.5)
-        sent = slow.total
+        sent = slow.total - 2  # the preflight's /health and recall_text
     finally:
         slow.shutdown()
         slow.server_close()

@@ -147,11 +147,15 @@ def start_worker(db_url: str, log_path: Path, *args: str) -> subprocess.Popen:
 
 def start_bench(base_url: str, db_url: str, csv_prefix: Path, *args: str, env: Mapping[str, str] | None = None
                 ) -> subprocess.Popen:
-    """`memload bench` in the background; stdout (the JSON) goes to <prefix>.json, logs to <prefix>.log."""
+    """`memload bench` in the background; stdout (the JSON) goes to <prefix>.json, logs to <prefix>.log.
+    The runs start on an empty scope and inject faults on purpose: the empty-scope preflight and the error gates
+    are off, the tests assert the counts themselves."""
     csv_prefix.parent.mkdir(parents=True, exist_ok=True)
     full = {**os.environ, "DATABASE_URL": db_url, **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "scripts.cli", "bench", "--base-url", base_url, "--csv",
-                             str(csv_prefix), "--warmup", "0", "--max-run-s", "240", *args], cwd=REPO_ROOT, env=full,
+                             str(csv_prefix), "--warmup", "0", "--max-run-s", "240", "--allow-empty-scope",
+                             "--fail-on-transport-error-rate", "1", "--max-5xx-rate", "1", *args],
+                            cwd=REPO_ROOT, env=full,
                             stdout=open(f"{csv_prefix}.json", "w"), stderr=open(f"{csv_prefix}.log", "w"),
                             start_new_session=True)
 

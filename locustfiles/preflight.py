@@ -1,0 +1,97 @@
+"""Preflight: before any load, prove the target answers and the scope has something to recall.
+
+`GET /health` must answer 2xx (a dead target or an error status stops the run: measuring it would only time
+refused connections). Then one recall_text on the scope, with the run's first query: zero seeds means the scope
+has no recallable memories, and every recall of the run would be a fast empty answer that looks like a good
+latency, so a run with recall users stops unless `--allow-empty-scope`. A scope found non-empty also arms the
+`empty_recall` check for the constant query (a later recall returning no seeds there is an anomaly, not a success).
+
+`run_preflight` returns the bench JSON's `preflight` block plus `error`: None, or {"kind", "message"} with kind
+`target` (dead or failing target: exit 2), `empty_scope` or `recall` (the recall was refused, e.g. 401: exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from locustfiles.pacing import parse_retry_after
+from locustfiles.validation import OK, RATE_LIMITED, SERVER_5XX, TRANSPORT, classify
+from memload.contract import HEALTH, RECALL_TEXT
+from memload.errors import ExitCode
+
+RECALL_ATTEMPTS = 3  # a 429 on the preflight recall is waited out (Retry-After, at most MAX_HOLD_S) this often
+MAX_HOLD_S = 5.0
+EXIT_KIND = {"target": int(ExitCode.TARGET_FAILING), "empty_scope": int(ExitCode.ERROR),
+             "recall": int(ExitCode.ERROR)}
+
+
+def run_preflight(host: str, *, scope: str, tenant_id: str, query: str, limit: int, headers: dict[str, str],
+                  timeout_s: float, check_scope: bool, allow_empty_scope: bool) -> dict[str, Any]:
+    """Probe `host` (see the module docstring); `check_scope` = the run has recall users."""
+    from geventhttpclient import HTTPClient
+    from geventhttpclient.url import URL
+
+    result: dict[str, Any] = {"health": {"status": 0, "body": None}, "scope_nonempty": None, "seeds_seen": 0,
+                              "error": None}
+    base = host.rstrip("/")
+
+    def request(method: str, path: str, body: bytes | None) -> tuple[int, bytes | None, Any, BaseException | None]:
+        url = URL(base + path)
+        client = HTTPClient.from_url(url, connection_timeout=timeout_s, network_timeout=timeout_s, concurrency=1)
+        try:
+            hdrs = {**headers, "content-type": "application/json"} if body is not None else dict(headers)
+            resp = client.request(method, url.request_uri, body=body, headers=hdrs)
+            return resp.status_code, resp.read(), resp, None
+        except Exception as exc:  # a dead target: refused, reset, timed out, bad DNS
+            return 0, None, None, exc
+        finally:
+            client.close()
+
+    status, body, _, err = request("GET", HEALTH, None)
+    result["health"] = {"status": status, "body": _json(body)}
+    if err is not None:
+        result["error"] = {"kind": "target", "message": f"{base} is not answering: GET {HEALTH} failed "
+                                                         f"({type(err).__name__}: {err})"}
+        return result
+    if not 200 <= status < 300:
+        result["error"] = {"kind": "target", "message": f"{base} is not healthy: GET {HEALTH} answered {status}"}
+        return result
+
+    payload = json.dumps({"tenant_id": tenant_id, "scope": scope, "query_text": query, "limit": limit}).encode()
+    for attempt in range(RECALL_ATTEMPTS):
+        status, body, resp, err = request("POST", RECALL_TEXT, payload)
+        verdict = classify("recall_text", status, body, err)
+        if verdict.category != RATE_LIMITED or attempt == RECALL_ATTEMPTS - 1:
+            break
+        hold = parse_retry_after(resp.headers.get("retry-after") if resp is not None else None,
+                                 verdict.retry_after_ms)
+        time.sleep(min(MAX_HOLD_S, hold if hold is not None else 1.0))
+    if verdict.category in (TRANSPORT, SERVER_5XX):
+        result["error"] = {"kind": "target", "message": f"{base}: the preflight recall_text on scope {scope!r} "
+                                                         f"failed ({verdict.status_key} {verdict.detail})".rstrip()}
+        return result
+    if verdict.category != OK:
+        result["error"] = {"kind": "recall", "message": f"{base}: the preflight recall_text on scope {scope!r} "
+                                                         f"answered {verdict.status_key} {verdict.detail}".rstrip()}
+        return result
+    doc = _json(body)
+    seeds = len(doc.get("seeds") or []) if isinstance(doc, dict) else 0
+    result["seeds_seen"] = seeds
+    result["scope_nonempty"] = seeds > 0
+    if seeds == 0 and check_scope and not allow_empty_scope:
+        result["error"] = {"kind": "empty_scope",
+                           "message": f"scope {scope!r} (tenant {tenant_id!r}) has no recallable memories: a "
+                                      f"recall_text on it returned no seeds at {base}; seed it (memload seed) or "
+                                      f"pass --allow-empty-scope"}
+    return result
+
+
+def _json(body: bytes | None) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
