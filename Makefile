@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-deps test lint bench up clean-state
+.PHONY: venv system-deps test test-fast lint bench up clean-state
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml locustfiles/help_hook.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,8 +26,13 @@ test: venv system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --timeout=900
 
+# The inner loop: everything but the slow and browser tests.
+test-fast: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --timeout=900 -m "not slow and not browser"
+
 bench: venv
-	SCALES=$${SCALES:-100000} $(BIN)/memload matrix
+	$(BIN)/memload matrix
 
 up: venv
 	$(BIN)/memload up
