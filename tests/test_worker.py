@@ -351,22 +351,21 @@ def _worker_proc(url: str, *args: str, stdout: int = subprocess.PIPE) -> subproc
                             stdout=stdout, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_mid_transaction(url: str, deadline_s: float = 30.0) -> str:
-    """Block until the worker's backend is inside a processing transaction that has already applied effects (nodes
-    updated, edges or topic rows written) but not yet committed them; returns that statement."""
+def _wait_blocked_on(url: str, blocker_pid: int, deadline_s: float = 120.0) -> str:
+    """Block until a worker backend waits for a lock held by `blocker_pid` (the test's transaction), i.e. it sits
+    inside its processing transaction, past the claim, with uncommitted work; returns the statement it waits in.
+    A state to wait for, not a moment to catch: the worker cannot leave it before the test releases the lock."""
     with psycopg.connect(url, autocommit=True) as conn:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             row = conn.execute(
                 "SELECT query FROM pg_stat_activity WHERE application_name = 'memload-worker'"
-                " AND datname = current_database() AND backend_xid IS NOT NULL"
-                " AND (query LIKE 'UPDATE memory_nodes n SET embedding%%' OR query LIKE 'INSERT INTO memory_edges%%'"
-                "      OR query LIKE 'UPDATE memory_nodes SET title%%' OR query LIKE '%%INSERT INTO memory_outbox%%')"
-            ).fetchone()
+                " AND datname = current_database() AND backend_xid IS NOT NULL AND %s = ANY(pg_blocking_pids(pid))",
+                (blocker_pid,)).fetchone()
             if row:
                 return row[0]
-            time.sleep(0.001)
-    raise AssertionError("the worker never got caught between its effects and their commit")
+            time.sleep(0.01)
+    raise AssertionError("the worker never reached the node rows the test holds locked")
 
 
 def test_sigkill_mid_batch_then_restart_processes_every_job_exactly_once(fresh_db_url: str) -> None:
@@ -385,16 +384,23 @@ def test_sigkill_mid_batch_then_restart_processes_every_job_exactly_once(fresh_d
                                                       "after_topic_cluster_event_ids": [i for i, _ in chunk]})
     n_jobs = len(ids) // 4
 
+    # Park the worker inside its second batch: the test locks one node of that batch's jobs (rows 5-8, claimed
+    # after the first four embed rows), so the worker's vector UPDATE waits, mid-transaction, until the kill.
+    locker = psycopg.connect(url)
+    locker.execute("SELECT id FROM memory_nodes WHERE scope = %s AND id = %s FOR UPDATE", (scope, ids[4 * 4]))
     proc = _worker_proc(url, "--batch-size", "4", "--embed-batch-rows", "4")
     try:
         first = proc.stdout.readline()
         if not first:
             pytest.fail(f"worker exited before its first batch: {proc.stderr.read()}")
         assert json.loads(first)["claimed"] == 4
-        _wait_mid_transaction(url)
+        waiting_in = _wait_blocked_on(url, locker.info.backend_pid)
+        assert waiting_in.startswith("UPDATE memory_nodes n SET embedding"), waiting_in
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
+        locker.rollback()  # the orphaned backend finishes its statement, finds its client gone and rolls back
+        locker.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
