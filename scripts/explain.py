@@ -543,14 +543,18 @@ def render_text(report: ExplainReport) -> str:
 def key_lines(report: ExplainReport) -> list[str]:
     """The few lines a human reads: index, rows, buffers and time per stage, then the verdict."""
     st = report.settings
-    out = [f"scope {report.scope_key!r}: {report.ready_vectors} ready hot/warm vectors; "
+    source = (f"target SQL {report.sql_file}" if report.sql_source == "target"
+              else "memload reference SQL (not the target's own queries)")
+    out = [f"explaining {source}",
+           f"scope {report.scope_key!r}: {report.ready_vectors} ready hot/warm vectors, {report.scope_edges} edges; "
            f"ef_search={st.get('hnsw.ef_search')} iterative_scan={st.get('hnsw.iterative_scan')} "
            f"plan_cache_mode={st.get('plan_cache_mode')}"]
     for s in report.stages:
         idx = ", ".join(f"{u.index} [{u.method}]" for u in s.index_scans) or "none"
+        edges = f"; edge rows read {s.edge_rows_read}" if s.name == "stage2" else ""
         out.append(f"{s.name}: index {idx}; seq scans {', '.join(s.seq_scans) or 'none'}; rows {_num(s.rows)}; "
                    f"buffers {s.buffers or '-'}; planning {_num(s.planning_ms)} ms; "
-                   f"execution {_num(s.execution_ms)} ms")
+                   f"execution {_num(s.execution_ms)} ms{edges}")
     out.append(("ok: " if report.ok else "FAILED: ") + report.verdict)
     return out
 

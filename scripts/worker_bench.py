@@ -166,10 +166,12 @@ def schema_is_memload(database_url: str) -> bool:
 
 
 def reference_target(database_url: str, base_url: str | None) -> tuple[bool, str]:
-    """(is memload's reference API, why): `/health` decides when a base URL is in use, else the schema."""
+    """(is memload's reference API, why): `/health` decides when a base URL is in use and it names its server
+    (memload's reference API answers `server: memload-reference`; an Aionis server answers `{"ok": true}` only),
+    else the schema."""
     if base_url:
         health = probe_health(base_url)
-        if health is not None:
+        if health is not None and "server" in health:
             server = health.get("server")
             return server == REFERENCE_SERVER, f"{base_url}/health says server={server!r}"
     if schema_is_memload(database_url):

@@ -142,3 +142,41 @@ def test_memloads_own_worker_is_refused_on_a_target_that_is_not_memload(aionis_d
         [line] = proc.stderr.strip().splitlines()
         assert "not memload's reference API" in line and "--worker-command" in line and "--observe" in line
     assert _outbox_rows(aionis_db) == before
+
+
+def _health_server(body: dict) -> tuple[str, object]:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def test_reference_target_is_what_health_says_else_the_schema(db_url: str, aionis_db: str) -> None:
+    from scripts.worker_bench import reference_target
+
+    cases = [({"ok": True, "server": "memload-reference", "version": "x"}, aionis_db, True),
+             ({"ok": True, "server": "aionis"}, db_url, False),
+             ({"ok": True}, db_url, True),  # an /health that names no server: the schema decides
+             ({"ok": True}, aionis_db, False)]
+    for body, url, expected in cases:
+        base, server = _health_server(body)
+        try:
+            assert reference_target(url, base)[0] is expected, (body, url)
+        finally:
+            server.shutdown()  # type: ignore[attr-defined]
+    assert reference_target(db_url, None) == (True, "the database has memload's reference schema")
+    assert reference_target(aionis_db, None)[0] is False
