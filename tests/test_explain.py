@@ -262,6 +262,7 @@ def psql(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_psql_script_runs_against_the_embedded_server(db_url: str, hnsw_scope: str, tmp_path: Path) -> None:
     proc = psql(db_url, "-v", f"scope={hnsw_scope}", "-v", "lim=30")
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "-- memload explain: memload reference SQL (not the target's own queries)"
     out = tmp_path / "explain_psql.txt"
     out.write_text(proc.stdout)
     info = parse_explain(out)
