@@ -1,9 +1,10 @@
 """Run the timing-sensitive tests many times in a row under a CPU-hogging neighbour and print failures per test.
 
 A test that passes alone but fails when the machine is busy is a flaky test; this finds them before CI does. The
-timing-sensitive tests are found, not listed by hand: every `test_*` function whose body waits, kills, paces or
-limits (sleep, SIGKILL/SIGTERM, kill, monotonic/perf_counter, deadline, Retry-After, rate limit, burst,
-pace). While they run, one busy-loop process per CPU competes for the cores at the same priority.
+timing-sensitive tests are found, not listed by hand: every `test_*` function whose body waits, kills, paces, limits
+or runs processes side by side (sleep, SIGKILL/SIGTERM, kill, monotonic/perf_counter, deadline, Retry-After, rate
+limit, burst, pace, Popen). While they run, one busy-loop process per CPU competes for the cores at the same
+priority.
 
     .venv/bin/python -m benchmarks.stress_timing_tests                   # 20 rounds, every timing-sensitive test
     .venv/bin/python -m benchmarks.stress_timing_tests --rounds 3 --files tests/test_worker.py
@@ -30,7 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TIMING_MARKERS = re.compile(
     r"time\.sleep|\bsleep\(|SIGKILL|SIGTERM|send_signal|\.kill\(|killpg|monotonic|perf_counter|deadline|"
-    r"retry.after|rate.?limit|ratelimit|_RPS|burst|\bpace|pacing",
+    r"retry.after|rate.?limit|ratelimit|_RPS|burst|\bpace|pacing|Popen",
     re.IGNORECASE,
 )
 HOG = "while True:\n    pass\n"
