@@ -191,11 +191,16 @@ class RowState:
 
 @dataclass(frozen=True)
 class Ledger:
-    """The scope's open jobs (unpublished, not dead-lettered) at one moment, and the highest id seen."""
+    """The scope's open jobs (unpublished, not dead-lettered) at one moment, plus what is needed to find the jobs
+    created since the run started: its start time and highest id then, and the new jobs already seen closed.
+    New jobs are found by `created_at` as well as by id: a writer's transaction may commit a lower id after a
+    higher one was seen, and `created_at` (its transaction's start) is after the run's start all the same."""
 
     at: datetime
     open_rows: dict[int, RowState]
-    max_id: int
+    since: datetime
+    start_max_id: int
+    seen_closed: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -222,7 +227,7 @@ def take_ledger(conn: Any, scope_key: str) -> Ledger:
     at, max_id = conn.execute("SELECT clock_timestamp(), coalesce(max(id), 0) FROM memory_outbox WHERE scope = %s",
                               (scope_key,)).fetchone()
     open_rows = _row_states(conn, "scope = %s AND published_at IS NULL AND failed_at IS NULL", (scope_key,))
-    return Ledger(at, open_rows, int(max_id))
+    return Ledger(at, open_rows, at, int(max_id))
 
 
 def advance(conn: Any, scope_key: str, before: Ledger, *, settled: bool) -> tuple[Ledger, Drained]:
@@ -230,11 +235,13 @@ def advance(conn: Any, scope_key: str, before: Ledger, *, settled: bool) -> tupl
     end of an observation), so an attempted job that is still unpublished and claimed has failed, one whose claim
     was handed back waits for a retry; otherwise it may be in flight and is left for a later look."""
     at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    now = _row_states(conn, "scope = %s AND (id = ANY(%s) OR id > %s)",
-                      (scope_key, list(before.open_rows), before.max_id))
+    now = _row_states(
+        conn, "scope = %s AND (id = ANY(%s) OR ((created_at >= %s OR id > %s) AND NOT id = ANY(%s)))",
+        (scope_key, list(before.open_rows), before.since, before.start_max_id, list(before.seen_closed)))
+    closed = [i for i, r in now.items() if r.published or r.failed]
     last = conn.execute(
         "SELECT max(greatest(published_at, failed_at)) FROM memory_outbox WHERE scope = %s AND id = ANY(%s)",
-        (scope_key, [i for i, r in now.items() if r.published or r.failed])).fetchone()[0]
+        (scope_key, closed)).fetchone()[0]
     out = Drained(last_change=last)
     for job_id, row in now.items():
         prev = before.open_rows.get(job_id)
@@ -253,8 +260,7 @@ def advance(conn: Any, scope_key: str, before: Ledger, *, settled: bool) -> tupl
             # with the claim handed back: the worker asked for a retry
             (out.failed if row.claimed else out.retried)[row.event_type] += 1
     open_rows = {i: r for i, r in now.items() if not r.published and not r.failed}
-    new_max = max([before.max_id, *now])
-    return Ledger(at, open_rows, new_max), out
+    return Ledger(at, open_rows, before.since, before.start_max_id, before.seen_closed | frozenset(closed)), out
 
 
 def outbox_counts(database_url: str, scope_key: str) -> dict[str, Any]:

@@ -180,3 +180,53 @@ def test_reference_target_is_what_health_says_else_the_schema(db_url: str, aioni
             server.shutdown()  # type: ignore[attr-defined]
     assert reference_target(db_url, None) == (True, "the database has memload's reference schema")
     assert reference_target(aionis_db, None)[0] is False
+
+
+def test_observe_builds_the_backlog_through_the_api_while_the_worker_runs(db_url: str, start_api) -> None:
+    """The matrix's way with --observe: backlog writes through the API, the target's worker (here memload's own,
+    started as a separate process, the way a deployment runs it) drains them; everything queued during the run,
+    writes and follow-up jobs, is counted once, by job type."""
+    api = start_api()
+    scope = f"wb_obs_{os.urandom(4).hex()}"
+    env = {**os.environ, "DATABASE_URL": db_url}
+    worker = subprocess.Popen([PYTHON, "-m", "scripts.cli", "worker", "--scope", scope, "--poll-interval-ms", "100"],
+                              cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc = run_cli("worker-bench", "--scope", scope, "--observe", "--backlog-writes", "5",
+                       "--backlog-concurrency", "2", "--base-url", api.base_url, "--observe-interval-s", "0.2",
+                       "--observe-idle-s", "60", env={"DATABASE_URL": db_url}, timeout=300)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["mode"] == "observe" and data["observe"]["stop_reason"] == "empty" and data["ok"] is True
+    assert data["backlog"]["ok"] == 5 and data["outbox_before"]["unpublished"] == 0
+    assert data["enqueued_during_run"] == {"embed_nodes": 5, "topic_cluster": 5}
+    assert data["totals"]["by_job_type"] == {"embed_nodes": {"processed": 5, "failed": 0},
+                                             "topic_cluster": {"processed": 5, "failed": 0}}
+    assert data["outbox_after"]["unpublished"] == 0 and data["scope_nodes"] == 0
+
+
+def test_ledger_finds_a_job_whose_transaction_commits_after_a_higher_id(aionis_db: str) -> None:
+    """Concurrent writers: a lower outbox id can become visible after a higher one was seen; it is still counted."""
+    from scripts.worker_bench import advance, take_ledger
+
+    _backlog(aionis_db)  # for a commit id
+    with psycopg.connect(aionis_db, autocommit=True) as conn, psycopg.connect(aionis_db) as slow, \
+            psycopg.connect(aionis_db, autocommit=True) as fast:
+        cid = conn.execute("SELECT commit_id FROM memory_outbox WHERE scope = %s LIMIT 1", (SCOPE,)).fetchone()[0]
+        ledger = take_ledger(conn, SCOPE)
+        insert = ("INSERT INTO memory_outbox (scope, commit_id, event_type, payload, job_key, payload_sha256)"
+                  " VALUES (%s, %s, 'late_job', '{}', %s, 'x') RETURNING id")
+        low = slow.execute(insert, (SCOPE, cid, "late-low")).fetchone()[0]  # open transaction: not visible yet
+        high = fast.execute(insert, (SCOPE, cid, "late-high")).fetchone()[0]
+        assert low < high
+        ledger, first = advance(conn, SCOPE, ledger, settled=False)
+        assert first.enqueued == {"late_job": 1} and high in ledger.open_rows
+        slow.commit()
+        conn.execute("UPDATE memory_outbox SET published_at = now() WHERE id = ANY(%s)", ([low, high],))
+        ledger, second = advance(conn, SCOPE, ledger, settled=True)
+        assert second.enqueued == {"late_job": 1} and second.processed == {"late_job": 2}
+        _, third = advance(conn, SCOPE, ledger, settled=True)
+        assert not third.enqueued and not third.processed  # each job counted once
