@@ -82,6 +82,8 @@ def test_explain_sql_runs_the_target_script_and_flags_its_stage2(aionis_db: str,
     text = out.read_text()
     assert text.splitlines()[0] == f"-- memload explain: target SQL {EXPLAIN_SQL}"
     info = parse_explain(out)
+    assert info.sql_source == "target" and info.check is not None and info.check[0] is False
+    assert info.check[1].startswith("stage 2 read")
     assert info.stage1 is not None and info.stage2 is not None
     assert info.stage2.execution_ms == pytest.approx(s2["execution_ms"])
 
@@ -114,6 +116,7 @@ def test_explain_without_sql_says_reference_sql_in_the_header(db_url: str, tmp_p
     assert summary["sql_source"] == "reference"
     assert out.read_text().splitlines()[0] == \
         "-- memload explain: memload reference SQL (not the target's own queries)"
+    assert parse_explain(out).sql_source == "reference"
 
 
 def test_plan_blocks_and_edge_rows_from_psql_output() -> None:
