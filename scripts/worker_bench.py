@@ -471,8 +471,6 @@ def totals(records: list[dict[str, Any]], total: Drained, elapsed_ms_sum: float,
         "elapsed_ms_wall": _round(wall_ms),
         "throughput_processed_per_sec": _throughput(processed, elapsed_ms_sum),
     })
-    if "nodes_embedded" in out:
-        out["throughput_nodes_per_sec"] = _throughput(out["nodes_embedded"], elapsed_ms_sum)
     return out
 
 
