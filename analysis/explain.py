@@ -110,6 +110,23 @@ class ExplainInfo:
         return (int(m[1]), int(m[2])) if m else None
 
     @property
+    def sql_source(self) -> str | None:
+        """`target` / `reference` from the first header line `-- memload explain: target SQL <path>` or
+        `-- memload explain: memload reference SQL (...)`; None for a file memload explain did not write."""
+        what = self.header.get("memload explain", "")
+        if what.startswith("target SQL"):
+            return "target"
+        if what.startswith("memload reference SQL"):
+            return "reference"
+        return None
+
+    @property
+    def check(self) -> tuple[bool, str] | None:
+        """(passed, verdict) of the planner checks from `-- check: ok|FAILED: <verdict>`, if the file has one."""
+        m = re.match(r"\s*(ok|FAILED):\s*(.*)$", self.header.get("check", ""))
+        return (m[1] == "ok", m[2]) if m else None
+
+    @property
     def server_versions(self) -> tuple[str | None, str | None]:
         """(PostgreSQL, pgvector) from a `-- server: PostgreSQL X, pgvector Y` header line (memload explain)."""
         text = self.header.get("server", "")

@@ -1,7 +1,7 @@
-"""`memload worker [--once]` (the seed's `npm run job:outbox-worker`) and `memload worker-bench`.
+"""`memload worker [--once]` (the Aionis kit's `npm run job:outbox-worker`) and `memload worker-bench`.
 
 The worker drains the outbox of every scope (or one, with --scope) and prints one JSON line per batch on stdout.
-`worker-bench` is the seed's `job:perf-worker-benchmark`: outbox snapshot before/after, per-iteration figures and
+`worker-bench` is the Aionis kit's `job:perf-worker-benchmark`: outbox snapshot before/after, per-iteration figures and
 totals, written to --out as `worker_baseline.json` (docs/ARTIFACTS.md).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scripts.options import add_option, add_switch, bounded_int
+from scripts.options import add_option, add_switch, bounded_float, bounded_int
 
 if TYPE_CHECKING:  # the worker module (psycopg) is imported lazily, when the command runs
     from memory_api.worker import OutboxWorker, StopFlag
@@ -60,7 +60,7 @@ def _worker_config(args: argparse.Namespace, settings: Any, scope: str | None) -
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    w = sub.add_parser("worker", help="run the outbox worker: embed pending nodes, cluster topics (contract §5)")
+    w = sub.add_parser("worker", help="run the outbox worker: embed pending nodes, cluster topics")
     add_switch(w, "--once", env="OUTBOX_WORKER_ONCE", help="process one batch and exit")
     add_option(w, "--scope", env="OUTBOX_SCOPE", help="only claim rows of this scope key (default: all scopes)")
     add_option(w, "--max-batches", env="OUTBOX_MAX_BATCHES", type=bounded_int(1, 10_000_000),
@@ -74,13 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_worker_knobs(w)
     w.set_defaults(func=run_worker)
 
-    b = sub.add_parser("worker-bench", help="worker throughput baseline (the seed's job:perf-worker-benchmark)")
+    b = sub.add_parser("worker-bench", help="worker throughput baseline in jobs/s (the Aionis kit's "
+                       "job:perf-worker-benchmark): the target's worker with --worker-command or --observe")
     add_option(b, "--scope", env="WORKER_SCOPE", help="scope to measure (default: MEMORY_SCOPE)")
     add_option(b, "--tenant-id", env="TENANT_ID", help="tenant of the scope (default: MEMORY_TENANT_ID)")
     add_option(b, "--iterations", env="WORKER_ITERATIONS", type=bounded_int(0, 200), default=8,
-               help="worker batches to measure (0 only with --backlog-only)")
+               help="worker runs to measure (0 only with --backlog-only; unused with --observe)")
     add_switch(b, "--spawn", env="WORKER_BENCH_SPAWN",
-               help="one `memload worker --once` process per iteration (the peer's way, start-up included)")
+               help="one `memload worker --once` process per iteration (the Aionis kit's way, start-up included; "
+                    "memload's reference API only)")
     add_option(b, "--out", env="WORKER_BENCH_OUT", help="also write the JSON to this file (worker_baseline.json)")
     add_option(b, "--backlog-writes", env="WORKER_BACKLOG_WRITES", type=bounded_int(0, 1_000_000), default=0,
                help="first make this many HTTP writes with auto_embed=true (needs --base-url)")
@@ -90,6 +92,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                help="concurrent backlog writers")
     add_option(b, "--base-url", env="BASE_URL", help="API for the backlog writes (loopback only)",
                default="http://127.0.0.1:3001")
+    add_option(b, "--worker-command", env="WORKER_COMMAND",
+               help="the target's worker as a shell command, run once per iteration and timed (e.g. its outbox "
+                    "worker with --once); gets DATABASE_URL and MEMORY_SCOPE; memload runs no job itself")
+    add_switch(b, "--observe", env="WORKER_OBSERVE",
+               help="the target's worker already runs: make the backlog writes (if any), then watch the outbox "
+                    "drain until empty or --observe-timeout-s; memload runs no job itself")
+    add_option(b, "--observe-timeout-s", env="WORKER_OBSERVE_TIMEOUT_S", type=bounded_float(1, 86_400),
+               default=300.0, help="stop watching the drain after this many seconds")
+    add_option(b, "--observe-interval-s", env="WORKER_OBSERVE_INTERVAL_S", type=bounded_float(0.05, 60),
+               default=1.0, help="seconds between two looks at the outbox (one per_iteration row each)")
+    add_option(b, "--observe-idle-s", env="WORKER_OBSERVE_IDLE_S", type=bounded_float(0.1, 3600), default=10.0,
+               help="stop when only claimed jobs are left and nothing changed for this long (jobs that died "
+                    "mid-run stay claimed until the worker's claim timeout; they count as failed)")
+    add_option(b, "--worker-timeout-s", env="WORKER_COMMAND_TIMEOUT_S", type=bounded_float(1, 86_400),
+               default=600.0, help="kill a --worker-command run that takes longer than this")
     _add_worker_knobs(b)
     b.set_defaults(func=run_worker_bench)
 
@@ -165,8 +182,27 @@ def _run_loops(workers: list[OutboxWorker], stop: StopFlag, args: argparse.Names
     return max(codes)
 
 
-def run_worker_bench(args: argparse.Namespace) -> int:
+def _bench_mode(args: argparse.Namespace) -> str:
     from memload.errors import ConfigError
+
+    if args.worker_command is not None and not args.worker_command.strip():
+        raise ConfigError("--worker-command: empty command (env WORKER_COMMAND)")
+    chosen = [flag for flag, on in (("--worker-command", bool(args.worker_command)), ("--observe", args.observe),
+                                    ("--spawn", args.spawn)) if on]
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)}: choose one way to run the worker")
+    if args.worker_command:
+        return "command"
+    if args.observe:
+        return "observe"
+    return "spawn" if args.spawn else "in_process"
+
+
+def run_worker_bench(args: argparse.Namespace) -> int:
+    import shlex
+
+    from memload.config import REPO_ROOT
+    from memload.errors import ConfigError, MemloadError
     from memload.identity import scope_key
     from scripts import worker_bench as wb
     from scripts.common import log, settings_from_args
@@ -176,7 +212,8 @@ def run_worker_bench(args: argparse.Namespace) -> int:
     scope = args.scope or settings.memory_scope
     tenant = args.tenant_id or settings.memory_tenant_id
     key = scope_key(scope, tenant, settings.memory_tenant_id)
-    if args.iterations == 0 and not args.backlog_only:
+    mode = _bench_mode(args)
+    if args.iterations == 0 and not args.backlog_only and mode != "observe":
         raise ConfigError("--iterations: must be at least 1 (0 is only accepted with --backlog-only)")
     if args.backlog_only and not args.backlog_writes:
         raise ConfigError("--backlog-only: needs --backlog-writes N (N > 0)")
@@ -186,55 +223,91 @@ def run_worker_bench(args: argparse.Namespace) -> int:
     if out_path is not None and not out_path.parent.exists():
         raise ConfigError(f"--out: directory {out_path.parent} does not exist")
     url = resolve_database_url(settings)
-    config = _worker_config(args, settings, key)
+    say = lambda m: log(m, prefix="worker-bench")  # noqa: E731
+
+    if mode in ("in_process", "spawn") and not args.backlog_only:
+        reference, why = wb.reference_target(url, args.base_url if args.backlog_writes else None)
+        if not reference:
+            raise MemloadError(f"worker-bench: the target is not memload's reference API ({why}); memload's own "
+                               "worker would not measure it: pass --worker-command \"CMD\" (its worker, run once "
+                               "per iteration) or --observe (its worker already runs)")
+    spec = wb.BacklogSpec(args.base_url, args.backlog_writes, args.backlog_concurrency, tenant, scope)
+    if args.backlog_only:
+        backlog = wb.build_http_backlog(spec, log=say)
+        result_only = {"ok": backlog["ok"] == backlog["writes"], "mode": "backlog_only", "scope": scope,
+                       "tenant_id": tenant, "scope_key": key, "backlog": backlog,
+                       "outbox": wb.outbox_counts(url, key)}
+        _emit(result_only, out_path)
+        return 0 if result_only["ok"] else 1
 
     backlog = None
-    if args.backlog_writes:
-        backlog = wb.build_http_backlog(
-            wb.BacklogSpec(args.base_url, args.backlog_writes, args.backlog_concurrency, tenant, scope),
-            log=lambda m: log(m, prefix="worker-bench"))
-    if args.backlog_only:
-        assert backlog is not None
-        result_only = {"ok": backlog["ok"] == backlog["writes"], "mode": "backlog_only", "scope": scope,
-                       "tenant_id": tenant, "scope_key": key, "backlog": backlog, "outbox": wb.snapshot(url, key)}
-        text = json.dumps(result_only, indent=2)
-        if out_path is not None:
-            out_path.write_text(text + "\n")
-        print(text)
-        return 0 if result_only["ok"] else 1
-    before = wb.snapshot(url, key)
+    if args.backlog_writes and mode != "observe":
+        backlog = wb.build_http_backlog(spec, log=say)
+    nodes = wb.scope_nodes(url, key)
+    before = wb.outbox_counts(url, key)
+    start = wb.start_ledger(url, key)
     t0 = time.perf_counter()
     command = None
-    if args.spawn:
-        records, command = wb.run_spawned(url, ["--scope", key, *_knob_args(args)], args.iterations)
+    extra: dict[str, Any] = {}
+    if mode == "observe":
+        records, total, extra = wb.observe(
+            url, key, wb.ObserveSpec(args.observe_timeout_s, args.observe_interval_s, args.observe_idle_s),
+            backlog=(lambda: wb.build_http_backlog(spec, log=say)) if args.backlog_writes else None, log=say)
+        backlog = extra.pop("result", None)
+        elapsed_sum = extra["elapsed_ms_drain"]
     else:
-        records = wb.run_in_process(url, config, args.iterations)
+        if mode == "in_process":
+            records = wb.run_in_process(url, _worker_config(args, settings, key), key, args.iterations)
+        else:
+            if mode == "spawn":
+                argv = [sys.executable, "-m", "scripts.cli", "worker", "--once", "--scope", key, *_knob_args(args)]
+                command = " ".join(["memload", "worker", "--once", "--scope", key, *_knob_args(args)])
+                run = shlex.join(argv)
+            else:
+                command = run = args.worker_command
+            records = wb.run_command(url, run, scope, key, args.iterations, args.worker_timeout_s, log=say,
+                                     cwd=str(REPO_ROOT) if mode == "spawn" else None)
+        total = wb.run_totals(url, key, start)
+        elapsed_sum = sum(r["elapsed_ms"] for r in records)
     wall_ms = (time.perf_counter() - t0) * 1000
-    after = wb.snapshot(url, key)
+    after = wb.outbox_counts(url, key)
     result: dict[str, Any] = {
-        "ok": all(r["ok"] for r in records),
+        "ok": all(r["ok"] for r in records) and not sum(total.failed.values()),
+        "mode": "command" if mode == "spawn" else mode,
+        "unit": "jobs/s",
         "scope": scope,
         "tenant_id": tenant,
         "scope_key": key,
-        "iterations": args.iterations,
-        "mode": "spawn" if args.spawn else "in_process",
-        "totals": wb.totals(records, wall_ms),
+        "scope_nodes": nodes,
+        "iterations": len(records),
+        "totals": wb.totals(records, total, elapsed_sum, wall_ms),
         "outbox_before": before,
         "outbox_after": after,
+        "enqueued_during_run": dict(sorted(total.enqueued.items())),
         "per_iteration": records,
-        "config": {"batch_size": config.batch_size, "embed_batch_rows": config.embed_batch_rows,
-                   "embed_batch_nodes": config.embed_batch_nodes,
-                   "claim_timeout_ms": config.claim_timeout_ms, "max_attempts": config.max_attempts},
     }
+    if mode == "in_process" or mode == "spawn":
+        config = _worker_config(args, settings, key)
+        result["config"] = {"batch_size": config.batch_size, "embed_batch_rows": config.embed_batch_rows,
+                            "embed_batch_nodes": config.embed_batch_nodes,
+                            "claim_timeout_ms": config.claim_timeout_ms, "max_attempts": config.max_attempts}
     if command:
         result["command"] = command
+    if mode == "observe":
+        result["observe"] = extra
     if backlog is not None:
         result["backlog"] = backlog
-    text = json.dumps(result, indent=2)
+    _emit(result, out_path)
+    t = result["totals"]
+    kinds = ", ".join(f"{k} {v['processed']}" + (f" (+{v['failed']} failed)" if v["failed"] else "")
+                      for k, v in t["by_job_type"].items()) or "nothing"
+    say(f"{result['mode']} on scope {key} ({nodes} nodes): {t['processed']} jobs processed, {t['failed']} failed "
+        f"in {t['elapsed_ms_sum']:.0f} ms = {t['throughput_processed_per_sec']} jobs/s [{kinds}]")
+    return 0 if result["ok"] else 1
+
+
+def _emit(result: dict[str, Any], out_path: Path | None) -> None:
+    text = json.dumps(result, indent=2, default=str)
     if out_path is not None:
         out_path.write_text(text + "\n")
     print(text)
-    t = result["totals"]
-    log(f"{result['mode']}: {t['processed']} rows / {t['nodes_embedded']} nodes in {t['elapsed_ms_sum']:.0f} ms = "
-        f"{t['throughput_processed_per_sec']} rows/s, {t['throughput_nodes_per_sec']} nodes/s", prefix="worker-bench")
-    return 0 if result["ok"] else 1

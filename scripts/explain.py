@@ -1,13 +1,24 @@
-"""EXPLAIN (ANALYZE, BUFFERS) of the API's own recall queries: the seed's planner baseline (step 6), made checkable.
+"""EXPLAIN (ANALYZE, BUFFERS) of the recall queries: the Aionis kit's planner baseline, made checkable.
 
-The statements come from `memory_api.recall_sql` (the strings the API executes), so the plans are those of real
-recall traffic; `sql/explain_baseline.sql` embeds the same text for psql users, and a test keeps the two equal.
+Two sources of SQL:
+  * the target's own psql script (`--sql FILE`, e.g. an Aionis server's `sql/explain_baseline.sql`), run through
+    psql with the Aionis kit's variables (`-v scope=… -v lim=… [-v force_index=1]`); its EXPLAIN output is captured
+    and judged. This is what measures the target's planner on the target's queries;
+  * memload's reference SQL (the default): the statements of memload's own reference API, below. They say nothing
+    about another server's queries, and the output's first line says so.
+
+Both are judged by the same checks: stage 1 must use an HNSW index on a large-enough scope, and stage 2 must read the
+seeds' neighbourhood, not every edge of a scope larger than its edge budget.
+
+The reference statements come from `memory_api.recall_sql` (the strings the API executes), so the plans are those
+of memload's recall traffic; `sql/explain_baseline.sql` embeds the same text for psql users, and a test keeps the
+two equal.
 They run as PREPAREd statements with the API's per-connection knobs (hnsw.ef_search, hnsw.iterative_scan,
 hnsw.max_scan_tuples, via memory_api.db.session_settings).
 
 Plan cache mode: `auto` by default, after warm-up executions, i.e. the plan a warmed API connection uses (psycopg
 prepares a statement after five executions; PostgreSQL then keeps custom plans while they are cheaper than the
-generic one). The seed forced generic plans to keep the vector literal out of the output; for the API's statement
+generic one). The Aionis kit forces generic plans to keep the vector literal out of the output; for the API's statement
 a generic plan guesses LIMIT = 10% of the rows and picks Seq Scan + Sort (measured on 10^4 vectors: 69 ms, against
 5.5 ms for the custom plan's HNSW scan), a plan the API never runs. Long vector literals are shortened to '[…]'.
 
@@ -28,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from memload import contract
 from memload.config import SQL_DIR, Settings
-from memload.errors import MemloadError
+from memload.errors import ExitCode, MemloadError
 from memload.identity import scope_key as make_scope_key
 
 if TYPE_CHECKING:  # psycopg is imported by the functions that run queries: `memload --help` stays light
@@ -53,14 +64,18 @@ _SEQ_SCAN_RE = re.compile(r"(?:Parallel )?Seq Scan on (?P<rel>\S+)")
 _SCAN_LINE_RE = re.compile(r"\b(Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap Index Scan)\b")
 _ROWS_RE = re.compile(r"actual time=[\d.]+\.\.[\d.]+ rows=(?P<rows>[\d.]+)")
 _EXEC_RE = re.compile(r"Execution Time: (?P<ms>[\d.]+) ms")
+_LOOPS_RE = re.compile(r"actual time=[\d.]+\.\.[\d.]+ rows=(?P<rows>[\d.]+) loops=(?P<loops>\d+)")
+_REMOVED_RE = re.compile(r"Rows Removed by (?:Filter|Index Recheck|Join Filter): (?P<rows>[\d.]+)")
+_EDGE_SCAN_RE = re.compile(r"\b(?:Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan)\b.* on (?:\S+\.)?\"?"
+                           r"memory_edges")
 _PLAN_RE = re.compile(r"Planning Time: (?P<ms>[\d.]+) ms")
 _VECTOR_LITERAL_RE = re.compile(r"'\[[-0-9.e,+ ]{200,}\]'")
 
 
 class PlanCheckFailed(MemloadError):
-    """Stage 1 ran without the HNSW index on a scope large enough to need it."""
+    """A planner check failed: stage 1 without HNSW on a large-enough scope, or stage 2 over its edge budget."""
 
-    exit_code = 4
+    exit_code = ExitCode.GATE_FAILED
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,8 @@ class ExplainOptions:
     force_index: bool = False
     plan_cache_mode: str = "auto"
     min_vectors: int = DEFAULT_MIN_VECTORS
+    sql_file: Path | None = None  # the target's psql script; None = memload's reference SQL
+    max_edge_rows: int | None = None  # scopes with more edges must not be read whole; None = the recall budgets
 
 
 @dataclass
@@ -93,6 +110,8 @@ class StageReport:
     buffers: str | None = None
     index_scans: list[IndexUse] = field(default_factory=list)
     seq_scans: list[str] = field(default_factory=list)
+    edge_rows_read: int = 0  # rows the plan's memory_edges scans produced or filtered away, over all loops
+    edge_rows_one_scan: int = 0  # the most any single memory_edges scan node read
 
     @property
     def uses_hnsw(self) -> bool:
@@ -125,6 +144,11 @@ class ExplainReport:
     stages: list[StageReport] = field(default_factory=list)
     verdict: str = ""
     ok: bool = True
+    sql_source: str = "reference"  # "target" (--sql FILE) | "reference" (memload's own statements)
+    sql_file: str | None = None
+    scope_edges: int = 0
+    max_edge_rows: int = 0
+    stage2_verdict: str = ""
 
     @property
     def enforced(self) -> bool:
@@ -166,7 +190,7 @@ def oversample(lim: int) -> int:
 
 
 def edge_budgets(max_edges: int | None = None) -> dict[str, int]:
-    """Stage-2 budgets for the recall defaults (contract §4): 500 / 500 / 500 with max_edges = 100."""
+    """Stage-2 budgets for the recall defaults (the API contract): 500 / 500 / 500 with max_edges = 100."""
     max_edges = contract.RECALL_INT_BOUNDS["max_edges"][0] if max_edges is None else max_edges
     edge = min(contract.EDGE_FETCH_BUDGET_MAX, max(contract.EDGE_FETCH_MULT * max_edges, max_edges))
     hop = max(contract.HOP_BUDGET_MIN, min(contract.HOP_BUDGET_MAX, edge))
@@ -257,8 +281,29 @@ def _stage(conn: psycopg.Connection, name: str, title: str, statement: str, plan
             report.planning_ms = float(m["ms"])
         if m := _SEQ_SCAN_RE.search(line):
             report.seq_scans.append(m["rel"])
+    report.edge_rows_read, report.edge_rows_one_scan = edge_rows_read(plan)
     report.index_scans = _index_uses(conn, plan)
     return report
+
+
+def edge_rows_read(plan: list[str]) -> tuple[int, int]:
+    """(all, the largest single scan): rows the plan's scans of memory_edges returned plus those their filters
+    dropped, times their loops, i.e. what the query read from the edge table (per-loop figures are averages)."""
+    per_node: list[float] = []
+    for i, line in enumerate(plan):
+        if not _EDGE_SCAN_RE.search(line) or not (m := _LOOPS_RE.search(line)):
+            continue
+        rows, loops = float(m["rows"]), int(m["loops"])
+        indent = len(line) - len(line.lstrip())
+        removed = 0.0
+        for detail in plan[i + 1:]:
+            stripped = detail.strip()
+            if stripped.startswith("->") or (stripped and len(detail) - len(detail.lstrip()) <= indent):
+                break
+            if r := _REMOVED_RE.search(detail):
+                removed += float(r["rows"])
+        per_node.append((rows + removed) * loops)
+    return round(sum(per_node)), round(max(per_node, default=0.0))
 
 
 def resolve_scope_key(settings: Settings, opts: ExplainOptions) -> tuple[str, str]:
@@ -266,8 +311,30 @@ def resolve_scope_key(settings: Settings, opts: ExplainOptions) -> tuple[str, st
     return tenant, make_scope_key(opts.scope, tenant, settings.memory_tenant_id)
 
 
+def _scope_facts(conn: psycopg.Connection, key: str) -> tuple[int, str | None, int]:
+    """(ready hot/warm vectors, one of them as text, edges) of a scope."""
+    ready, qvec = conn.execute(
+        "SELECT count(*), (SELECT embedding::text FROM memory_nodes WHERE scope = %(k)s AND tier IN ('hot', 'warm')"
+        "   AND embedding_status = 'ready' AND embedding IS NOT NULL ORDER BY id LIMIT 1)"
+        " FROM memory_nodes WHERE scope = %(k)s AND tier IN ('hot', 'warm') AND embedding_status = 'ready'"
+        "   AND embedding IS NOT NULL",
+        {"k": key},
+    ).fetchone() or (0, None)
+    edges = conn.execute("SELECT count(*) FROM memory_edges WHERE scope = %s", (key,)).fetchone()
+    return int(ready), qvec, int(edges[0]) if edges else 0
+
+
+def max_edge_rows(opts: ExplainOptions) -> int:
+    if opts.max_edge_rows is not None:
+        return opts.max_edge_rows
+    return sum(edge_budgets().values())
+
+
 def run_explain(url: str, settings: Settings, opts: ExplainOptions) -> ExplainReport:
-    """Explain stage 1 and stage 2 for `opts.scope`; the report says whether stage 1 used HNSW where it must."""
+    """Explain stage 1 and stage 2 for `opts.scope` (the target's script with `opts.sql_file`, else memload's
+    reference SQL); the report says whether stage 1 used HNSW where it must and stage 2 kept to its budget."""
+    if opts.sql_file is not None:
+        return run_target_sql(url, settings, opts)
     from memload.db import connection
 
     tenant, key = resolve_scope_key(settings, opts)
@@ -275,17 +342,11 @@ def run_explain(url: str, settings: Settings, opts: ExplainOptions) -> ExplainRe
     budgets = edge_budgets()
     with connection(url, autocommit=True) as conn:
         used = _session(conn, settings, opts)
-        ready, qvec = conn.execute(
-            "SELECT count(*), (SELECT embedding::text FROM memory_nodes WHERE scope = %(k)s AND tier IN ('hot', 'warm')"
-            "   AND embedding_status = 'ready' AND embedding IS NOT NULL ORDER BY id LIMIT 1)"
-            " FROM memory_nodes WHERE scope = %(k)s AND tier IN ('hot', 'warm') AND embedding_status = 'ready'"
-            "   AND embedding IS NOT NULL",
-            {"k": key},
-        ).fetchone() or (0, None)
+        ready, qvec, edges = _scope_facts(conn, key)
         report = ExplainReport(
             scope=opts.scope, tenant_id=tenant, scope_key=key, lim=opts.lim, oversample=oversample(opts.lim),
-            ready_vectors=int(ready), min_vectors=opts.min_vectors, settings=used, server=_server(conn),
-            budgets=budgets,
+            ready_vectors=ready, min_vectors=opts.min_vectors, settings=used, server=_server(conn),
+            budgets=budgets, scope_edges=edges, max_edge_rows=max_edge_rows(opts),
         )
         if qvec is None:
             report.verdict = f"no READY hot/warm embedding in scope {key!r}: nothing to explain"
@@ -316,6 +377,86 @@ def run_explain(url: str, settings: Settings, opts: ExplainOptions) -> ExplainRe
     return report
 
 
+def psql_argv(url: str, sql_file: Path, scope_key: str, lim: int, force_index: bool) -> list[str]:
+    """psql with the Aionis kit's variables: `-v scope=… -v lim=… [-v force_index=1]` (force_index only when asked:
+    a script may test whether the variable is set at all). A psql on PATH, else the embedded server's own."""
+    from scripts.embedded_db import psql_command
+
+    args = ["-X", "-v", "ON_ERROR_STOP=1", "-v", f"scope={scope_key}", "-v", f"lim={lim}"]
+    if force_index:
+        args += ["-v", "force_index=1"]
+    return psql_command(url, *args, "-f", str(sql_file))
+
+
+def plan_blocks(output: str) -> list[tuple[str, list[str]]]:
+    """(title, plan lines) of each `QUERY PLAN` table in psql's output, in order; the title is the last non-empty
+    line printed before the table (e.g. a script's `\\echo`), or ''."""
+    lines = output.splitlines()
+    blocks: list[tuple[str, list[str]]] = []
+    i, last_text = 0, ""
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() == "QUERY PLAN" and i + 1 < len(lines) and set(lines[i + 1].strip()) <= {"-", "+"}:
+            plan: list[str] = []
+            i += 2
+            while i < len(lines) and not re.fullmatch(r"\(\d+ rows?\)", lines[i].strip()):
+                plan.append(lines[i][1:] if lines[i].startswith(" ") else lines[i])
+                i += 1
+            blocks.append((last_text, plan))
+            last_text = ""
+        elif line.strip():
+            last_text = line.strip()
+        i += 1
+    return blocks
+
+
+def run_target_sql(url: str, settings: Settings, opts: ExplainOptions) -> ExplainReport:
+    """Run the target's own psql script and judge its EXPLAIN output: the first plan is stage 1, the second
+    stage 2 (the Aionis kit's order). The script's own settings are its business; memload sets none."""
+    import subprocess
+
+    from memload.db import connection
+
+    assert opts.sql_file is not None
+    tenant, key = resolve_scope_key(settings, opts)
+    argv = psql_argv(url, opts.sql_file, key, opts.lim, opts.force_index)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    except FileNotFoundError:
+        raise MemloadError(f"--sql: psql not found ({argv[0]}); put a psql on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise MemloadError(f"--sql: psql -f {opts.sql_file} ran longer than 30 minutes") from None
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or ["(no message)"]
+        first_error = next((ln.strip() for ln in lines if "ERROR:" in ln or "FATAL:" in ln), lines[-1].strip())
+        raise MemloadError(f"--sql: psql -f {opts.sql_file} exited {proc.returncode}: {first_error}")
+    blocks = plan_blocks(proc.stdout)
+    with connection(url, autocommit=True) as conn:
+        ready, _qvec, edges = _scope_facts(conn, key)
+        report = ExplainReport(
+            scope=opts.scope, tenant_id=tenant, scope_key=key, lim=opts.lim, oversample=oversample(opts.lim),
+            ready_vectors=ready, min_vectors=opts.min_vectors,
+            settings={"force_index": "1" if opts.force_index else "unset"}, server=_server(conn),
+            budgets=edge_budgets(), sql_source="target", sql_file=str(opts.sql_file), scope_edges=edges,
+            max_edge_rows=max_edge_rows(opts),
+        )
+        for n, (title, plan) in enumerate(blocks[:2], start=1):
+            plan = [_VECTOR_LITERAL_RE.sub("'[…]'", line) for line in plan]
+            report.stages.append(_stage(conn, f"stage{n}", title or f"plan {n} of the script",
+                                        f"{opts.sql_file.name}, plan {n}", plan))
+    if not blocks:
+        said = (proc.stdout.strip().splitlines() or ["nothing"])[-1]
+        report.verdict = f"the script printed no plan ({said})"
+        if ready > 0:
+            report.ok = False
+            report.verdict += f" although scope {key!r} has {ready} ready vectors"
+        return report
+    _judge(report)
+    if len(blocks) > 2:
+        report.verdict += f" ({len(blocks) - 2} further plan(s) of the script not judged)"
+    return report
+
+
 def _arguments(statement: str, params: list[str], values: dict[str, Any]) -> list[Any]:
     unknown = [p for p in params if p not in values]
     if unknown:
@@ -324,25 +465,49 @@ def _arguments(statement: str, params: list[str], values: dict[str, Any]) -> lis
 
 
 def _judge(report: ExplainReport) -> None:
+    """Both planner checks; a failed one comes first in the verdict (the one line the CLI prints)."""
+    s1_ok, s1_text = _judge_stage1(report)
+    s2_ok, s2_text = _judge_stage2(report)
+    report.stage2_verdict = s2_text
+    report.ok = s1_ok and s2_ok
+    parts = [s2_text, s1_text] if s1_ok and not s2_ok else [s1_text, s2_text]
+    report.verdict = "; ".join(p for p in parts if p)
+
+
+def _judge_stage1(report: ExplainReport) -> tuple[bool, str]:
     s1 = report.stage("stage1")
-    assert s1 is not None
+    if s1 is None:
+        return False, "no stage-1 plan in the output"
     hnsw = [u for u in s1.index_scans if u.method == "hnsw"]
     if hnsw:
         u = hnsw[0]
-        report.verdict = f"stage 1 uses HNSW index {u.index}" + (f" (of {u.parent_index})" if u.parent_index else "")
-        return
+        return True, f"stage 1 uses HNSW index {u.index}" + (f" (of {u.parent_index})" if u.parent_index else "")
     scan = s1.first_scan_on("memory_nodes") or s1.first_scan or "no scan node"
     if report.enforced:
-        report.ok = False
-        report.verdict = (
+        return False, (
             f"stage 1 did not use an HNSW index ({scan}) although scope {report.scope_key!r} has "
             f"{report.ready_vectors} ready vectors (>= {report.min_vectors}); check `memload check-indexes`"
         )
-    else:
-        report.verdict = (
-            f"stage 1 did not use an HNSW index ({scan}); not enforced: {report.ready_vectors} ready vectors "
-            f"< {report.min_vectors}, where an exact scan can be cheaper"
-        )
+    return True, (
+        f"stage 1 did not use an HNSW index ({scan}); not enforced: {report.ready_vectors} ready vectors "
+        f"< {report.min_vectors}, where an exact scan can be cheaper"
+    )
+
+
+def _judge_stage2(report: ExplainReport) -> tuple[bool, str]:
+    """Stage 2 reads the seeds' neighbourhood, one index probe per node: a plan with an edge scan that reads every
+    edge of the scope (a hop query with an OR over src/dst, no usable index) fails once the scope holds more edges
+    than the recall budgets let stage 2 return (small scopes are exempt: there, reading all edges is cheap)."""
+    s2 = report.stage("stage2")
+    if s2 is None:
+        return True, ""
+    one, edges, budget = s2.edge_rows_one_scan, report.scope_edges, report.max_edge_rows
+    read = f"stage 2 read {s2.edge_rows_read} edge rows"
+    if edges <= budget or one < edges:
+        return True, f"{read} (largest scan {one}; the scope has {edges} edges)"
+    scan = s2.first_scan_on("memory_edges") or "an edge scan"
+    return False, (f"{read}, every edge of the scope ({edges}, more than the budget of {budget}) in one scan "
+                   f"({scan}): it scans the scope's edges instead of the seeds' neighbourhood")
 
 
 # ------------------------------------------------------------------ output
@@ -358,12 +523,16 @@ def psql_table(lines: list[str]) -> list[str]:
 def render_text(report: ExplainReport) -> str:
     """The `explain_<scale>.txt` artifact: a commented header, then `-- stage1` / `-- stage2` sections."""
     st = report.settings
+    what = (f"target SQL {report.sql_file}" if report.sql_source == "target"
+            else "memload reference SQL (not the target's own queries)")
     out = [
-        f"-- memload explain: scope={report.scope} tenant_id={report.tenant_id} scope_key={report.scope_key} "
+        f"-- memload explain: {what}",
+        f"-- scope: {report.scope} tenant_id={report.tenant_id} scope_key={report.scope_key} "
         f"lim={report.lim} oversample={report.oversample}",
         "-- settings: " + " ".join(f"{k}={v}" for k, v in st.items()),
         f"-- server: PostgreSQL {report.server['postgres']}, pgvector {report.server['pgvector']}",
         f"-- ready hot/warm vectors: {report.ready_vectors} (HNSW required from {report.min_vectors})",
+        f"-- scope edges: {report.scope_edges} (stage 2 must not read them whole above {report.max_edge_rows})",
         f"-- check: {'ok' if report.ok else 'FAILED'}: {report.verdict}",
     ]
     for stage in report.stages:
@@ -374,14 +543,18 @@ def render_text(report: ExplainReport) -> str:
 def key_lines(report: ExplainReport) -> list[str]:
     """The few lines a human reads: index, rows, buffers and time per stage, then the verdict."""
     st = report.settings
-    out = [f"scope {report.scope_key!r}: {report.ready_vectors} ready hot/warm vectors; "
+    source = (f"target SQL {report.sql_file}" if report.sql_source == "target"
+              else "memload reference SQL (not the target's own queries)")
+    out = [f"explaining {source}",
+           f"scope {report.scope_key!r}: {report.ready_vectors} ready hot/warm vectors, {report.scope_edges} edges; "
            f"ef_search={st.get('hnsw.ef_search')} iterative_scan={st.get('hnsw.iterative_scan')} "
            f"plan_cache_mode={st.get('plan_cache_mode')}"]
     for s in report.stages:
         idx = ", ".join(f"{u.index} [{u.method}]" for u in s.index_scans) or "none"
+        edges = f"; edge rows read {s.edge_rows_read}" if s.name == "stage2" else ""
         out.append(f"{s.name}: index {idx}; seq scans {', '.join(s.seq_scans) or 'none'}; rows {_num(s.rows)}; "
                    f"buffers {s.buffers or '-'}; planning {_num(s.planning_ms)} ms; "
-                   f"execution {_num(s.execution_ms)} ms")
+                   f"execution {_num(s.execution_ms)} ms{edges}")
     out.append(("ok: " if report.ok else "FAILED: ") + report.verdict)
     return out
 
@@ -405,6 +578,8 @@ def summary(report: ExplainReport) -> dict[str, Any]:
         "lim": report.lim, "oversample": report.oversample, "ready_vectors": report.ready_vectors,
         "min_vectors": report.min_vectors, "enforced": report.enforced, "settings": report.settings,
         "server": report.server, "budgets": report.budgets, "stages": stages, "verdict": report.verdict,
+        "sql_source": report.sql_source, "sql_file": report.sql_file, "scope_edges": report.scope_edges,
+        "max_edge_rows": report.max_edge_rows, "stage2_verdict": report.stage2_verdict,
     }
 
 

@@ -1,4 +1,6 @@
--- Planner baseline of the recall queries (the seed's PERFORMANCE_BASELINE.md step 6), for psql users.
+-- Planner baseline of memload's reference recall queries (the Aionis kit's planner step), for psql users.
+-- It explains memload's own SQL, not a target server's: for that, run the target's own script, e.g.
+--   memload explain --sql path/to/target/explain_baseline.sql --scope perf
 --
 --   psql "$DATABASE_URL" -v scope=perf -v lim=30 -f sql/explain_baseline.sql
 --   psql "$DATABASE_URL" -v scope=perf -v lim=30 -v force_index=1 -f sql/explain_baseline.sql
@@ -17,14 +19,15 @@
 -- statements with $n placeholders; tests/test_explain.py fails if they drift apart, and `python -m scripts.explain`
 -- rewrites them from memory_api/recall_sql.py.
 --
--- Differences from the seed's script, on purpose:
+-- Differences from the Aionis kit's script, on purpose:
 --   * plan_cache_mode defaults to `auto` after warm-up executions, not force_generic_plan. The API's connections run
 --     custom plans (PostgreSQL keeps them because they are cheaper); a generic plan of this statement guesses
 --     LIMIT = 10% of the rows and picks Seq Scan + Sort (measured on 10^4 vectors: 69 ms instead of 5.5 ms with
 --     HNSW), so it would describe a query the API never runs. The long vector literal of a custom plan is shortened
---     to '[…]' so the output stays readable, which is what the seed used force_generic_plan for.
---   * -v force_index=0 really means "not forced" (the seed only tested that the variable exists).
--- `memload explain` runs the same and also fails when stage 1 misses the HNSW index on a large-enough scope.
+--     to '[…]' so the output stays readable, which is what the Aionis kit used force_generic_plan for.
+--   * -v force_index=0 really means "not forced" (the Aionis kit only tests that the variable exists).
+-- `memload explain` runs the same and also fails when stage 1 misses the HNSW index on a large-enough scope, or
+-- stage 2 reads every edge of a scope larger than its edge budget.
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -110,7 +113,8 @@ SELECT (SELECT embedding::text FROM memory_nodes
        current_setting('enable_bitmapscan') AS enable_bitmapscan
 \gset
 
-\echo -- memload explain_baseline.sql: scope=:scope tenant_id=:tenant_id scope_key=:scope_key lim=:lim oversample=:oversample
+\echo '-- memload explain: memload reference SQL (not the target''s own queries)'
+\echo -- scope: :scope tenant_id=:tenant_id scope_key=:scope_key lim=:lim oversample=:oversample
 \echo -- settings: plan_cache_mode=:plan_cache_mode hnsw.ef_search=:ef_search hnsw.iterative_scan=:iterative_scan hnsw.max_scan_tuples=:max_scan_tuples enable_seqscan=:enable_seqscan enable_bitmapscan=:enable_bitmapscan
 \echo -- server: PostgreSQL :server_version, pgvector :pgvector_version
 \echo -- ready hot/warm vectors: :ready_vectors

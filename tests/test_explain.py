@@ -19,6 +19,7 @@ import pytest
 
 from analysis.explain import parse_explain
 from memload.config import REPO_ROOT
+from memload.errors import ExitCode
 from scripts.embedded_db import psql_command
 from scripts.explain import DEFAULT_MIN_VECTORS, PSQL_STATEMENTS, edge_budgets, sync_psql_script, to_positional
 from tests.conftest import run_cli
@@ -26,6 +27,7 @@ from tests.conftest import run_cli
 SCRIPT = REPO_ROOT / "sql" / "explain_baseline.sql"
 HOT_WARM_INDEX = "memory_nodes_embedding_ready_hot_warm_hnsw_idx"
 TOPICS = 50
+USAGE_CODES = (ExitCode.USAGE, 2)  # memload's usage errors; 2 = argparse's own (a type check on the flag)
 
 
 def load_scope(url: str, scope: str, events: int, *, attach: bool) -> None:
@@ -177,6 +179,10 @@ def test_explain_uses_hnsw_on_a_large_scope(db_url: str, hnsw_scope: str, tmp_pa
     assert hnsw[0]["parent_index"] == HOT_WARM_INDEX
     assert s1["rows"] == 30 and s1["execution_ms"] > 0 and s1["buffers"].startswith("shared hit=")
     assert s2["rows"] > 0 and s2["execution_ms"] > 0  # the seeds' topics/events have edges
+    # the reference stage 2 reads the seeds' neighbourhood (one probe per node), not the scope's 9,900 edges
+    assert 0 < s2["edge_rows_one_scan"] < summary["scope_edges"] == 2 * (DEFAULT_MIN_VECTORS - TOPICS)
+    assert summary["max_edge_rows"] == 1500 and "every edge" not in summary["verdict"]
+    assert summary["sql_source"] == "reference"
     # the API's knobs are applied and recorded
     assert summary["settings"]["hnsw.ef_search"] == "64"
     assert summary["settings"]["hnsw.iterative_scan"] == "relaxed_order"
@@ -212,7 +218,7 @@ def test_explain_detects_a_missing_hnsw_index(fresh_db_url: str, tmp_path: Path)
     load_scope(fresh_db_url, scope, DEFAULT_MIN_VECTORS - TOPICS, attach=False)
     out = tmp_path / "explain_noindex.txt"
     proc, summary = explain(fresh_db_url, "--scope", scope, "--out", str(out))
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == ExitCode.GATE_FAILED, proc.stderr
     assert summary["ok"] is False and summary["stages"]["stage1"]["uses_hnsw"] is False
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("memload: error: stage 1 did not use an HNSW index (Seq Scan on"), last
@@ -241,7 +247,7 @@ def test_explain_on_a_scope_without_vectors(db_url: str) -> None:
 ])
 def test_explain_rejects_bad_flags(args: list[str], flag: str) -> None:
     proc = run_cli("explain", *args, env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
-    assert proc.returncode == 2
+    assert proc.returncode in USAGE_CODES
     assert flag in proc.stderr and proc.stdout == ""
 
 
@@ -256,6 +262,7 @@ def psql(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_psql_script_runs_against_the_embedded_server(db_url: str, hnsw_scope: str, tmp_path: Path) -> None:
     proc = psql(db_url, "-v", f"scope={hnsw_scope}", "-v", "lim=30")
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "-- memload explain: memload reference SQL (not the target's own queries)"
     out = tmp_path / "explain_psql.txt"
     out.write_text(proc.stdout)
     info = parse_explain(out)

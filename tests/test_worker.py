@@ -21,6 +21,7 @@ from pgvector.psycopg import register_vector
 
 from memload.config import REPO_ROOT
 from memload.embedder import PROVIDER_NAME, fake_embed
+from memload.errors import ExitCode
 from memory_api.worker import OutboxWorker, WorkerConfig
 from scripts.bench_worker import build_embed_backlog, create_commit, enqueue, insert_pending_nodes
 from tests.conftest import PYTHON, run_cli
@@ -351,22 +352,21 @@ def _worker_proc(url: str, *args: str, stdout: int = subprocess.PIPE) -> subproc
                             stdout=stdout, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_mid_transaction(url: str, deadline_s: float = 30.0) -> str:
-    """Block until the worker's backend is inside a processing transaction that has already applied effects (nodes
-    updated, edges or topic rows written) but not yet committed them; returns that statement."""
+def _wait_blocked_on(url: str, blocker_pid: int, deadline_s: float = 120.0) -> str:
+    """Block until a worker backend waits for a lock held by `blocker_pid` (the test's transaction), i.e. it sits
+    inside its processing transaction, past the claim, with uncommitted work; returns the statement it waits in.
+    A state to wait for, not a moment to catch: the worker cannot leave it before the test releases the lock."""
     with psycopg.connect(url, autocommit=True) as conn:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             row = conn.execute(
                 "SELECT query FROM pg_stat_activity WHERE application_name = 'memload-worker'"
-                " AND datname = current_database() AND backend_xid IS NOT NULL"
-                " AND (query LIKE 'UPDATE memory_nodes n SET embedding%%' OR query LIKE 'INSERT INTO memory_edges%%'"
-                "      OR query LIKE 'UPDATE memory_nodes SET title%%' OR query LIKE '%%INSERT INTO memory_outbox%%')"
-            ).fetchone()
+                " AND datname = current_database() AND backend_xid IS NOT NULL AND %s = ANY(pg_blocking_pids(pid))",
+                (blocker_pid,)).fetchone()
             if row:
                 return row[0]
-            time.sleep(0.001)
-    raise AssertionError("the worker never got caught between its effects and their commit")
+            time.sleep(0.01)
+    raise AssertionError("the worker never reached the node rows the test holds locked")
 
 
 def test_sigkill_mid_batch_then_restart_processes_every_job_exactly_once(fresh_db_url: str) -> None:
@@ -385,16 +385,23 @@ def test_sigkill_mid_batch_then_restart_processes_every_job_exactly_once(fresh_d
                                                       "after_topic_cluster_event_ids": [i for i, _ in chunk]})
     n_jobs = len(ids) // 4
 
+    # Park the worker inside its second batch: the test locks one node of that batch's jobs (rows 5-8, claimed
+    # after the first four embed rows), so the worker's vector UPDATE waits, mid-transaction, until the kill.
+    locker = psycopg.connect(url)
+    locker.execute("SELECT id FROM memory_nodes WHERE scope = %s AND id = %s FOR UPDATE", (scope, ids[4 * 4]))
     proc = _worker_proc(url, "--batch-size", "4", "--embed-batch-rows", "4")
     try:
         first = proc.stdout.readline()
         if not first:
             pytest.fail(f"worker exited before its first batch: {proc.stderr.read()}")
         assert json.loads(first)["claimed"] == 4
-        _wait_mid_transaction(url)
+        waiting_in = _wait_blocked_on(url, locker.info.backend_pid)
+        assert waiting_in.startswith("UPDATE memory_nodes n SET embedding"), waiting_in
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
+        locker.rollback()  # the orphaned backend finishes its statement, finds its client gone and rolls back
+        locker.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
@@ -457,13 +464,17 @@ def test_worker_bench_in_process_and_spawn(db_url: str, tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data == json.loads(proc.stdout)
     assert data["ok"] is True and data["mode"] == "in_process" and data["iterations"] == 3
-    assert data["outbox_before"] == {"unpublished": 50, "failed": 0, "claimed": 0}
-    assert data["outbox_after"] == {"unpublished": 0, "failed": 0, "claimed": 0}
+    assert data["unit"] == "jobs/s" and data["scope"] == scope and data["scope_nodes"] == 50
+    assert data["outbox_before"] == {"unpublished": 50, "failed": 0, "claimed": 0, "by_job_type": {"embed_nodes": 50}}
+    assert data["outbox_after"] == {"unpublished": 0, "failed": 0, "claimed": 0, "by_job_type": {}}
+    assert data["enqueued_during_run"] == {}
     t = data["totals"]
     assert {"claimed", "processed", "topic_cluster_runs", "embed_backfill_runs", "failed_marked", "elapsed_ms_sum",
             "elapsed_ms_wall", "throughput_processed_per_sec"} <= set(t)
     assert [r["processed"] for r in data["per_iteration"]] == [20, 20, 10]
-    assert t["processed"] == t["claimed"] == t["embed_backfill_runs"] == 50
+    assert [r["job_types"] for r in data["per_iteration"]] == [{"embed_nodes": n} for n in (20, 20, 10)]
+    assert t["processed"] == t["claimed"] == t["embed_backfill_runs"] == 50 and t["failed"] == 0
+    assert t["by_job_type"] == {"embed_nodes": {"processed": 50, "failed": 0}}
     assert t["elapsed_ms_sum"] == pytest.approx(sum(r["elapsed_ms"] for r in data["per_iteration"]), abs=0.01)
     assert t["throughput_processed_per_sec"] == pytest.approx(50 / (t["elapsed_ms_sum"] / 1000), rel=1e-3)
     assert {"iteration", "claimed", "processed", "failed_marked", "elapsed_ms",
@@ -475,7 +486,7 @@ def test_worker_bench_in_process_and_spawn(db_url: str, tmp_path: Path) -> None:
                    "--embed-batch-rows", "4", env={"DATABASE_URL": db_url})
     assert proc.returncode == 0, proc.stderr
     spawned = json.loads(proc.stdout)
-    assert spawned["mode"] == "spawn" and spawned["command"].startswith("memload worker --once --scope")
+    assert spawned["mode"] == "command" and spawned["command"].startswith("memload worker --once --scope")
     assert "--embed-batch-rows 4" in spawned["command"]
     assert [r["processed"] for r in spawned["per_iteration"]] == [4, 2]
     assert spawned["outbox_after"]["unpublished"] == 0
@@ -486,12 +497,15 @@ def test_worker_bench_refuses_bad_input_before_touching_anything(db_url: str) ->
     with _conn(db_url) as conn:
         build_embed_backlog(conn, scope, 3, 1)
     proc = run_cli("worker-bench", "--scope", scope, "--iterations", "0", env={"DATABASE_URL": db_url})
-    assert proc.returncode == 2 and "--iterations" in proc.stderr and "--backlog-only" in proc.stderr
+    assert proc.returncode == ExitCode.USAGE and "--iterations" in proc.stderr and "--backlog-only" in proc.stderr
     proc = run_cli("worker-bench", "--scope", scope, "--iterations", "201", env={"DATABASE_URL": db_url})
-    assert proc.returncode == 2 and "--iterations" in proc.stderr
+    assert proc.returncode in (ExitCode.USAGE, 2) and "--iterations" in proc.stderr  # 2: argparse's type check
     proc = run_cli("worker-bench", "--scope", scope, "--backlog-writes", "3", "--base-url", "http://10.1.2.3:3001",
                    env={"DATABASE_URL": db_url})
-    assert proc.returncode == 2 and "--base-url" in proc.stderr and "loopback" in proc.stderr
+    assert proc.returncode == ExitCode.USAGE and "--base-url" in proc.stderr and "loopback" in proc.stderr
+    proc = run_cli("worker-bench", "--scope", scope, "--observe", "--worker-command", "true",
+                   env={"DATABASE_URL": db_url})
+    assert proc.returncode == ExitCode.USAGE and "--worker-command and --observe" in proc.stderr
     with _conn(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM memory_outbox WHERE scope = %s AND published_at IS NULL",
                             (scope,)).fetchone()[0] == 3
