@@ -495,7 +495,17 @@ class Matrix:
             if scope == self.cfg["SRC_SCOPE"] or not scope.startswith(f"{entry.scope_prefix}_"):
                 continue  # never the source scope, never a name the matrix did not build
             key = scope_key(scope, entry.tenant_id, self.settings.memory_tenant_id)
-            size = matrix_runs.scope_bytes(self.database_url, key)
+            footprint = matrix_runs.scope_footprint(self.database_url, key)
+            if footprint.shared_rows:  # not seeded into partitions of its own: no partition drop can free it
+                all_gone = False
+                reason = (f"{footprint.shared_rows} rows sit in shared tables, not in partitions of the scope's own; "
+                          f"`memload purge --scope {scope} --mode delete --apply` removes them")
+                self.hygiene["kept"].append({"matrix_tag": entry.matrix_tag, "scope": scope, "reason": reason})
+                _RUN_LOG.line(f"kept scope {scope} of run {entry.matrix_tag}: {reason}")
+                continue
+            if not footprint.partitions:
+                continue  # nothing left of it (its seed never committed, or it was purged by hand)
+            size = footprint.bytes
             args = ["purge", "--scope", scope, "--tenant-id", entry.tenant_id, "--mode", "partition",
                     "--fail-on-delete", "--apply", "--src-scope", self.cfg["SRC_SCOPE"], "--src-tenant-id",
                     self.cfg["SRC_TENANT_ID"]]

@@ -110,18 +110,32 @@ def database_identity(url: str) -> str:
     return f"{ident}/{name}"
 
 
-def scope_bytes(url: str, scope_key: str) -> int:
-    """On-disk size of the scope's own partitions (tables + indexes + TOAST): what dropping them frees."""
-    from memload.db import connection
-    from seeding.schema import PARTITIONED_PURGE_ORDER, quote_ident, scope_partitions
+@dataclass(frozen=True)
+class ScopeFootprint:
+    partitions: int  # partitions of its own, over the partitioned tables
+    bytes: int  # their on-disk size (tables + indexes + TOAST): what dropping them frees
+    shared_rows: int  # memory_nodes rows of the scope outside any partition of its own (a shared-table layout)
 
-    total = 0
+
+def scope_footprint(url: str, scope_key: str) -> ScopeFootprint:
+    from memload.db import connection
+    from seeding.schema import PARTITIONED_PURGE_ORDER, quote_ident, scope_partitions, table_kind
+
+    parts = size = 0
     with connection(url) as conn:
         for table in PARTITIONED_PURGE_ORDER:
+            if table_kind(conn, table) != "p":
+                continue
             for part in scope_partitions(conn, table, scope_key):
                 row = conn.execute("SELECT pg_total_relation_size(%s::regclass)", (quote_ident(part),)).fetchone()
-                total += int(row[0])
-    return total
+                parts, size = parts + 1, size + int(row[0])
+        own = scope_partitions(conn, "memory_nodes", scope_key) if table_kind(conn, "memory_nodes") == "p" else []
+        shared = 0
+        if table_kind(conn, "memory_nodes") is not None:
+            where = "scope = %s" + (" AND tableoid <> ALL(%s::regclass[])" if own else "")
+            params: tuple[Any, ...] = (scope_key, [quote_ident(p) for p in own]) if own else (scope_key,)
+            shared = int(conn.execute(f"SELECT count(*) FROM memory_nodes WHERE {where}", params).fetchone()[0])
+    return ScopeFootprint(parts, size, shared)
 
 
 def human_bytes(n: int) -> str:

@@ -181,3 +181,21 @@ def test_dead_base_url_fails_fast_in_one_line_with_a_partial_report(db_url: str,
     assert manifest["complete"] is False and "api_settings" not in manifest
     assert (out / "PERFORMANCE_REPORT_V1.md").exists()
     assert "Traceback (most recent call last)" in (out / "logs" / "matrix.log").read_text()
+
+
+# ---------------------------------------------------------------------------------------- disk hygiene rule
+def test_to_purge_keeps_the_last_runs_of_this_database_only(tmp_path: Path) -> None:
+    from scripts import matrix_runs
+
+    home = tmp_path / "home"
+    for i, (tag, db) in enumerate([("r1", "A"), ("r2", "A"), ("x1", "B"), ("r3", "A"), ("r4", "A")]):
+        matrix_runs.record(home, matrix_runs.RunEntry(tag, 1000.0 + i, db, "default", "perf_d", [1000], ""))
+    entries = matrix_runs.load(home)
+    pick = matrix_runs.to_purge
+    assert [e.matrix_tag for e in pick(entries, database="A", current_tag="r4", keep_runs=2)] == ["r1", "r2"]
+    assert [e.matrix_tag for e in pick(entries, database="A", current_tag="r4", keep_runs=1)] == ["r1", "r2", "r3"]
+    assert pick(entries, database="A", current_tag="r4", keep_runs=0) == []  # 0 keeps all
+    assert pick(entries, database="B", current_tag="x1", keep_runs=1) == []  # another database's runs: untouched
+    assert entries[0].scopes() == ["perf_d_1000_r1"]
+    (home / "matrix_runs.json").write_text("{not json")
+    assert matrix_runs.load(home) == []  # a damaged registry purges nothing
