@@ -40,6 +40,7 @@ from scripts.matrix_config import BENCHMARK_RATE_LIMITS, MatrixConfig
 from scripts.target import probe_target
 
 SOURCE_ANCHOR_TEXT = "perf source anchor vector"
+PASSED_AS_FLAGS = ("SEED_COMMAND", "EXPLAIN_SQL", "WORKER_COMMAND", "WORKER_OBSERVE")
 LOG_NAME = "matrix.log"
 PROBE_TIMEOUT_S = 3.0
 # A child's exit code that stops the whole run: the same cause would fail every later phase too.
@@ -346,7 +347,9 @@ class Matrix:
         self.base_url = cfg["BASE_URL"]
         self.database_url = settings.database_url
         self.stack: Any = None
-        self.env = dict(os.environ)
+        # The target-command variables reach a child only as the flags built here (seed_args, explain_args,
+        # worker_args): as inherited env twins they would also reach children that must not use them.
+        self.env = {k: v for k, v in os.environ.items() if k not in PASSED_AS_FLAGS}
         self.target: dict[str, Any] = {"base_url": self.base_url or None, "kind": "external", "health": None,
                                        "health_status": None, "headers": {}, "probe_error": None}
         self.hygiene: dict[str, Any] | None = None
@@ -507,8 +510,8 @@ class Matrix:
                 continue  # nothing left of it (its seed never committed, or it was purged by hand)
             size = footprint.bytes
             args = ["purge", "--scope", scope, "--tenant-id", entry.tenant_id, "--mode", "partition",
-                    "--fail-on-delete", "--apply", "--src-scope", self.cfg["SRC_SCOPE"], "--src-tenant-id",
-                    self.cfg["SRC_TENANT_ID"]]
+                    "--fail-on-delete", "--no-allow-fallback-delete", "--no-allow-source-scope", "--apply",
+                    "--src-scope", self.cfg["SRC_SCOPE"], "--src-tenant-id", self.cfg["SRC_TENANT_ID"]]
             try:
                 _memload(args, env=self.env, timeout=1800)
             except StageError as exc:

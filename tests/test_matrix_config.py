@@ -15,7 +15,7 @@ def test_profile_defaults_are_applied_unless_overridden() -> None:
     assert (cfg["BENCH_MODE"], cfg["RECALL_CONCURRENCY"], cfg["BENCH_PACE_MS"], cfg["MAX_RATE_LIMIT_RETRIES"]) == (
         "recall", 6, 50, 10)
     assert cfg.sources["BENCH_PACE_MS"] == "profile recall_slo"
-    # the peer's bug: explicit env must win, profile must apply otherwise
+    # the Aionis kit's bug: explicit env must win, profile must apply otherwise
     cfg = resolve({"PERF_PROFILE": "write_slo", "BENCH_PACE_MS": "7"})
     assert cfg["BENCH_PACE_MS"] == 7 and cfg.sources["BENCH_PACE_MS"] == "env"
     assert cfg["WRITE_CONCURRENCY"] == 2 and cfg["RUN_EXPLAIN"] is False
@@ -77,7 +77,7 @@ def _bench(c429: int, total: int) -> dict:
     return {"cases": [{"name": "recall_text", "total": total, "by_status": {"200": total - c429, "429": c429}}]}
 
 
-def test_adapt_step_follows_the_peer_rules() -> None:
+def test_adapt_step_follows_the_aionis_kit_rules() -> None:
     cfg = resolve({"SCALES": "1000"})
     # no 429: stop
     retry, rc, wc, pace, stats = adapt_step(cfg, "all", 12, 4, 0, _bench(0, 100))

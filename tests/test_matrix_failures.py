@@ -123,7 +123,9 @@ def test_an_external_target_gets_no_memload_settings_and_no_memload_worker(exter
     assert "EXPLAIN_SQL" in why["explain_1000"]
 
 
-def test_target_commands_are_passed_through(external_url: str, tmp_path: Path) -> None:
+def test_target_commands_are_passed_through(external_url: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_COMMAND", "node dist/jobs/outbox-worker.js --once")
     sql = tmp_path / "explain_baseline.sql"
     sql.write_text("SELECT 1;\n")
     m = _matrix({"BASE_URL": external_url, "WORKER_COMMAND": "node dist/jobs/outbox-worker.js --once",
@@ -135,6 +137,7 @@ def test_target_commands_are_passed_through(external_url: str, tmp_path: Path) -
     assert explain is not None and explain[explain.index("--sql") + 1] == str(sql)
     seed = m.seed_args(1000)
     assert seed[seed.index("--command") + 1] == "npm run job:perf-seed --"
+    assert "WORKER_COMMAND" not in m.env  # only as the flag, never inherited by e.g. the backlog writer
     observe = _matrix({"BASE_URL": external_url, "WORKER_OBSERVE": "true"}, tmp_path)
     _manifest_for(observe, external_url)
     assert "--observe" in (observe.worker_args() or [])
