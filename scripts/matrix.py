@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from memload.config import REPO_ROOT, Settings
 from memload.embedder import fake_embed
-from memload.errors import ExitCode, MemloadError
+from memload.errors import DatabaseUnavailable, ExitCode, MemloadError
 from scripts.common import log
 from scripts.hostinfo import host_info
 from scripts.matrix_config import BENCHMARK_RATE_LIMITS, MatrixConfig
@@ -242,7 +242,9 @@ class RunState:
             raise
         except Exception as exc:
             ph.detail = ph.detail or _one_line(exc)
-            hint = getattr(exc, "hint", "") or hint
+            hint = getattr(exc, "hint", "") or (
+                "DATABASE_URL: the target's database must be reachable" if isinstance(exc, DatabaseUnavailable)
+                else hint)
             code = getattr(exc, "exit_code", ExitCode.ERROR)
             self.fail(name, ph.detail, hint, code)
             _RUN_LOG.exception(f"phase {name} failed")
@@ -285,7 +287,8 @@ def _post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = 
     except urllib.error.HTTPError as exc:
         hint = ("PERF_API_KEY / PERF_AUTH_BEARER: the target wants credentials" if exc.code in (401, 403)
                 else "BASE_URL: is it the memory API's address?")
-        raise StageError(f"POST {url} -> {exc.code}: {exc.read()[:300]!r}", hint=hint,
+        body = " ".join(exc.read(2000).decode("utf-8", "replace").split())[:200]
+        raise StageError(f"POST {url} -> {exc.code}: {body}", hint=hint,
                          exit_code=ExitCode.TARGET_FAILING if exc.code >= 500 else ExitCode.ERROR) from None
     except (urllib.error.URLError, OSError) as exc:
         raise StageError(f"POST {url}: {getattr(exc, 'reason', exc)}", hint="BASE_URL: the target stopped answering",
@@ -711,7 +714,7 @@ class Matrix:
             if stage in self.state.skipped:
                 reason = self.state.skipped[stage]
             elif ph is not None:
-                reason = f"{stage} failed: {ph.detail}"
+                reason = "interrupted" if ph.detail == "interrupted" else f"{stage} failed: {ph.detail}"
             else:
                 reason = f"not reached: {self.state.stop_reason or 'the run ended early'}"
             out.append({"stage": stage, "reason": reason})
