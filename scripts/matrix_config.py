@@ -18,12 +18,12 @@ from typing import Any
 
 from memload.config import parse_bool
 from memload.contract import TENANT_ID_RE
-from memload.errors import ConfigError, SafetyRefusal
+from memload.errors import ConfigError
 from scripts.options import bounded_float, bounded_int
 
 PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
 
-# Profile defaults of the Aionis kit's matrix script; applied for real here.
+# Profile defaults (contract §6 "Profile"); applied for real, unlike the peer.
 PROFILE_DEFAULTS: dict[str, dict[str, str]] = {
     "balanced": {},
     "recall_slo": {
@@ -180,10 +180,6 @@ VARS: list[Var] = [
     Var("SLO_WORKER_MIN_JOBS_PER_SEC", "50", _float(0.0, 1e9), "worker throughput target"),
     Var("MATRIX_TAG", "", _ident_or_empty, "run tag; default timestamp"),
     Var("OUT_DIR", "", _text, "artifact directory; default artifacts/perf/<MATRIX_TAG>"),
-    Var("SEED_VECTORS", "clustered", _choice("clustered", "copy"), "seeded vectors (copy = the Aionis kit's dataset)"),
-    Var("SEED_RANDOM_SEED", "42", _int(0, 2**31 - 1), "seeder --seed"),
-    Var("LOCAL_RATE_LIMIT_PROFILE", "benchmark", _choice("default", "benchmark"),
-        "local stack only: rate limits of the API it starts (benchmark = the Aionis kit's benchmark.env limits)"),
     Var("SEED_COMMAND", "", _text, "the target's own seeder, run by `memload seed --command` (its JSON output "
         "becomes seed_<scale>.json); empty = memload's seeder"),
     Var("EXPLAIN_SQL", "", _file_or_empty, "the target's explain script for `memload explain --sql`; empty = "
@@ -194,9 +190,13 @@ VARS: list[Var] = [
         "measures the drain (an external target's worker stage needs this or WORKER_COMMAND)"),
     Var("KEEP_RUNS", "2", _int(0, 10_000), "keep the scopes of the last N matrix runs, purge older ones "
         "(partition drop); 0 = keep all"),
+    Var("SEED_VECTORS", "clustered", _choice("clustered", "copy"), "seeded vectors (copy = the peer's dataset)"),
+    Var("SEED_RANDOM_SEED", "42", _int(0, 2**31 - 1), "seeder --seed"),
+    Var("LOCAL_RATE_LIMIT_PROFILE", "benchmark", _choice("default", "benchmark"),
+        "local stack only: rate limits of the API it starts (benchmark = the peer's benchmark.env limits)"),
 ]
 
-# The Aionis kit's benchmark.env limits, used for the local stack by default.
+# The peer's benchmark.env limits (contract §2 "Later additions"), used for the local stack by default.
 BENCHMARK_RATE_LIMITS = {
     "RECALL_RATE_LIMIT_RPS": "200", "RECALL_RATE_LIMIT_BURST": "400",
     "TENANT_RECALL_RPS": "400", "TENANT_RECALL_BURST": "800",
@@ -254,6 +254,8 @@ def resolve(env: Mapping[str, str] | None = None) -> MatrixConfig:
         values["MATRIX_TAG"] = time.strftime("%Y%m%d_%H%M%S")
         sources["MATRIX_TAG"] = "generated"
     cfg = MatrixConfig(values, sources)
+    from memload.errors import SafetyRefusal  # (local: keeps this module's import block as other branches have it)
+
     if cfg.should_reset() and not cfg["PERF_OFFLINE_WINDOW"]:
         raise SafetyRefusal(
             f"PERF_OFFLINE_WINDOW: a reset (SCOPE_STRATEGY={cfg['SCOPE_STRATEGY']}, RESET_MODE={cfg['RESET_MODE']}) "
