@@ -249,7 +249,7 @@ class RunState:
             self.fail(name, ph.detail, hint, code)
             _RUN_LOG.exception(f"phase {name} failed")
             if isinstance(exc, StopRun) or code in FATAL_CHILD_CODES:
-                self.stop_reason = f"{name} failed: {ph.detail}"
+                self.stop_reason = f"the run stopped when {name} failed"
                 raise StopRun(ph.detail, hint=hint, exit_code=code) from exc
         finally:
             ph.elapsed_s = round(time.perf_counter() - t0, 3)
@@ -395,7 +395,7 @@ class Matrix:
         except Exception as exc:  # a bug of the matrix itself: one line here, the traceback in the run log
             _RUN_LOG.exception("matrix failed")
             self.state.fail("matrix", _one_line(exc), f"full traceback in {self.log_path}")
-            self.state.stop_reason = f"the matrix failed: {_one_line(exc)}"
+            self.state.stop_reason = "the run stopped: the matrix itself failed"
             _say(f"failed: {_one_line(exc)} (traceback in {self.log_path})")
         finally:
             try:
@@ -416,7 +416,7 @@ class Matrix:
             self.state.fail("configuration", "BASE_URL is set but DATABASE_URL is not: seeding and EXPLAIN need the "
                             "target's database", "set DATABASE_URL too, or unset BASE_URL to use the local stack",
                             ExitCode.USAGE)
-            self.state.stop_reason = "configuration: DATABASE_URL is not set"
+            self.state.stop_reason = "the run stopped: DATABASE_URL is not set"
             _say("BASE_URL is set but DATABASE_URL is not: seeding and EXPLAIN need the target's database — set "
                  "DATABASE_URL too, or unset BASE_URL to use the local stack")
             raise StopRun("DATABASE_URL is not set", exit_code=ExitCode.USAGE)
