@@ -693,25 +693,26 @@ class Matrix:
 
     # ----------------------------------------------------------------- outputs
     def planned_stages(self) -> list[str]:
-        """The measuring stages this configuration asks for (a stage switched off by a variable is not planned)."""
+        """Every measuring stage of a full run, in order (a stage switched off by a variable included: it measured
+        nothing either, and the report must not read its absence as a pass)."""
         stages: list[str] = []
         for scale in self.cfg["SCALES"]:
-            stages += [f"seed_{scale}", f"benchmark_{scale}"]
-            if self.cfg["RUN_EXPLAIN"]:
-                stages.append(f"explain_{scale}")
-        if self.cfg["RUN_WORKER_BENCHMARK"]:
-            stages.append("worker_benchmark")
-        return stages
+            stages += [f"seed_{scale}", f"benchmark_{scale}", f"explain_{scale}"]
+        return [*stages, "worker_benchmark"]
 
     def not_measured(self) -> list[dict[str, str]]:
-        """Every planned stage that did not measure anything, with why."""
+        """Every stage that did not measure anything, with why."""
         out: list[dict[str, str]] = []
         phases = {p.name: p for p in self.state.phases}
         for stage in self.planned_stages():
             ph = phases.get(stage)
             if ph is not None and ph.ok:
                 continue
-            if stage in self.state.skipped:
+            if stage.startswith("explain_") and not self.cfg["RUN_EXPLAIN"]:
+                reason = f"not run: RUN_EXPLAIN=false ({self.cfg.sources['RUN_EXPLAIN']})"
+            elif stage == "worker_benchmark" and not self.cfg["RUN_WORKER_BENCHMARK"]:
+                reason = f"not run: RUN_WORKER_BENCHMARK=false ({self.cfg.sources['RUN_WORKER_BENCHMARK']})"
+            elif stage in self.state.skipped:
                 reason = self.state.skipped[stage]
             elif ph is not None:
                 reason = "interrupted" if ph.detail == "interrupted" else f"{stage} failed: {ph.detail}"
@@ -762,7 +763,8 @@ class Matrix:
             "log": str(self.log_path.relative_to(self.state.out_dir)),
             "interrupted": self.state.interrupted,
             "complete": bool(self.state.phases) and all(p.ok for p in self.state.phases)
-            and not self.state.interrupted and not self.state.failed_phases and not not_measured,
+            and not self.state.interrupted and not self.state.failed_phases
+            and all(e["reason"].startswith("not run:") for e in not_measured),  # all it was asked to do
         }
         if self.is_reference:
             manifest["api_settings"] = {"hnsw_ef_search": self.settings.hnsw_ef_search,
