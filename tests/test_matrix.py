@@ -29,6 +29,7 @@ def _matrix_env(db_url: str, out: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": db_url, "SCALES": ",".join(map(str, SCALES)), "OUT_DIR": str(out), "MATRIX_TAG": out.name,
+        "MEMLOAD_HOME": str(out.parent / "memload_home"),  # the run registry of a test stays out of the user's
         "PORT": "0", "RECALL_REQUESTS": "60", "WRITE_REQUESTS": "30", "BENCH_WARMUP": "3",
         "WORKER_ITERATIONS": "3", "WORKER_BACKLOG_WRITES": "30",
     })
