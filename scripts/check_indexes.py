@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from memload.errors import ExitCode
 from scripts.common import settings_from_args
 
 # name -> (table, access method)
@@ -52,7 +53,10 @@ def inspect_indexes(url: str) -> tuple[list[IndexState], dict[str, str]]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check-indexes", help="check the four required indexes exist (seed step 2)")
+    p = sub.add_parser("check-indexes", help="check the four required indexes exist, with their access method",
+                       description="Checks the recall path's four indexes (two HNSW on memory_nodes, two btree on "
+                                   "memory_edges) exist, are valid and use the expected access method; prints the "
+                                   "PostgreSQL and pgvector versions. Exits 3 when one is missing or wrong.")
     p.set_defaults(func=run)
 
 
@@ -73,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
     missing = [s.name for s in states if not s.ok]
     if missing:
         print(f"missing or wrong: {', '.join(missing)}")
-        return 1
-    return 0
+        return ExitCode.GATE_FAILED
+    return ExitCode.OK

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from memload.errors import ExitCode
 from scripts.common import settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("db", help="manage the embedded PostgreSQL + pgvector server (used when DATABASE_URL is unset)")
+    p = sub.add_parser(
+        "db", help="manage the embedded PostgreSQL + pgvector server (used when DATABASE_URL is unset)",
+        description="Start, stop or inspect the embedded PostgreSQL + pgvector server under MEMLOAD_HOME, the "
+                    "database every command uses when DATABASE_URL is unset. `status` exits 0 when it runs (or "
+                    "DATABASE_URL names another server) and 1 when it is stopped.")
     p.add_argument("action", choices=["start", "stop", "status", "url"], help="what to do")
     p.set_defaults(func=run_db)
 
-    m = sub.add_parser("migrate", help="apply sql/migrations in order (the seed's `make db-migrate`)")
+    m = sub.add_parser("migrate", help="apply sql/migrations in order, each once",
+                       description="Apply sql/migrations/NNNN_name.sql in order, one transaction each; an applied "
+                                   "file that changed since is refused.")
     m.set_defaults(func=run_migrate)
 
 
@@ -41,7 +48,7 @@ def run_db(args: argparse.Namespace) -> int:
         print(f"external DATABASE_URL={redact_url(settings.database_url)}")
     print(f"embedded: {'running' if st.running else 'stopped'} pgdata={st.pgdata}"
           + (f" pid={st.pid} url={st.url}" if st.running else ""))
-    return 0 if st.running or settings.database_url else 3
+    return ExitCode.OK if st.running or settings.database_url else ExitCode.ERROR
 
 
 def run_migrate(args: argparse.Namespace) -> int:

@@ -1,19 +1,27 @@
-"""`memload matrix` (= `make bench`): configured by the peer's environment variables (see scripts/matrix_config.py)."""
+"""`memload matrix` (= `make bench`): configured by environment variables (see scripts/matrix_config.py)."""
 
 from __future__ import annotations
 
 import argparse
 
+from memload.errors import EXIT_CODES_TEXT
 from scripts.common import settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from scripts.matrix_config import VARS
 
-    epilog = "environment variables (the peer's phase-d-matrix.sh names):\n" + "\n".join(
-        f"  {v.name:<36} {v.help} (default {v.default or 'empty'})" for v in VARS)
-    p = sub.add_parser("matrix", help="one-command baseline: seed + bench + explain + worker + report per scale",
-                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    epilog = "environment variables (the Aionis kit's matrix names):\n" + "\n".join(
+        f"  {v.name:<36} {v.help} (default {v.default or 'empty'})" for v in VARS) + "\n\n" + EXIT_CODES_TEXT
+    p = sub.add_parser(
+        "matrix", help="one-command baseline: seed + bench + explain + worker + report per scale",
+        description="The one-command baseline (`make bench`): probes the target (GET /health), then per scale in "
+                    "SCALES seeds a scope, benchmarks it and runs EXPLAIN, then the worker benchmark, and writes "
+                    "PERFORMANCE_REPORT_V1.md with every artifact under artifacts/perf/<MATRIX_TAG>. Without "
+                    "BASE_URL it starts and stops memload's local stack. A failed stage is one line (the traceback "
+                    "is in <run dir>/logs/matrix.log), a stage that could not run is NOT MEASURED in the report, "
+                    "and only the last KEEP_RUNS runs' scopes are kept on disk.",
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     p.set_defaults(func=run)
 

@@ -1,9 +1,15 @@
-"""`memload matrix`: the one-command baseline (the peer's phase-d-matrix.sh), phase by phase.
+"""`memload matrix`: the one-command baseline (the Aionis kit's matrix script), phase by phase.
 
-Per scale: purge (when the strategy says) → seed → benchmark with the peer's adaptive retry loop → EXPLAIN;
-then the worker benchmark, then the report. Each phase is a `memload` subprocess whose JSON/text output lands in the
-run directory under the seed document's names, so a run can be re-analysed later from files alone. Whatever
-happens (a failed phase, Ctrl-C), every process started here is stopped and a report of what ran is still written.
+First the target is probed (GET /health: who it is, whether it lives); a dead target stops the run at once. Then,
+per scale: purge (when the strategy says) → seed → benchmark with the adaptive retry loop → EXPLAIN; then the worker
+benchmark, then the report. Each phase is a `memload` subprocess whose JSON/text output lands in the run directory
+under the seed document's names, so a run can be re-analysed later from files alone.
+
+A failed phase is one line on the console (stage, cause, the setting that changes it) and one entry of
+`failed_phases` in manifest.json; its traceback and every child's stderr go to `<run dir>/logs/matrix.log`. A stage
+that could not run is listed in `not_measured` with its reason, so the report never credits a number nobody
+measured. Whatever happens (a failed phase, Ctrl-C), every process started here is stopped and a report of what ran
+is still written.
 """
 
 from __future__ import annotations
@@ -14,76 +20,168 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from memload.config import REPO_ROOT, Settings
 from memload.embedder import fake_embed
-from memload.errors import MemloadError
+from memload.errors import DatabaseUnavailable, ExitCode, MemloadError
 from scripts.common import log
 from scripts.hostinfo import host_info
 from scripts.matrix_config import BENCHMARK_RATE_LIMITS, MatrixConfig
+from scripts.target import probe_target
 
 SOURCE_ANCHOR_TEXT = "perf source anchor vector"
+PASSED_AS_FLAGS = ("SEED_COMMAND", "EXPLAIN_SQL", "WORKER_COMMAND", "WORKER_OBSERVE")
+LOG_NAME = "matrix.log"
+PROBE_TIMEOUT_S = 3.0
+# A child's exit code that stops the whole run: the same cause would fail every later phase too.
+FATAL_CHILD_CODES = (ExitCode.USAGE, ExitCode.REFUSED)
+# Which exit code wins when several things went wrong (interrupted is decided before).
+EXIT_PRIORITY = (ExitCode.USAGE, ExitCode.REFUSED, ExitCode.TARGET_FAILING, ExitCode.ERROR)
 
 
-@dataclass
-class Phase:
-    name: str
-    started_at: float
-    elapsed_s: float = 0.0
-    ok: bool = False
-    detail: str = ""
+class StageError(MemloadError):
+    """A phase failed; `hint` names the setting that changes the outcome."""
+
+    def __init__(self, message: str, *, hint: str = "", exit_code: int = ExitCode.ERROR) -> None:
+        super().__init__(message)
+        self.hint = hint
+        self.exit_code = exit_code
 
 
-@dataclass
-class RunState:
-    out_dir: Path
-    phases: list[Phase] = field(default_factory=list)
-    interrupted: bool = False
-    failed: str | None = None
+class ChildFailed(StageError):
+    """A `memload` child process exited with an unexpected code; `cause` is its last error line."""
 
-    @contextmanager
-    def phase(self, name: str) -> Iterator[Phase]:
-        ph = Phase(name, time.time())
-        self.phases.append(ph)
-        log(f"phase {name} …", prefix="matrix")
-        t0 = time.perf_counter()
-        try:
-            yield ph
-            ph.ok = True
-        except BaseException as exc:
-            ph.detail = ph.detail or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise
-        finally:
-            ph.elapsed_s = round(time.perf_counter() - t0, 3)
-            log(f"phase {name} {'ok' if ph.ok else 'FAILED'} in {ph.elapsed_s:.1f}s"
-                + (f": {ph.detail}" if ph.detail and not ph.ok else ""), prefix="matrix")
+    def __init__(self, command: str, returncode: int, cause: str | None) -> None:
+        msg = f"`memload {command}` exited with {returncode}" + (f": {cause}" if cause else "")
+        code = returncode if returncode in (*FATAL_CHILD_CODES, ExitCode.TARGET_FAILING) else ExitCode.ERROR
+        super().__init__(msg, exit_code=code)
+        self.returncode = returncode
+
+
+class StopRun(StageError):
+    """A failure after which no later phase can measure anything (dead target, bad configuration)."""
+
+
+class RunLog:
+    """`<run dir>/logs/matrix.log`: the matrix's own lines, each child's full stderr, every traceback."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        self.children: list[tuple[str, int]] = []  # (subcommand, exit code) of every child, in order
+
+    def write(self, text: str) -> None:
+        if self._file is None:
+            return
+        with self._lock:
+            self._file.write(text if text.endswith("\n") else text + "\n")
+            self._file.flush()
+
+    def line(self, message: str) -> None:
+        self.write(f"{time.strftime('%H:%M:%S')} [matrix] {message}")
+
+    def exception(self, title: str) -> None:
+        self.write(f"{time.strftime('%H:%M:%S')} [matrix] {title}\n{traceback.format_exc()}")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+_RUN_LOG = RunLog(None)  # replaced by Matrix.run for the duration of a run
+
+
+def _say(message: str) -> None:
+    """One matrix line: console and run log."""
+    log(message, prefix="matrix")
+    _RUN_LOG.line(message)
+
+
+class _StderrPump(threading.Thread):
+    """Copies a child's stderr into the run log, and to the console without tracebacks; keeps the cause: the
+    child's `memload: error:` line or the last line of its traceback."""
+
+    TRACEBACK_LINES = ("Traceback (most recent call last)", "During handling of the above exception",
+                       "The above exception was the direct cause")
+
+    def __init__(self, stream: IO[str], label: str) -> None:
+        super().__init__(name=f"stderr-{label}", daemon=True)
+        self.stream, self.label = stream, label
+        self.cause: str | None = None
+
+    def run(self) -> None:
+        in_traceback = after_traceback = False
+        _RUN_LOG.write(f"--- stderr of `memload {self.label}` ---")
+        for line in self.stream:
+            _RUN_LOG.write(line)
+            text = line.rstrip("\n")
+            if text.startswith(self.TRACEBACK_LINES):
+                in_traceback = True
+                continue
+            if in_traceback:
+                if not text.strip() or text[0] in " \t":
+                    continue
+                in_traceback, after_traceback, self.cause = False, True, text.strip()
+                continue
+            if text.startswith("memload: error: "):
+                self.cause = text.removeprefix("memload: error: ").strip()
+                continue
+            if after_traceback and not text.startswith("["):
+                continue  # the rest of a multi-line exception message
+            after_traceback = False
+            sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def _memload(args: list[str], *, env: dict[str, str], out: Path | None = None, timeout: float = 3600,
              ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    """Run `memload ARGS` as a child process; stdout goes to `out` when given; stderr streams through."""
+    """Run `memload ARGS` as a child process; stdout goes to `out` when given; stderr goes to the run log (and to
+    the console without tracebacks). An exit code outside `ok_codes` raises `ChildFailed` naming the child's cause."""
     cmd = [sys.executable, "-m", "scripts.cli", *args]
+    label = " ".join(args[:1])
     # Own process group: on Ctrl-C / failure the whole tree (e.g. bench → Locust master + workers) is stopped.
-    child = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True,
+    child = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
+    assert child.stdout is not None and child.stderr is not None
+    pump = _StderrPump(child.stderr, label)
+    pump.start()
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.append(child.stdout.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
-        stdout, _ = child.communicate(timeout=timeout)
+        child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop_group(child)
+        raise StageError(f"`memload {label}` did not finish within {timeout:.0f}s; stopped") from None
     except BaseException:
         _stop_group(child)
         raise
+    finally:
+        reader.join(10)
+        pump.join(10)
+    stdout = "".join(chunks)
     proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, None)
+    _RUN_LOG.children.append((label, child.returncode))
+    _RUN_LOG.write(f"--- `memload {label}` exited with {child.returncode} ---")
     if out is not None:
         out.write_text(proc.stdout)
     if proc.returncode not in ok_codes:
-        raise MemloadError(f"`memload {' '.join(args[:2])}` exited with {proc.returncode}")
+        raise ChildFailed(" ".join(args[:1]), proc.returncode, pump.cause)
     return proc
 
 
@@ -105,6 +203,80 @@ def _stop_group(child: subprocess.Popen[str], grace_s: float = 10.0) -> None:
         return
 
 
+@dataclass
+class Phase:
+    name: str
+    started_at: float
+    elapsed_s: float = 0.0
+    ok: bool = False
+    detail: str = ""
+
+
+@dataclass
+class RunState:
+    out_dir: Path
+    phases: list[Phase] = field(default_factory=list)
+    interrupted: bool = False
+    failed_phases: list[dict[str, str]] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # stage -> why it did not run
+    stop_reason: str | None = None  # why the run ended early (every stage not reached says so)
+
+    def fail(self, name: str, reason: str, hint: str, exit_code: int = ExitCode.ERROR) -> None:
+        self.failed_phases.append({"name": name, "reason": reason, "hint": hint})
+        self.exit_codes.append(int(exit_code))
+
+    @contextmanager
+    def phase(self, name: str, hint: str = "") -> Iterator[Phase]:
+        """Run one phase. A failure is recorded (one console line, traceback in the run log) and swallowed, so the
+        caller checks `ph.ok`; `StopRun`, a fatal child exit code and Ctrl-C end the whole run."""
+        ph = Phase(name, time.time())
+        self.phases.append(ph)
+        _say(f"phase {name} …")
+        t0 = time.perf_counter()
+        try:
+            yield ph
+            ph.ok = True
+        except KeyboardInterrupt:
+            ph.detail = "interrupted"
+            raise
+        except Exception as exc:
+            ph.detail = ph.detail or _one_line(exc)
+            hint = getattr(exc, "hint", "") or (
+                "DATABASE_URL: the target's database must be reachable" if isinstance(exc, DatabaseUnavailable)
+                else hint)
+            code = getattr(exc, "exit_code", ExitCode.ERROR)
+            self.fail(name, ph.detail, hint, code)
+            _RUN_LOG.exception(f"phase {name} failed")
+            if isinstance(exc, StopRun) or code in FATAL_CHILD_CODES:
+                self.stop_reason = f"the run stopped when {name} failed"
+                raise StopRun(ph.detail, hint=hint, exit_code=code) from exc
+        finally:
+            ph.elapsed_s = round(time.perf_counter() - t0, 3)
+            if ph.ok:
+                _say(f"phase {name} ok in {ph.elapsed_s:.1f}s")
+            elif ph.detail != "interrupted":
+                failed = self.failed_phases[-1] if self.failed_phases else {"hint": hint}
+                _say(f"phase {name} FAILED in {ph.elapsed_s:.1f}s: {ph.detail}"
+                     + (f" — {failed['hint']}" if failed.get("hint") else ""))
+
+    def succeeded(self, name: str) -> bool:
+        return any(p.name == name and p.ok for p in self.phases)
+
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        for code in EXIT_PRIORITY:
+            if code in self.exit_codes:
+                return code
+        return ExitCode.ERROR if self.exit_codes else ExitCode.OK
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
     data = json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="POST",
@@ -113,7 +285,14 @@ def _post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = 
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        raise MemloadError(f"POST {url} -> {exc.code}: {exc.read()[:300]!r}") from None
+        hint = ("PERF_API_KEY / PERF_AUTH_BEARER: the target wants credentials" if exc.code in (401, 403)
+                else "BASE_URL: is it the memory API's address?")
+        body = " ".join(exc.read(2000).decode("utf-8", "replace").split())[:200]
+        raise StageError(f"POST {url} -> {exc.code}: {body}", hint=hint,
+                         exit_code=ExitCode.TARGET_FAILING if exc.code >= 500 else ExitCode.ERROR) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise StageError(f"POST {url}: {getattr(exc, 'reason', exc)}", hint="BASE_URL: the target stopped answering",
+                         exit_code=ExitCode.TARGET_FAILING) from None
 
 
 def _auth_headers() -> dict[str, str]:
@@ -126,7 +305,7 @@ def _auth_headers() -> dict[str, str]:
 
 
 def ensure_source_vector(base_url: str, scope: str, tenant_id: str) -> None:
-    """The seeder copies/needs one READY vector in the source scope (peer semantics): write one, idempotently."""
+    """The seeder copies/needs one READY vector in the source scope (as the Aionis kit's): write one, idempotently."""
     _post_json(f"{base_url}/v1/memory/write", {
         "tenant_id": tenant_id, "scope": scope, "input_text": "memload perf source anchor", "auto_embed": False,
         "memory_lane": "shared",
@@ -137,7 +316,7 @@ def ensure_source_vector(base_url: str, scope: str, tenant_id: str) -> None:
 
 def adapt_step(cfg: MatrixConfig, mode: str, rc: int, wc: int, pace: int, bench: dict[str, Any]
                ) -> tuple[bool, int, int, int, dict[str, Any]]:
-    """One step of the peer's adaptive pacing (contract §2). Returns (retry?, rc, wc, pace, stats)."""
+    """One step of the Aionis kit's adaptive pacing. Returns (retry?, rc, wc, pace, stats)."""
     cases = bench.get("cases", [])
     c429 = sum(int(c.get("by_status", {}).get("429", 0)) for c in cases)
     total = sum(int(c.get("total", 0)) for c in cases)
@@ -171,57 +350,105 @@ class Matrix:
         self.base_url = cfg["BASE_URL"]
         self.database_url = settings.database_url
         self.stack: Any = None
-        self.env = dict(os.environ)
+        # The target-command variables reach a child only as the flags built here (seed_args, explain_args,
+        # worker_args): as inherited env twins they would also reach children that must not use them.
+        self.env = {k: v for k, v in os.environ.items() if k not in PASSED_AS_FLAGS}
+        self.target: dict[str, Any] = {"base_url": self.base_url or None, "kind": "external", "health": None,
+                                       "health_status": None, "headers": {}, "probe_error": None}
+        self.hygiene: dict[str, Any] | None = None
+        self._database_info: dict[str, Any] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.state.out_dir / "logs" / LOG_NAME
+
+    @property
+    def is_reference(self) -> bool:
+        return self.target.get("kind") == "reference"
 
     # ----------------------------------------------------------------- orchestration
     def run(self) -> int:
+        global _RUN_LOG
         out = self.state.out_dir
         out.mkdir(parents=True, exist_ok=True)
+        _RUN_LOG = RunLog(self.log_path)
         print(self.cfg.echo(), file=sys.stderr)
-        log(f"artifacts: {out}", prefix="matrix")
+        _RUN_LOG.write(self.cfg.echo())
+        _say(f"artifacts: {out}; full log: {self.log_path}")
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             self._write_manifest()
             self._bring_up()
             self._write_manifest()
+            self._keep_runs()
             for scale in self.cfg["SCALES"]:
                 self._run_scale(scale)
             if self.cfg["RUN_WORKER_BENCHMARK"]:
                 self._worker_benchmark()
         except KeyboardInterrupt:
             self.state.interrupted = True
-            log("interrupted: stopping and writing a partial report", prefix="matrix")
-        except MemloadError as exc:
-            self.state.failed = str(exc)
-            log(f"failed: {exc}", prefix="matrix")
+            self.state.stop_reason = "interrupted"
+            _say("interrupted: stopping and writing a partial report")
+        except StopRun:
+            _say("stopped: writing a partial report of what ran")
+        except Exception as exc:  # a bug of the matrix itself: one line here, the traceback in the run log
+            _RUN_LOG.exception("matrix failed")
+            self.state.fail("matrix", _one_line(exc), f"full traceback in {self.log_path}")
+            self.state.stop_reason = "the run stopped: the matrix itself failed"
+            _say(f"failed: {_one_line(exc)} (traceback in {self.log_path})")
         finally:
-            self._tear_down()
+            try:
+                self._tear_down()
+            except Exception as exc:
+                _RUN_LOG.exception("stack_down failed")
+                self.state.fail("stack_down", _one_line(exc), "see the API log under logs/")
             signal.signal(signal.SIGTERM, previous)
             self._write_manifest()
             self._report()
             self._write_manifest()
-        if self.state.interrupted:
-            return 130
-        return 1 if self.state.failed else 0
+            _RUN_LOG.close()
+            _RUN_LOG = RunLog(None)
+        return self.state.exit_code()
 
     def _bring_up(self) -> None:
         if self.base_url and not self.database_url:
-            raise MemloadError("BASE_URL is set but DATABASE_URL is not: seeding and EXPLAIN need the target's "
-                               "database; set DATABASE_URL too (or unset BASE_URL to use the local stack)")
+            self.state.fail("configuration", "BASE_URL is set but DATABASE_URL is not: seeding and EXPLAIN need the "
+                            "target's database", "set DATABASE_URL too, or unset BASE_URL to use the local stack",
+                            ExitCode.USAGE)
+            self.state.stop_reason = "the run stopped: DATABASE_URL is not set"
+            _say("BASE_URL is set but DATABASE_URL is not: seeding and EXPLAIN need the target's database — set "
+                 "DATABASE_URL too, or unset BASE_URL to use the local stack")
+            raise StopRun("DATABASE_URL is not set", exit_code=ExitCode.USAGE)
         if self.base_url:
-            log(f"targeting {self.base_url}; starting nothing", prefix="matrix")
+            _say(f"targeting {self.base_url}; starting nothing")
             self.env["DATABASE_URL"] = self.database_url or ""
-            return
-        with self.state.phase("stack_up"):
-            from scripts.stack import LocalStack
+        else:
+            with self.state.phase("stack_up", hint="PORT / DATABASE_URL; the API's log is under logs/"):
+                from scripts.stack import LocalStack
 
-            api_env = dict(BENCHMARK_RATE_LIMITS) if self.cfg["LOCAL_RATE_LIMIT_PROFILE"] == "benchmark" else {}
-            self.stack = LocalStack(self.settings, worker=False, api_env=api_env, log_dir=self.state.out_dir / "logs")
-            self.stack.start()
-            self.base_url = self.stack.base_url
-            self.database_url = self.stack.database_url
-            self.env["DATABASE_URL"] = self.database_url
+                api_env = dict(BENCHMARK_RATE_LIMITS) if self.cfg["LOCAL_RATE_LIMIT_PROFILE"] == "benchmark" else {}
+                self.stack = LocalStack(self.settings, worker=False, api_env=api_env,
+                                        log_dir=self.state.out_dir / "logs")
+                self.stack.start()
+                self.base_url = self.stack.base_url
+                self.database_url = self.stack.database_url
+                self.env["DATABASE_URL"] = self.database_url
+            if self.stack is None or not self.state.succeeded("stack_up"):
+                self.state.stop_reason = "the local stack did not start"
+                raise StopRun("the local stack did not start")
+        self._probe()
+
+    def _probe(self) -> None:
+        """GET /health before the first phase: record who the target is; a dead target ends the run (exit 2)."""
+        with self.state.phase("target_probe", hint="BASE_URL: the memory API must answer GET /health there; fix "
+                              "BASE_URL, or unset it to let the matrix start the local stack"):
+            self.target = probe_target(self.base_url, timeout_s=PROBE_TIMEOUT_S, started_here=self.stack is not None)
+            if self.target["probe_error"]:
+                raise StopRun(f"the target is not answering: {self.target['probe_error']}",
+                              exit_code=ExitCode.TARGET_FAILING)
+            _say(f"target {self.base_url}: {self.target['kind']} (GET /health → {self.target['health_status']}"
+                 + (f", {self.target['headers']}" if self.target["headers"] else "") + ")")
 
     def _tear_down(self) -> None:
         if self.stack is not None:
@@ -229,12 +456,84 @@ class Matrix:
                 self.stack.stop()
             self.stack = None
 
+    # ----------------------------------------------------------------- disk hygiene
+    def _keep_runs(self) -> None:
+        """Keep the isolated scopes of the last KEEP_RUNS matrix runs (this one included) in this database; purge
+        older ones by partition drop. Only scopes a matrix run recorded in MEMLOAD_HOME/matrix_runs.json."""
+        from scripts import matrix_runs
+
+        cfg = self.cfg
+        if not self.database_url:
+            return
+        home = self.settings.memload_home
+        with self.state.phase("keep_runs", hint="KEEP_RUNS=0 keeps every run's scopes"):
+            database = matrix_runs.database_identity(self.database_url)
+            if cfg["SCOPE_STRATEGY"] == "isolated":
+                matrix_runs.record(home, matrix_runs.new_entry(
+                    matrix_tag=cfg["MATRIX_TAG"], database=database, tenant_id=cfg["TENANT_ID"],
+                    scope_prefix=cfg["SCOPE_PREFIX"], scales=cfg["SCALES"], out_dir=self.state.out_dir))
+            victims = matrix_runs.to_purge(matrix_runs.load(home), database=database, current_tag=cfg["MATRIX_TAG"],
+                                           keep_runs=cfg["KEEP_RUNS"])
+            self.hygiene = {"keep_runs": cfg["KEEP_RUNS"], "registry": str(matrix_runs.registry_path(home)),
+                            "purged": [], "kept": [], "freed_bytes": 0}
+            if not victims:
+                _say("disk: nothing to purge" + (" (KEEP_RUNS=0 keeps every run)" if not cfg["KEEP_RUNS"] else
+                                                 f" (keeping the last {cfg['KEEP_RUNS']} runs' scopes)"))
+                return
+            for entry in victims:
+                if self._purge_run(entry):
+                    matrix_runs.forget(home, entry)
+            purged = self.hygiene["purged"]
+            _say(f"disk: purged {len(purged)} scope(s) of {len(victims)} older run(s) "
+                 f"({', '.join(sorted({p['matrix_tag'] for p in purged})) or 'none'}), freed "
+                 f"{matrix_runs.human_bytes(self.hygiene['freed_bytes'])}; keeping the last {cfg['KEEP_RUNS']} runs"
+                 + (f"; {len(self.hygiene['kept'])} scope(s) could not be purged (see {self.log_path})"
+                    if self.hygiene["kept"] else ""))
+
+    def _purge_run(self, entry: Any) -> bool:
+        """Purge the scopes of one older run; True when none is left behind."""
+        from memload.identity import scope_key
+        from scripts import matrix_runs
+
+        assert self.hygiene is not None and self.database_url
+        all_gone = True
+        for scope in entry.scopes():
+            if scope == self.cfg["SRC_SCOPE"] or not scope.startswith(f"{entry.scope_prefix}_"):
+                continue  # never the source scope, never a name the matrix did not build
+            key = scope_key(scope, entry.tenant_id, self.settings.memory_tenant_id)
+            footprint = matrix_runs.scope_footprint(self.database_url, key)
+            if footprint.shared_rows:  # not seeded into partitions of its own: no partition drop can free it
+                all_gone = False
+                reason = (f"{footprint.shared_rows} rows sit in shared tables, not in partitions of the scope's own; "
+                          f"`memload purge --scope {scope} --mode delete --apply` removes them")
+                self.hygiene["kept"].append({"matrix_tag": entry.matrix_tag, "scope": scope, "reason": reason})
+                _RUN_LOG.line(f"kept scope {scope} of run {entry.matrix_tag}: {reason}")
+                continue
+            if not footprint.partitions:
+                continue  # nothing left of it (its seed never committed, or it was purged by hand)
+            size = footprint.bytes
+            args = ["purge", "--scope", scope, "--tenant-id", entry.tenant_id, "--mode", "partition",
+                    "--fail-on-delete", "--no-allow-fallback-delete", "--no-allow-source-scope", "--apply",
+                    "--src-scope", self.cfg["SRC_SCOPE"], "--src-tenant-id", self.cfg["SRC_TENANT_ID"]]
+            try:
+                _memload(args, env=self.env, timeout=1800)
+            except StageError as exc:
+                all_gone = False
+                self.hygiene["kept"].append({"matrix_tag": entry.matrix_tag, "scope": scope, "reason": str(exc)})
+                _RUN_LOG.line(f"kept scope {scope} of run {entry.matrix_tag}: {exc}")
+                continue
+            self.hygiene["purged"].append({"matrix_tag": entry.matrix_tag, "scope": scope, "bytes": size})
+            self.hygiene["freed_bytes"] += size
+            _RUN_LOG.line(f"purged scope {scope} of run {entry.matrix_tag}: {matrix_runs.human_bytes(size)}")
+        return all_gone
+
     # ----------------------------------------------------------------- per scale
     def _run_scale(self, scale: int) -> None:
         cfg, out = self.cfg, self.state.out_dir
         scope = cfg.scope_for(scale)
         if cfg.should_reset() and cfg["RESET_IMPL"] == "scope_purge":
-            with self.state.phase(f"purge_{scale}"):
+            with self.state.phase(f"purge_{scale}", hint="RESET_PURGE_MODE / RESET_PURGE_ALLOW_FALLBACK_DELETE"
+                                  ) as ph:
                 args = ["purge", "--scope", scope, "--tenant-id", cfg["TENANT_ID"], "--mode",
                         cfg["RESET_PURGE_MODE"], "--batch-size", "5000", "--apply"]
                 if cfg["RESET_PURGE_ALLOW_FALLBACK_DELETE"]:
@@ -242,26 +541,75 @@ class Matrix:
                 if cfg["RESET_PURGE_FAIL_ON_DELETE"]:
                     args.append("--fail-on-delete")
                 _memload(args, env=self.env, out=out / f"purge_{scale}.json")
-        with self.state.phase(f"seed_{scale}"):
+            if not ph.ok:
+                return self._skip_scale(scale, f"purge_{scale} failed: {ph.detail}")
+        seed_hint = ("SEED_COMMAND: check the target's seeder command" if cfg["SEED_COMMAND"] else
+                     "DATABASE_URL must be the target's database; a server with its own seeder: set SEED_COMMAND")
+        with self.state.phase(f"seed_{scale}", hint=seed_hint) as ph:
             ensure_source_vector(self.base_url, cfg["SRC_SCOPE"], cfg["SRC_TENANT_ID"])
-            args = ["seed", "--scope", scope, "--tenant-id", cfg["TENANT_ID"], "--src-scope", cfg["SRC_SCOPE"],
-                    "--src-tenant-id", cfg["SRC_TENANT_ID"], "--events", str(scale), "--topics",
-                    str(cfg.topics_for(scale)), "--vectors", cfg["SEED_VECTORS"], "--seed",
-                    str(cfg["SEED_RANDOM_SEED"]), "--query-set-out", str(out / f"query_set_{scale}.json")]
-            if cfg.should_reset() and cfg["RESET_IMPL"] == "perf_seed":
-                args.append("--reset")
-            _memload(args, env=self.env, out=out / f"seed_{scale}.json")
-        with self.state.phase(f"benchmark_{scale}"):
+            _memload(self.seed_args(scale), env=self.env, out=out / f"seed_{scale}.json")
+        if not ph.ok:
+            (out / f"seed_{scale}.json").unlink(missing_ok=True)  # an empty or half file is no seed summary
+            return self._skip_scale(scale, f"seed_{scale} failed: {ph.detail}", seed=False)
+        with self.state.phase(f"benchmark_{scale}", hint="BENCH_TIMEOUT_MS / RECALL_CONCURRENCY / WRITE_CONCURRENCY; "
+                              f"details in benchmark_{scale}_attempt*.json"):
+            n_children = len(_RUN_LOG.children)
             self._benchmark(scale, scope)
+        if any(name == "bench" and code == ExitCode.TARGET_FAILING for name, code in _RUN_LOG.children[n_children:]):
+            self.state.fail(f"benchmark_{scale}", "the target failed under load (transport errors or 5xx above the "
+                            "gate)", f"see benchmark_{scale}.json; BENCH_FAIL_ON_TRANSPORT_ERROR_RATE sets the gate",
+                            ExitCode.TARGET_FAILING)
+            _say(f"benchmark_{scale}: the target failed under load (see benchmark_{scale}.json)")
         if cfg["PERF_PROFILE"] == "worker_slo":
-            with self.state.phase(f"worker_backlog_{scale}"):
+            with self.state.phase(f"worker_backlog_{scale}", hint="WORKER_BACKLOG_WRITES / BASE_URL"):
                 self._backlog(cfg["WORKER_SCOPE"] or scope)
         if cfg["RUN_EXPLAIN"]:
-            with self.state.phase(f"explain_{scale}"):
-                proc = _memload(["explain", "--scope", scope, "--tenant-id", cfg["TENANT_ID"], "--lim", "30",
-                                 "--out", str(out / f"explain_{scale}.txt")], env=self.env, ok_codes=(0, 3))
-                if proc.returncode != 0:
-                    self.state.phases[-1].detail = "planner check failed (see explain file)"
+            self._explain(scale, scope)
+
+    def seed_args(self, scale: int) -> list[str]:
+        """`memload seed` arguments for one scale (with SEED_COMMAND: the target's seeder, run by memload seed)."""
+        cfg, out = self.cfg, self.state.out_dir
+        args = ["seed", "--scope", cfg.scope_for(scale), "--tenant-id", cfg["TENANT_ID"], "--src-scope",
+                cfg["SRC_SCOPE"], "--src-tenant-id", cfg["SRC_TENANT_ID"], "--events", str(scale), "--topics",
+                str(cfg.topics_for(scale)), "--vectors", cfg["SEED_VECTORS"], "--seed",
+                str(cfg["SEED_RANDOM_SEED"]), "--query-set-out", str(out / f"query_set_{scale}.json")]
+        if cfg.should_reset() and cfg["RESET_IMPL"] == "perf_seed":
+            args.append("--reset")
+        if cfg["SEED_COMMAND"]:
+            args += ["--command", cfg["SEED_COMMAND"]]
+        return args
+
+    def explain_args(self, scale: int) -> list[str] | None:
+        """`memload explain` arguments, or None when the explain stage cannot measure this target: an external
+        server's queries are its own, so memload's reference SQL says nothing about them (set EXPLAIN_SQL)."""
+        cfg = self.cfg
+        args = ["explain", "--scope", cfg.scope_for(scale), "--tenant-id", cfg["TENANT_ID"], "--lim", "30",
+                "--out", str(self.state.out_dir / f"explain_{scale}.txt")]
+        if cfg["EXPLAIN_SQL"]:
+            return [*args, "--sql", cfg["EXPLAIN_SQL"]]
+        return args if self.is_reference else None
+
+    def _explain(self, scale: int, scope: str) -> None:
+        args = self.explain_args(scale)
+        if args is None:
+            self._skip(f"explain_{scale}", "an external target's own SQL is unknown: set EXPLAIN_SQL to its explain "
+                                           "script (memload's reference SQL would not be the target's queries)")
+            return
+        with self.state.phase(f"explain_{scale}", hint="EXPLAIN_SQL (the target's explain script), or "
+                              "RUN_EXPLAIN=false"):
+            proc = _memload(args, env=self.env, ok_codes=(0, ExitCode.GATE_FAILED))
+            if proc.returncode != 0:
+                self.state.phases[-1].detail = "planner check failed (see explain file)"
+
+    def _skip(self, stage: str, reason: str) -> None:
+        self.state.skipped[stage] = reason
+        _say(f"{stage}: NOT MEASURED — {reason}")
+
+    def _skip_scale(self, scale: int, reason: str, *, seed: bool = True) -> None:
+        stages = ([f"seed_{scale}"] if seed else []) + [f"benchmark_{scale}"] + (
+            [f"explain_{scale}"] if self.cfg["RUN_EXPLAIN"] else [])
+        for stage in stages:
+            self.state.skipped.setdefault(stage, reason)
 
     def _benchmark(self, scale: int, scope: str) -> None:
         """The peer's adaptive retry loop, then REPEAT−1 more runs at the settings it settled on.
@@ -345,20 +693,64 @@ class Matrix:
                   str(self.cfg["WORKER_BACKLOG_WRITES"]), "--base-url", self.base_url, "--tenant-id",
                   self.cfg["TENANT_ID"], "--backlog-only"], env=self.env)
 
-    def _worker_benchmark(self) -> None:
+    def worker_args(self) -> list[str] | None:
+        """`memload worker-bench` arguments, or None when nothing of the target's worker can be measured: memload's
+        own in-process worker measures only memload's reference API, never an external target."""
         cfg, out = self.cfg, self.state.out_dir
-        with self.state.phase("worker_benchmark"):
-            if cfg["PERF_PROFILE"] == "worker_slo":
-                scope, tenant = cfg["WORKER_SCOPE"] or cfg.scope_for(cfg["SCALES"][0]), cfg["TENANT_ID"]
-                args = ["worker-bench", "--scope", scope, "--tenant-id", tenant]
-            else:
-                scope, tenant = cfg["SRC_SCOPE"], cfg["SRC_TENANT_ID"]
-                args = ["worker-bench", "--scope", scope, "--tenant-id", tenant,
-                        "--backlog-writes", str(cfg["WORKER_BACKLOG_WRITES"]), "--base-url", self.base_url]
-            args += ["--iterations", str(cfg["WORKER_ITERATIONS"]), "--out", str(out / "worker_baseline.json")]
+        if cfg["PERF_PROFILE"] == "worker_slo":
+            scope, tenant = cfg["WORKER_SCOPE"] or cfg.scope_for(cfg["SCALES"][0]), cfg["TENANT_ID"]
+            args = ["worker-bench", "--scope", scope, "--tenant-id", tenant]
+        else:
+            scope, tenant = cfg["SRC_SCOPE"], cfg["SRC_TENANT_ID"]
+            args = ["worker-bench", "--scope", scope, "--tenant-id", tenant,
+                    "--backlog-writes", str(cfg["WORKER_BACKLOG_WRITES"]), "--base-url", self.base_url]
+        args += ["--iterations", str(cfg["WORKER_ITERATIONS"]), "--out", str(out / "worker_baseline.json")]
+        if cfg["WORKER_COMMAND"]:
+            return [*args, "--worker-command", cfg["WORKER_COMMAND"]]
+        if cfg["WORKER_OBSERVE"]:
+            return [*args, "--observe"]
+        return args if self.is_reference else None
+
+    def _worker_benchmark(self) -> None:
+        args = self.worker_args()
+        if args is None:
+            self._skip("worker_benchmark", "set WORKER_COMMAND or WORKER_OBSERVE=true (the target's own worker; "
+                                           "memload's worker measures only memload's reference API)")
+            return
+        with self.state.phase("worker_benchmark", hint="WORKER_COMMAND / WORKER_OBSERVE, or "
+                              "RUN_WORKER_BENCHMARK=false"):
             _memload(args, env=self.env)
 
     # ----------------------------------------------------------------- outputs
+    def planned_stages(self) -> list[str]:
+        """Every measuring stage of a full run, in order (a stage switched off by a variable included: it measured
+        nothing either, and the report must not read its absence as a pass)."""
+        stages: list[str] = []
+        for scale in self.cfg["SCALES"]:
+            stages += [f"seed_{scale}", f"benchmark_{scale}", f"explain_{scale}"]
+        return [*stages, "worker_benchmark"]
+
+    def not_measured(self) -> list[dict[str, str]]:
+        """Every stage that did not measure anything, with why."""
+        out: list[dict[str, str]] = []
+        phases = {p.name: p for p in self.state.phases}
+        for stage in self.planned_stages():
+            ph = phases.get(stage)
+            if ph is not None and ph.ok:
+                continue
+            if stage.startswith("explain_") and not self.cfg["RUN_EXPLAIN"]:
+                reason = f"not run: RUN_EXPLAIN=false ({self.cfg.sources['RUN_EXPLAIN']})"
+            elif stage == "worker_benchmark" and not self.cfg["RUN_WORKER_BENCHMARK"]:
+                reason = f"not run: RUN_WORKER_BENCHMARK=false ({self.cfg.sources['RUN_WORKER_BENCHMARK']})"
+            elif stage in self.state.skipped:
+                reason = self.state.skipped[stage]
+            elif ph is not None:
+                reason = "interrupted" if ph.detail == "interrupted" else f"{stage} failed: {ph.detail}"
+            else:
+                reason = f"not reached: {self.state.stop_reason or 'the run ended early'}"
+            out.append({"stage": stage, "reason": reason})
+        return out
+
     def _report(self) -> None:
         out = self.state.out_dir
         cfg = self.cfg
@@ -369,36 +761,47 @@ class Matrix:
         ph = Phase("report", time.time())
         t0 = time.perf_counter()
         try:
-            _memload(args, env=self.env, timeout=600)
+            _memload(args, env=self.env, timeout=600, ok_codes=(0, ExitCode.GATE_FAILED))
             ph.ok = True
-        except (MemloadError, subprocess.TimeoutExpired, OSError) as exc:
-            ph.detail = str(exc)
-            log(f"report failed: {exc}", prefix="matrix")
+        except (StageError, OSError) as exc:
+            ph.detail = _one_line(exc)
+            _RUN_LOG.exception("report failed")
+            self.state.fail("report", ph.detail, f"re-run `memload report --dir {out}`; details in {self.log_path}")
+            _say(f"phase report FAILED: {ph.detail} — re-run `memload report --dir {out}`")
         ph.elapsed_s = round(time.perf_counter() - t0, 3)
         self.state.phases.append(ph)
 
     def _write_manifest(self) -> None:
-        manifest = {
+        if self.database_url and self._database_info is None:
+            self._database_info = database_info(self.database_url)
+        local = self.stack is not None or (not self.cfg["BASE_URL"] and self.state.succeeded("stack_up"))
+        not_measured = self.not_measured()
+        manifest: dict[str, Any] = {
             "tool": "memload matrix",
             "matrix_tag": self.cfg["MATRIX_TAG"],
             "config": {k: v for k, v in self.cfg.values.items()},
             "config_sources": self.cfg.sources,
-            "target": {"base_url": self.base_url, "local_stack": self.stack is not None or not self.cfg["BASE_URL"],
-                       "local_rate_limits": BENCHMARK_RATE_LIMITS if (
-                           not self.cfg["BASE_URL"] and self.cfg["LOCAL_RATE_LIMIT_PROFILE"] == "benchmark") else None},
+            "target": self.target,
+            "local_stack": {"rate_limits": BENCHMARK_RATE_LIMITS if self.cfg["LOCAL_RATE_LIMIT_PROFILE"] ==
+                            "benchmark" else None} if local else None,
             "host": host_info(),
-            "database": database_info(self.database_url) if self.database_url else None,
-            "api_settings": {"hnsw_ef_search": self.settings.hnsw_ef_search,
-                             "hnsw_iterative_scan": self.settings.hnsw_iterative_scan,
-                             "hnsw_max_scan_tuples": self.settings.hnsw_max_scan_tuples,
-                             "db_pool_max": self.settings.db_pool_max,
-                             "api_workers": self.settings.api_workers},
+            "database": self._database_info,
             "phases": [asdict(p) for p in self.state.phases],
+            "failed_phases": self.state.failed_phases,
+            "not_measured": not_measured,
+            "disk_hygiene": self.hygiene,
+            "log": str(self.log_path.relative_to(self.state.out_dir)),
             "interrupted": self.state.interrupted,
-            "failed": self.state.failed,
             "complete": bool(self.state.phases) and all(p.ok for p in self.state.phases)
-            and not self.state.interrupted and not self.state.failed,
+            and not self.state.interrupted and not self.state.failed_phases
+            and all(e["reason"].startswith("not run:") for e in not_measured),  # all it was asked to do
         }
+        if self.is_reference:
+            manifest["api_settings"] = {"hnsw_ef_search": self.settings.hnsw_ef_search,
+                                        "hnsw_iterative_scan": self.settings.hnsw_iterative_scan,
+                                        "hnsw_max_scan_tuples": self.settings.hnsw_max_scan_tuples,
+                                        "db_pool_max": self.settings.db_pool_max,
+                                        "api_workers": self.settings.api_workers}
         (self.state.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
 

@@ -1,8 +1,9 @@
-"""Configuration of `memload matrix`: every variable of the peer's phase-d-matrix.sh, validated, profiles applied.
+"""Configuration of `memload matrix`: every variable of the Aionis kit's matrix script, validated, profiles applied.
 
-The peer set BENCH_PACE_MS and MAX_RATE_LIMIT_RETRIES before its profile `case`, so profile values were never
+The Aionis kit set BENCH_PACE_MS and MAX_RATE_LIMIT_RETRIES before its profile `case`, so profile values were never
 applied. Here a profile supplies defaults for every variable the user did not set, and the resolved value of each
-variable (with where it came from: env, profile or default) is echoed first and stored in manifest.json.
+variable (with where it came from: env, profile or default) is echoed first and stored in manifest.json. An invalid
+value is refused before anything runs, with a one-line error naming the variable.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ def _choice(*options: str) -> Callable[[str, str], str]:
 
 def _scales(name: str, raw: str) -> list[int]:
     out: list[int] = []
-    for part in raw.split(","):
-        part = part.strip()
+    for part in re.split(r"[\s,]+", raw.strip()):
+        if not part:
+            continue
         if not part.isdigit() or not 100 <= int(part) <= 1_000_000:
             raise ConfigError(f"{name}: each scale must be an integer in [100, 1000000], got {part!r}")
         out.append(int(part))
@@ -129,6 +131,12 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def _file_or_empty(name: str, raw: str) -> str:
+    if raw and not os.path.isfile(raw):
+        raise ConfigError(f"{name}: no such file: {raw!r}")
+    return os.path.abspath(raw) if raw else raw
+
+
 def _url(name: str, raw: str) -> str:
     if raw and not re.match(r"^https?://[^/\s]+", raw):
         raise ConfigError(f"{name}: expected an http(s) URL, got {raw!r}")
@@ -136,7 +144,8 @@ def _url(name: str, raw: str) -> str:
 
 
 VARS: list[Var] = [
-    Var("SCALES", "100000,300000,1000000", _scales, "comma-separated event counts"),
+    Var("SCALES", "100000", _scales,
+        'event counts, space- or comma-separated (the 10^6 ramp: "100000 300000 1000000")'),
     Var("TOPIC_RATIO", "100", _int(1, 100_000), "topics = scale / TOPIC_RATIO"),
     Var("PERF_PROFILE", "balanced", _choice(*PROFILES), "balanced | recall_slo | write_slo | worker_slo"),
     Var("BASE_URL", "", _url, "target API; empty = start the local stack"),
@@ -179,6 +188,16 @@ VARS: list[Var] = [
     Var("SLO_WORKER_MIN_JOBS_PER_SEC", "50", _float(0.0, 1e9), "worker throughput target"),
     Var("MATRIX_TAG", "", _ident_or_empty, "run tag; default timestamp"),
     Var("OUT_DIR", "", _text, "artifact directory; default artifacts/perf/<MATRIX_TAG>"),
+    Var("SEED_COMMAND", "", _text, "the target's own seeder, run by `memload seed --command` (its JSON output "
+        "becomes seed_<scale>.json); empty = memload's seeder"),
+    Var("EXPLAIN_SQL", "", _file_or_empty, "the target's explain script for `memload explain --sql`; empty = "
+        "memload's reference SQL (an external target's explain stage is then NOT MEASURED)"),
+    Var("WORKER_COMMAND", "", _text, "the target's worker, run once per iteration by `memload worker-bench "
+        "--worker-command`"),
+    Var("WORKER_OBSERVE", "false", _bool, "the target's worker already runs: `memload worker-bench --observe` "
+        "measures the drain (an external target's worker stage needs this or WORKER_COMMAND)"),
+    Var("KEEP_RUNS", "2", _int(0, 10_000), "keep the scopes of the last N matrix runs, purge older ones "
+        "(partition drop); 0 = keep all"),
     Var("SEED_VECTORS", "clustered", _choice("clustered", "copy"), "seeded vectors (copy = the peer's dataset)"),
     Var("SEED_RANDOM_SEED", "42", _int(0, 2**31 - 1), "seeder --seed"),
     Var("LOCAL_RATE_LIMIT_PROFILE", "benchmark", _choice("default", "benchmark"),
@@ -234,15 +253,21 @@ def resolve(env: Mapping[str, str] | None = None) -> MatrixConfig:
         values["MATRIX_TAG"] = time.strftime("%Y%m%d_%H%M%S")
         sources["MATRIX_TAG"] = "generated"
     cfg = MatrixConfig(values, sources)
+    from memload.errors import SafetyRefusal  # (local: keeps this module's import block as other branches have it)
+
     if cfg.should_reset() and not cfg["PERF_OFFLINE_WINDOW"]:
-        raise ConfigError(
+        raise SafetyRefusal(
             f"PERF_OFFLINE_WINDOW: a reset (SCOPE_STRATEGY={cfg['SCOPE_STRATEGY']}, RESET_MODE={cfg['RESET_MODE']}) "
             "requires PERF_OFFLINE_WINDOW=true; nothing was touched"
         )
     if cfg["RESET_PURGE_MODE"] == "partition" and cfg["RESET_PURGE_ALLOW_FALLBACK_DELETE"] and cfg[
             "RESET_PURGE_FAIL_ON_DELETE"]:
         raise ConfigError("RESET_PURGE_ALLOW_FALLBACK_DELETE=true contradicts RESET_PURGE_FAIL_ON_DELETE=true")
+    if cfg["WORKER_COMMAND"] and cfg["WORKER_OBSERVE"]:
+        raise ConfigError("WORKER_OBSERVE=true contradicts WORKER_COMMAND: observe the target's running worker, or "
+                          "run WORKER_COMMAND per iteration, not both")
     for scale in cfg["SCALES"]:
         if cfg.scope_for(scale) in (cfg["SRC_SCOPE"],) and cfg["TENANT_ID"] == cfg["SRC_TENANT_ID"]:
-            raise ConfigError(f"SCOPE_PREFIX: perf scope {cfg.scope_for(scale)!r} equals SRC_SCOPE")
+            raise SafetyRefusal(f"SCOPE_PREFIX: perf scope {cfg.scope_for(scale)!r} equals SRC_SCOPE; nothing was "
+                                "touched")
     return cfg

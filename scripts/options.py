@@ -1,18 +1,66 @@
 """argparse helpers: every flag gets an environment-variable twin and help text that names it (Locust's style).
 
-The env value becomes the flag's default, so argparse validates it with the flag's own type and an error message
-names the flag (e.g. `argument --events: invalid int value: 'x'`).
+The env value becomes the flag's default, so argparse validates it with the flag's own type. That value is kept as
+an `EnvValue` (a str that remembers its variable), so an error in it names the variable as well as the flag
+(`argument --events: invalid int value: 'x' (from $MEMLOAD_SEED_EVENTS)`). Values are checked only when the
+subcommand that declares them runs: a bad variable of `bench` never breaks `memload db status`.
+
+`CliParser` makes every argparse error one line plus a hint, exit 64 (the usage code of memload/errors.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from memload.config import parse_bool
-from memload.errors import ConfigError
+from memload.errors import ConfigError, ExitCode
+
+
+class EnvValue(str):
+    """A default taken from the environment: the string, plus the variable it came from."""
+
+    env: str
+
+    def __new__(cls, value: str, env: str) -> EnvValue:
+        obj = super().__new__(cls, value)
+        obj.env = env
+        return obj
+
+
+class EnvSwitch:
+    """A boolean switch's environment value, parsed when its subcommand is parsed (so the error names the variable
+    and happens only for the command that has the switch)."""
+
+    def __init__(self, raw: str, env: str, flag: str) -> None:
+        self.raw, self.env, self.flag = raw, env, flag
+
+    def resolve(self) -> bool:
+        try:
+            return parse_bool(self.raw, name=f"${self.env}")
+        except ConfigError as exc:
+            raise argparse.ArgumentError(None, f"argument {self.flag}: {exc}") from None
+
+
+class CliParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (`prog: error: message — see prog --help`), exit 64, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} — see {self.prog} --help\n")
+        sys.exit(ExitCode.USAGE)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        ns, extras = super().parse_known_args(args, namespace)
+        for name, value in vars(ns).items():
+            if isinstance(value, EnvSwitch):
+                try:
+                    setattr(ns, name, value.resolve())
+                except argparse.ArgumentError as exc:
+                    self.error(str(exc))
+        return ns, extras
 
 
 def add_option(
@@ -28,14 +76,12 @@ def add_option(
 ) -> None:
     """A valued option `flag` whose default comes from `$env` when set."""
     raw = os.environ.get(env)
-    value: Any = raw if raw not in (None, "") else default
-    if choices is not None and raw not in (None, ""):
-        type = _checked_choice(type or str, list(choices), env)  # argparse checks choices of command-line values only
+    value: Any = EnvValue(raw, env) if raw not in (None, "") else default
     parser.add_argument(
         flag,
         *flag_aliases,
         default=value,
-        type=type,
+        type=_naming_env(type or str, list(choices) if choices is not None else None),
         choices=choices,
         help=f"{help} [env {env}; default: {default}]",
     )
@@ -46,22 +92,27 @@ def add_switch(
 ) -> None:
     """A boolean flag (`--x` / `--no-x`) whose default comes from `$env` (true/false)."""
     raw = os.environ.get(env)
-    try:
-        value = parse_bool(raw, name=env) if raw not in (None, "") else default
-    except ConfigError as exc:
-        raise ConfigError(f"{flag}: {exc}") from None
+    value: Any = EnvSwitch(raw, env, flag) if raw not in (None, "") else default
     parser.add_argument(
         flag, default=value, action=argparse.BooleanOptionalAction, help=f"{help} [env {env}; default: {default}]"
     )
 
 
-def _checked_choice(base: Callable[[str], Any], allowed: list[Any], env: str) -> Callable[[str], Any]:
-    """argparse type that also enforces `choices`: argparse converts a string default (the env value) with the
-    option's type when parsing, but never checks it against choices, so `PERF_PROFILE=turbo` used to get through."""
+def _naming_env(base: Callable[[str], Any], allowed: list[Any] | None) -> Callable[[str], Any]:
+    """Wrap an argparse type: a value from the environment gets its variable named in the error, and is checked
+    against `choices` (argparse checks choices of command-line values only, never of a string default)."""
 
     def parse(text: str) -> Any:
-        value = base(text)
-        if value not in allowed:
+        env = text.env if isinstance(text, EnvValue) else None
+        try:
+            value = base(text)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            if env is None:
+                raise
+            msg = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else (
+                f"invalid {getattr(base, '__name__', 'value')} value: {str(text)!r}")
+            raise argparse.ArgumentTypeError(f"{msg} (from ${env})") from None
+        if env is not None and allowed is not None and value not in allowed:
             raise argparse.ArgumentTypeError(
                 f"invalid choice: {value!r} (from ${env}; choose from {', '.join(map(str, allowed))})")
         return value

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from memload.config import MIGRATIONS_DIR, Settings
-from memload.errors import MigrationError
+from memload.errors import ExitCode, MigrationError
 from scripts import embedded_db
 from scripts.check_indexes import REQUIRED_INDEXES, inspect_indexes
 from scripts.migrate import migrate
@@ -79,7 +79,7 @@ def test_check_indexes_cli_reports_present_and_missing(fresh_db_url: str) -> Non
     with psycopg.connect(fresh_db_url, autocommit=True) as conn:
         conn.execute("DROP INDEX memory_edges_scope_dst_type_idx")
     bad = run_cli("check-indexes", env={"DATABASE_URL": fresh_db_url})
-    assert bad.returncode == 1
+    assert bad.returncode == ExitCode.GATE_FAILED  # the checklist ran and failed, as a planner check
     assert "memory_edges_scope_dst_type_idx" in bad.stdout.splitlines()[-1]
 
 
@@ -94,7 +94,7 @@ def test_dead_database_url_gives_one_line_error() -> None:
 
 def test_embedded_db_start_stop_status(tmp_path: Path) -> None:
     env = {"MEMLOAD_HOME": str(tmp_path / "home"), "DATABASE_URL": ""}
-    assert run_cli("db", "status", env=env).returncode == 3
+    assert run_cli("db", "status", env=env).returncode == ExitCode.ERROR  # not running
     started = run_cli("db", "start", env=env, check=True).stdout.strip()
     assert started.startswith("postgresql://postgres@/memload?host=")
     again = run_cli("db", "start", env=env, check=True).stdout.strip()
@@ -104,7 +104,7 @@ def test_embedded_db_start_stop_status(tmp_path: Path) -> None:
     psql = embedded_db.run_psql(started, "-Atc", "SELECT name FROM pg_available_extensions WHERE name='vector'")
     assert psql.stdout.strip() == "vector"
     assert run_cli("db", "stop", env=env, check=True).stdout.strip() == "stopped"
-    assert run_cli("db", "status", env=env).returncode == 3
+    assert run_cli("db", "status", env=env).returncode == ExitCode.ERROR
     assert embedded_db.status(Settings.from_env({"MEMLOAD_HOME": env["MEMLOAD_HOME"]})).running is False
 
 

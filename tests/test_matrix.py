@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from memload.config import REPO_ROOT
+from memload.errors import ExitCode
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +29,7 @@ def _matrix_env(db_url: str, out: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": db_url, "SCALES": ",".join(map(str, SCALES)), "OUT_DIR": str(out), "MATRIX_TAG": out.name,
+        "MEMLOAD_HOME": str(out.parent / "memload_home"),  # the run registry of a test stays out of the user's
         "PORT": "0", "RECALL_REQUESTS": "60", "WRITE_REQUESTS": "30", "BENCH_WARMUP": "3",
         "WORKER_ITERATIONS": "3", "WORKER_BACKLOG_WRITES": "30",
     })
@@ -51,6 +53,10 @@ def test_matrix_profile_produces_consistent_artifacts(profile: str, fresh_db_url
     assert "memload matrix configuration:" in proc.stderr  # configuration echoed first
     manifest = _load(out / "manifest.json")
     assert manifest["complete"] is True and manifest["config"]["PERF_PROFILE"] == profile
+    switched_off = ({f"explain_{s}" for s in SCALES} if not manifest["config"]["RUN_EXPLAIN"] else set()) | (
+        {"worker_benchmark"} if not manifest["config"]["RUN_WORKER_BENCHMARK"] else set())
+    assert manifest["failed_phases"] == [] and {e["stage"] for e in manifest["not_measured"]} == switched_off
+    assert manifest["target"]["kind"] == "reference" and "api_settings" in manifest  # the stack it started
     assert manifest["database"]["pgvector"] >= "0.8.4"
     phases = {p["name"]: p for p in manifest["phases"]}
     expected_mode = {"balanced": "all", "recall_slo": "recall", "write_slo": "write", "worker_slo": "recall"}[profile]
@@ -81,7 +87,9 @@ def test_matrix_profile_produces_consistent_artifacts(profile: str, fresh_db_url
         assert wb["totals"]["processed"] == sum(i["processed"] for i in wb["per_iteration"])
         assert wb["totals"]["processed"] > 0
     report = (out / "PERFORMANCE_REPORT_V1.md").read_text()
-    assert "## Conclusion" in report and "PARTIAL" not in report.split("## Conclusion")[0]
+    assert "## Conclusion" in report
+    if not switched_off:
+        assert "PARTIAL" not in report.split("## Conclusion")[0]
     for scale in SCALES:
         bench = _load(out / f"benchmark_{scale}.json")
         for case in bench["cases"]:
@@ -129,7 +137,8 @@ def test_matrix_targets_a_running_stack_and_starts_nothing(fresh_db_url: str, st
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = _load(out / "manifest.json")
-    assert manifest["target"]["base_url"] == api.base_url and manifest["target"]["local_stack"] is False
+    assert manifest["target"]["base_url"] == api.base_url and manifest["local_stack"] is None
+    assert manifest["target"]["health_status"] == 200 and manifest["failed_phases"] == []
     assert "stack_up" not in {p["name"] for p in manifest["phases"]}
     assert _load(out / "benchmark_1000.json")["base_url"].rstrip("/") == api.base_url
     assert api.proc.poll() is None  # the target stack was left running
@@ -142,6 +151,46 @@ def test_base_url_without_database_url_is_refused(tmp_path: Path) -> None:
                 "OUT_DIR": str(tmp_path / "r")})
     proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    assert "DATABASE_URL" in proc.stderr
-    assert _load(tmp_path / "r" / "manifest.json")["failed"]
+    assert proc.returncode == ExitCode.USAGE
+    assert "DATABASE_URL" in proc.stderr and "Traceback" not in proc.stderr
+    failed = _load(tmp_path / "r" / "manifest.json")["failed_phases"]
+    assert [f["name"] for f in failed] == ["configuration"] and "DATABASE_URL" in failed[0]["hint"]
+
+
+def _scope_state(db_url: str, scope: str) -> tuple[int, int]:
+    """(rows in memory_nodes, partitions of memory_nodes) of a default-tenant scope."""
+    import psycopg
+
+    from seeding.schema import scope_partitions
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT count(*) FROM memory_nodes WHERE scope = %s", (scope,)).fetchone()[0]
+        return int(rows), len(scope_partitions(conn, "memory_nodes", scope))
+
+
+def test_keep_runs_leaves_only_the_last_runs_scopes(fresh_db_url: str, start_api, tmp_path: Path) -> None:
+    api = start_api(database_url=fresh_db_url, TENANT_RECALL_RPS="1000", TENANT_RECALL_BURST="2000",
+                    TENANT_WRITE_RPS="1000", TENANT_WRITE_BURST="2000")
+    home = tmp_path / "home"
+    tags = ["keep_a", "keep_b", "keep_c"]
+    stderr = ""
+    for tag in tags:
+        env = _matrix_env(fresh_db_url, tmp_path / tag, SCALES="1000", BASE_URL=api.base_url, MATRIX_TAG=tag,
+                          MEMLOAD_HOME=str(home), KEEP_RUNS="2", RUN_WORKER_BENCHMARK="false", RUN_EXPLAIN="false",
+                          RECALL_REQUESTS="10", WRITE_REQUESTS="5", BENCH_WARMUP="1")
+        proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        stderr = proc.stderr
+        rows, parts = _scope_state(fresh_db_url, f"perf_d_1000_{tag}")
+        assert rows >= 1010 and parts == 1  # seeded nodes + the benchmark's writes, in the scope's own partition
+    # the third run purged the first run's scope (partitions dropped) and kept the last two
+    assert _scope_state(fresh_db_url, "perf_d_1000_keep_a") == (0, 0)
+    assert _scope_state(fresh_db_url, "perf_d_1000_keep_b")[1] == 1
+    assert _scope_state(fresh_db_url, "default")[0] >= 1  # the source scope is never touched
+    hygiene = _load(tmp_path / "keep_c" / "manifest.json")["disk_hygiene"]
+    assert [p["scope"] for p in hygiene["purged"]] == ["perf_d_1000_keep_a"] and hygiene["freed_bytes"] > 0
+    said = [line for line in stderr.splitlines() if "purged" in line]
+    assert len(said) == 1 and "keep_a" in said[0] and "freed" in said[0]
+    registry = _load(home / "matrix_runs.json")
+    assert [r["matrix_tag"] for r in registry["runs"]] == ["keep_b", "keep_c"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memload.errors import ConfigError
+from memload.errors import ConfigError, ExitCode, MemloadError, SafetyRefusal
 from scripts.matrix import adapt_step
 from scripts.matrix_config import VARS, resolve
 from tests.conftest import run_cli
@@ -15,7 +15,7 @@ def test_profile_defaults_are_applied_unless_overridden() -> None:
     assert (cfg["BENCH_MODE"], cfg["RECALL_CONCURRENCY"], cfg["BENCH_PACE_MS"], cfg["MAX_RATE_LIMIT_RETRIES"]) == (
         "recall", 6, 50, 10)
     assert cfg.sources["BENCH_PACE_MS"] == "profile recall_slo"
-    # the peer's bug: explicit env must win, profile must apply otherwise
+    # the Aionis kit's bug: explicit env must win, profile must apply otherwise
     cfg = resolve({"PERF_PROFILE": "write_slo", "BENCH_PACE_MS": "7"})
     assert cfg["BENCH_PACE_MS"] == 7 and cfg.sources["BENCH_PACE_MS"] == "env"
     assert cfg["WRITE_CONCURRENCY"] == 2 and cfg["RUN_EXPLAIN"] is False
@@ -30,12 +30,18 @@ def test_profile_defaults_are_applied_unless_overridden() -> None:
     ({"TENANT_ID": "bad tenant"}, "TENANT_ID"),
     ({"RUN_EXPLAIN": "maybe"}, "RUN_EXPLAIN"),
     ({"BASE_URL": "ftp://x"}, "BASE_URL"),
+    ({"KEEP_RUNS": "-1"}, "KEEP_RUNS"),
+    ({"WORKER_OBSERVE": "sometimes"}, "WORKER_OBSERVE"),
+    ({"WORKER_OBSERVE": "true", "WORKER_COMMAND": "run-worker --once"}, "WORKER_OBSERVE"),
+    ({"EXPLAIN_SQL": "/nonexistent/explain_baseline.sql"}, "EXPLAIN_SQL"),
     ({"SCOPE_STRATEGY": "fixed"}, "PERF_OFFLINE_WINDOW"),
     ({"SCOPE_STRATEGY": "isolated", "RESET_MODE": "always"}, "PERF_OFFLINE_WINDOW"),
 ])
 def test_invalid_variables_are_refused_naming_them(env: dict[str, str], needle: str) -> None:
-    with pytest.raises(ConfigError, match=needle):
+    with pytest.raises(MemloadError, match=needle) as err:
         resolve(env)
+    # a bad value is a usage error; a reset outside the offline window is a safety refusal
+    assert isinstance(err.value, SafetyRefusal if needle == "PERF_OFFLINE_WINDOW" else ConfigError)
 
 
 def test_fixed_reset_allowed_inside_offline_window() -> None:
@@ -47,9 +53,18 @@ def test_fixed_reset_allowed_inside_offline_window() -> None:
 
 def test_cli_refuses_before_doing_anything() -> None:
     proc = run_cli("matrix", env={"SCALES": "1000", "SCOPE_STRATEGY": "fixed", "RESET_MODE": "always"})
-    assert proc.returncode == 2
+    assert proc.returncode == ExitCode.REFUSED
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line
     assert "PERF_OFFLINE_WINDOW" in proc.stderr
+
+
+def test_default_scales_is_the_make_bench_scale_and_the_ramp_is_space_separated() -> None:
+    cfg = resolve({})
+    assert cfg["SCALES"] == [100_000] and cfg.sources["SCALES"] == "default"
+    assert resolve({"SCALES": "100000 300000 1000000"})["SCALES"] == [100_000, 300_000, 1_000_000]
+    assert resolve({"SCALES": "1000, 3000"})["SCALES"] == [1000, 3000]
+    proc = run_cli("matrix", "--dry-run", env={"SCALES": ""}, check=True)
+    assert "SCALES" in proc.stdout and "[100000]" in proc.stdout and "(default)" in proc.stdout
 
 
 def test_dry_run_echoes_every_variable() -> None:
@@ -62,7 +77,7 @@ def _bench(c429: int, total: int) -> dict:
     return {"cases": [{"name": "recall_text", "total": total, "by_status": {"200": total - c429, "429": c429}}]}
 
 
-def test_adapt_step_follows_the_peer_rules() -> None:
+def test_adapt_step_follows_the_aionis_kit_rules() -> None:
     cfg = resolve({"SCALES": "1000"})
     # no 429: stop
     retry, rc, wc, pace, stats = adapt_step(cfg, "all", 12, 4, 0, _bench(0, 100))

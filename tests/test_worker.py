@@ -158,11 +158,11 @@ def test_embed_claim_grows_to_the_node_budget(db_url: str) -> None:
 
 def test_bad_worker_flags_are_refused_naming_the_flag(db_url: str) -> None:
     proc = run_cli("worker", "--once", "--batch-size", "500", env={"DATABASE_URL": db_url})
-    assert proc.returncode == 2 and "--batch-size" in proc.stderr and "out of range" in proc.stderr
+    assert proc.returncode == 64 and "--batch-size" in proc.stderr and "out of range" in proc.stderr
     proc = run_cli("worker", "--once", env={"DATABASE_URL": db_url, "OUTBOX_MAX_ATTEMPTS": "many"})
-    assert proc.returncode == 2 and "--max-attempts" in proc.stderr
+    assert proc.returncode == 64 and "--max-attempts" in proc.stderr
     proc = run_cli("worker", "--once", env={"DATABASE_URL": db_url, "OUTBOX_WORKER_CONCURRENCY": "0"})
-    assert proc.returncode == 2 and "--concurrency" in proc.stderr
+    assert proc.returncode == 64 and "--concurrency" in proc.stderr
 
 
 def test_topic_clustering_creates_assigns_and_activates(db_url: str) -> None:
