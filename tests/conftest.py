@@ -25,6 +25,7 @@ from scripts import embedded_db
 from scripts.migrate import migrate
 
 PYTHON = sys.executable
+pytest_plugins = ["tests.support.aionis"]
 
 
 def with_database(url: str, name: str) -> str:
