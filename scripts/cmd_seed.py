@@ -209,8 +209,8 @@ def _command_log_path(args: argparse.Namespace, settings: Settings, scope_key: s
 def _run_command(args: argparse.Namespace, params: Any, settings: Settings) -> dict[str, Any]:
     """`seed --command`: the target's seeder does the work; memload adds its fields and, when the database is
     named (DATABASE_URL), the query set of the topics it created."""
+    from scripts.seed_command import run_command_seed
     from seeding import query_set
-    from seeding.command import run_command_seed
     from seeding.progress import log
 
     log_path = _command_log_path(args, settings, params.target.scope_key)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from seeding.command import expand, last_json_object
+from scripts.seed_command import expand, last_json_object
 from seeding.params import SeedParams, Tenancy
 from tests.conftest import run_cli
 from tests.support.aionis import FIXTURE_DIR, OTHER_SCOPE
