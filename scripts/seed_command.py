@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import string
 import subprocess
 import time
@@ -92,6 +93,14 @@ def _write_log(path: Path, command: str, rc: int | str, elapsed: float, stdout: 
                     f"{'' if stdout.endswith(chr(10)) or not stdout else chr(10)}# ---- stderr\n{stderr}")
 
 
+def _kill_group(child: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1] if lines else ""
@@ -106,15 +115,21 @@ def run_command_seed(template: str, params: SeedParams, log_path: Path, *, timeo
                 "MEMLOAD_SEED_SCOPE_KEY": params.target.scope_key, "MEMLOAD_SEED_EVENTS": str(params.events),
                 "MEMLOAD_SEED_TOPICS": str(params.topic_count)})
     started = time.monotonic()
+    # Its own process group, so a timeout or Ctrl-C stops the whole tree (sh → npm → node), not just the shell.
+    child = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, errors="replace", start_new_session=True)
     try:
-        proc = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True,
-                              timeout=timeout_s, errors="replace")
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        _write_log(log_path, command, "timeout", time.monotonic() - started, out, err)
+        stdout, stderr = child.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(child)
+        stdout, stderr = child.communicate()
+        _write_log(log_path, command, "timeout", time.monotonic() - started, stdout, stderr)
         raise MemloadError(f"seed failed at command: no result within {timeout_s:.0f}s; full output in {log_path} "
-                           f"(setting: {FLAG})") from None
+                           f"(setting: --command-timeout-s / SEED_COMMAND_TIMEOUT_S)") from None
+    except BaseException:
+        _kill_group(child)
+        raise
+    proc = subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
     elapsed = time.monotonic() - started
     _write_log(log_path, command, proc.returncode, elapsed, proc.stdout, proc.stderr)
     if proc.returncode != 0:

@@ -77,3 +77,12 @@ def test_last_json_object_skips_banners_and_logs() -> None:
     assert last_json_object('\n> pkg job\n\n{\n  "ok": true,\n  "n": {"a": 1}\n}\n') == {"ok": True, "n": {"a": 1}}
     assert last_json_object('{"first": 1}\nlog line\n{"ok": true}\n') == {"ok": True}
     assert last_json_object("no json here\n{ broken") is None
+
+
+def test_command_timeout_stops_the_whole_tree(aionis_db: str, tmp_path: Path) -> None:
+    proc = run_cli(*seed_args(tmp_path, "perf_cmd_slow"), "--command", "sleep 120; echo never",
+                   "--command-timeout-s", "1", env={"DATABASE_URL": aionis_db}, timeout=90)
+    assert proc.returncode == 1 and proc.stdout == ""
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("memload: error: seed failed at command: no result within 1s")
+    assert "SEED_COMMAND_TIMEOUT_S" in last
