@@ -1,7 +1,7 @@
 """`memload seed`: the peer's perf-seed (contract §6) with distinct clustered vectors, built fast and atomically.
 
 One transaction holds the whole seed — reset included — so a failed or killed seed leaves the scope exactly as it
-was (PostgreSQL DDL is transactional). Two load paths:
+was (PostgreSQL DDL is transactional). Three load paths:
 
 * **partition** (a new scope, or `--reset`): nodes and edges go into standalone tables by binary COPY, get their
   indexes (HNSW last, the slow part), are ANALYZEd, and only then — in a short final window holding the parents'
@@ -45,7 +45,7 @@ from memload.db import connect
 from memload.errors import ConfigError, MemloadError
 from memload.identity import commit_hash, sha256_hex, stable_stringify
 from seeding import query_set
-from seeding.layout import PARTITIONED, SHARED_TABLE, Layout, LayoutError, check_columns, detect
+from seeding.layout import PARTITIONED, SHARED_TABLE, Layout, check_columns, detect
 from seeding.params import SeedParams
 from seeding.partitions import StandaloneTable, create_empty_partition, unattached_index_count
 from seeding.progress import CopyProgress, IndexProgress, log
@@ -61,7 +61,7 @@ LOCK_TIMEOUT = "60s"
 PHASES = ("reset", "load", "index", "attach", "analyze")
 # The setting that changes the outcome when a phase fails (the end of the one-line error).
 PHASE_HINTS = {
-    "layout": "DATABASE_URL names the database",
+    "prepare": "DATABASE_URL names the database",
     "reset": "--reset / MEMLOAD_SEED_RESET, or a new --scope",
     "load": "--command / SEED_COMMAND seeds with the target's own seeder instead",
     "index": "--maintenance-work-mem / MEMLOAD_SEED_MAINTENANCE_WORK_MEM",
@@ -76,7 +76,7 @@ class Timings:
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     ran: list[str] = field(default_factory=list)
-    current: str = "layout"
+    current: str = "prepare"
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -172,8 +172,6 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
         raise _failure(run, exc.orig or exc) from None
     except psycopg.Error as exc:
         raise _failure(run, exc) from None
-    except LayoutError:
-        raise
     except ValueError as exc:  # a catalog shape this code did not foresee: still one line
         raise _failure(run, exc) from None
     finally:
@@ -185,8 +183,10 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
     except OSError as exc:
         raise MemloadError(f"--query-set-out: the seed is committed, but writing {qs_path} failed: {exc}") from None
     with run.timings.phase("analyze"):
-        _analyze_after_commit(url, run.load_path, target.scope_key)
-    unknown = layout.unknown_indexes
+        try:
+            _analyze_after_commit(url, run.load_path, target.scope_key)
+        except psycopg.Error as exc:  # the seed is committed; stale statistics are worth a warning, not a failure
+            run.warnings.append(f"ANALYZE after the commit failed: {_first_line(exc)}")
     log(f"done in {time.monotonic() - started:.1f}s; query set {qs_path}")
     return {
         "ok": True,
@@ -202,7 +202,7 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
         "seeded_by": "memload",
         "timings_s": run.timings.as_s(),
         "timings_ms": run.timings.as_ms(),
-        "unknown_indexes": unknown,
+        "unknown_indexes": layout.unknown_indexes,
         "query_set": str(qs_path),
         "load_path": run.load_path,
         "index_build": {"maintenance_work_mem": params.maintenance_work_mem,
