@@ -271,6 +271,10 @@ def _seed_shared(run: SeedRun, sa: Connection, raw: psycopg.Connection, factory:
             apply_purge(raw, purge, commit_each_step=False)
             run.reset_stats = purge.stats()
             log(f"reset: {run.reset_stats}")
+    elif raw.execute("SELECT EXISTS (SELECT 1 FROM memory_nodes WHERE scope = %s)",
+                     (run.params.target.scope_key,)).fetchone()[0]:
+        run.warnings.append("scope already has rows and --reset was not given: the seed is added to them")
+        log(run.warnings[-1])
     log("load: COPY into the live tables (their indexes are maintained row by row; the bar counts rows stored)")
     with run.timings.phase("load"):
         commit_cols = layout.present("memory_commits", COMMIT_COLUMNS)

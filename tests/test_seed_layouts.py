@@ -111,10 +111,13 @@ def test_seed_into_shared_tables_keeps_the_targets_indexes_and_other_scopes(aion
 def test_reset_on_shared_tables_replaces_only_the_scope(aionis_db: str, tmp_path: Path) -> None:
     other = scope_fingerprint(aionis_db, OTHER_SCOPE)
     assert seed_cli(aionis_db, tmp_path, "perf_again")[0] == 0
+    rc, doc, err = seed_cli(aionis_db, tmp_path, "perf_again")  # without --reset: added to the scope's rows
+    assert rc == 0, err
+    assert doc["totals_in_scope"] == {"nodes": 2 * (EVENTS + TOPICS), "edges": 4 * EVENTS} and doc["warnings"]
     rc, doc, err = seed_cli(aionis_db, tmp_path, "perf_again", "--reset")
     assert rc == 0, err
     assert doc["totals_in_scope"] == {"nodes": EVENTS + TOPICS, "edges": 2 * EVENTS}
-    assert doc["reset_stats"]["nodes"] == EVENTS + TOPICS and set(doc["timings_s"]) == {"reset", "load", "analyze"}
+    assert doc["reset_stats"]["nodes"] == 2 * (EVENTS + TOPICS) and set(doc["timings_s"]) == {"reset", "load", "analyze"}
     assert scope_fingerprint(aionis_db, OTHER_SCOPE) == other
 
 
