@@ -51,9 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _register_seed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "seed", help="seed a perf scope: T topics, E events, 2E edges, one commit (the peer's perf-seed), fast",
-        description="Seeds the peer's perf dataset with distinct clustered vectors (or the peer's copied vector) "
-                    "in one transaction: a new or reset scope is loaded into standalone tables, indexed, then "
-                    "attached as the scope's partitions. JSON summary on stdout, progress on stderr.")
+        description="Seeds the perf dataset (T topics, E events, 2E edges, one commit) with distinct clustered "
+                    "vectors (or one copied vector) in one transaction. The layout is read from the catalog: on "
+                    "memload's partitioned schema a new or reset scope is loaded into standalone tables, indexed, "
+                    "then attached as the scope's partitions; on a shared plain table (an Aionis server's schema) "
+                    "rows are COPYed into the live tables, whose indexes stay. --command runs the target's own "
+                    "seeder instead and adopts its JSON. JSON summary on stdout, progress on stderr.")
     e = "MEMLOAD_SEED_"
     add_option(p, "--scope", env=e + "SCOPE", default="perf", type=_scope_arg, help="target scope")
     add_option(p, "--tenant-id", env=e + "TENANT_ID", default=_default_tenant(), type=_tenant_arg,
@@ -86,14 +89,25 @@ def _register_seed(sub: argparse._SubParsersAction) -> None:
     add_option(p, "--parallel-workers", env=e + "PARALLEL_WORKERS", default=_default_workers(),
                type=bounded_int(0, 64), help="max_parallel_maintenance_workers for the index builds (cores − 1)")
     add_switch(p, "--progress", env=e + "PROGRESS", default=True, help="progress bar and index progress on stderr")
+    add_option(p, "--command", env="SEED_COMMAND", default=None,
+               help="seed with the target's own seeder: run this shell command and adopt the last JSON object it "
+                    "prints (e.g. 'npm run -s job:perf-seed -- --scope {scope} --events {events} --topics {topics}'); "
+                    "placeholders: {scope} {tenant_id} {scope_key} {src_scope} {src_tenant_id} {events} {topics} "
+                    "{seed} {vectors} {reset_flag}")
+    add_option(p, "--command-log", env="SEED_COMMAND_LOG", default=None,
+               help="file for the command's full stdout+stderr (default: next to --out, else next to "
+                    "--query-set-out, else MEMLOAD_HOME/logs/)")
+    add_option(p, "--command-timeout-s", env="SEED_COMMAND_TIMEOUT_S", default=7200, type=bounded_int(1, 86_400),
+               help="give up on the command after this many seconds")
     p.set_defaults(func=run_seed_cmd)
 
 
 def _register_purge(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "purge", help="delete every row of one scope (dry run unless --apply); partitions are detached and dropped",
-        description="The peer's scope-purge. FK-safe order outbox → rule_feedback → rule_defs → recall_audit → "
-                    "edges → nodes → commits. JSON summary on stdout.")
+        "purge", help="delete every row of one scope (dry run unless --apply); --list shows every scope's size",
+        description="The seed document's scope-purge. FK-safe order outbox → rule_feedback → rule_defs → "
+                    "recall_audit → edges → nodes → commits; a scope's own partitions are detached and dropped. "
+                    "--list changes nothing: it shows each scope's rows and size on disk. JSON summary on stdout.")
     e = "MEMLOAD_PURGE_"
     add_option(p, "--scope", env=e + "SCOPE", default=None, type=_scope_arg, help="scope to purge (required)")
     add_option(p, "--tenant-id", env=e + "TENANT_ID", default=_default_tenant(), type=_tenant_arg, help="tenant")
@@ -114,6 +128,8 @@ def _register_purge(sub: argparse._SubParsersAction) -> None:
                help="tenant of the source scope")
     add_switch(p, "--allow-source-scope", env=e + "ALLOW_SOURCE_SCOPE",
                help="allow purging the source scope (it holds the data the kit reads, not benchmark data)")
+    add_switch(p, "--list", env=e + "LIST",
+               help="list every scope (or only --scope) with its row counts and size on disk; purges nothing")
     p.set_defaults(func=run_purge_cmd)
 
 
@@ -168,15 +184,60 @@ def run_seed_cmd(args: argparse.Namespace) -> int:
         maintenance_work_mem=args.maintenance_work_mem, parallel_workers=args.parallel_workers,
         progress=args.progress,
     ).validate()
-    summary = run_seed(_url(settings), params, settings)
+    if args.command is not None:
+        summary = _run_command(args, params, settings)
+    else:
+        summary = run_seed(_url(settings), params, settings)
     _emit(summary, args.out)
     return 0
+
+
+def _command_log_path(args: argparse.Namespace, settings: Settings, scope_key: str) -> Path:
+    import re
+
+    if args.command_log:
+        return Path(args.command_log).resolve()
+    name = "seed_command_" + re.sub(r"[^A-Za-z0-9._-]", "_", scope_key) + ".log"
+    if args.out:
+        out = Path(args.out).resolve()
+        return out.with_name(out.stem + ".command.log")
+    if args.query_set_out:
+        return Path(args.query_set_out).resolve().parent / name
+    return settings.memload_home / "logs" / name
+
+
+def _run_command(args: argparse.Namespace, params: Any, settings: Settings) -> dict[str, Any]:
+    """`seed --command`: the target's seeder does the work; memload adds its fields and, when the database is
+    named (DATABASE_URL), the query set of the topics it created."""
+    from scripts.seed_command import run_command_seed
+    from seeding import query_set
+    from seeding.progress import log
+
+    log_path = _command_log_path(args, settings, params.target.scope_key)
+    log(f"running the target's seeder (log: {log_path})")
+    summary = run_command_seed(args.command, params, log_path, timeout_s=args.command_timeout_s)
+    if not settings.database_url:
+        summary["warnings"].append("no DATABASE_URL: no query set written for the seeded scope")
+        return summary
+    qs_path = params.query_set_out or query_set.default_path(settings.memload_home, params.target.scope_key)
+    try:
+        qs = query_set.from_database(settings.database_url, params.target)
+    except Exception as exc:  # the seed itself succeeded; the query set is a convenience
+        summary["warnings"].append(f"query set not written: {str(exc).strip().splitlines()[0]}")
+        return summary
+    if qs is None:
+        summary["warnings"].append("the seeded scope has no topic titled 'perf topic #k': no query set written")
+    else:
+        summary["query_set"] = str(query_set.write(qs_path, qs))
+    return summary
 
 
 def run_purge_cmd(args: argparse.Namespace) -> int:
     from seeding.params import Tenancy
     from seeding.purge import run_purge
 
+    if args.list:
+        return _list_scopes(args)
     if args.scope is None:
         raise ConfigError("--scope: required (refusing to guess which scope to purge)")
     settings = settings_from_args(args)
@@ -191,6 +252,27 @@ def run_purge_cmd(args: argparse.Namespace) -> int:
     print_json(summary)
     if not summary["ok"]:
         raise SafetyRefusal(summary["message"])
+    return 0
+
+
+def _list_scopes(args: argparse.Namespace) -> int:
+    import sys
+
+    from memload.db import connection
+    from seeding.inventory import list_scopes, table_text
+    from seeding.params import Tenancy
+
+    if args.apply:
+        raise ConfigError("--list: lists only and purges nothing; drop --apply (or --list)")
+    settings = settings_from_args(args)
+    only = None
+    if args.scope is not None:
+        only = Tenancy.resolve(args.scope, args.tenant_id, settings.memory_tenant_id,
+                               flags=("--scope", "--tenant-id")).scope_key
+    with connection(_url(settings)) as conn:
+        inventory = list_scopes(conn, default_tenant=settings.memory_tenant_id, only=only)
+    print(table_text(inventory), file=sys.stderr, flush=True)
+    print_json(inventory)
     return 0
 
 

@@ -72,8 +72,8 @@ def run_ann_check(url: str, tenancy: Tenancy, hnsw: HnswSettings, *, queries: in
         other_ids = [r[0] for r in conn.execute(
             f"SELECT id FROM memory_nodes WHERE scope = %s AND type <> 'topic' AND {READY} ORDER BY id", (key,))]
         if len(topic_ids) + len(other_ids) <= 1:
-            raise ConfigError(f"--scope: scope {key!r} has {len(topic_ids) + len(other_ids)} ready hot/warm vectors; "
-                              "seed it first (memload seed)")
+            raise MemloadError(f"--scope: scope {key!r} has {len(topic_ids) + len(other_ids)} ready hot/warm vectors; "
+                               "seed it first (memload seed)")
         rng = np.random.default_rng(seed)
         n_topic = min(len(topic_ids), queries // 2 if other_ids else queries)
         n_other = min(len(other_ids), queries - n_topic)

@@ -74,3 +74,61 @@ class IndexProgress:
             return
         finally:
             conn.close()
+
+
+class CopyProgress:
+    """Context manager: a bar driven by the server's own count of rows a COPY has stored on backend `pid`
+    (pg_stat_progress_copy.tuples_processed), polled from a second connection.
+
+    Into live tables every row goes through the table's indexes (HNSW ones included) as it arrives, so the rows the
+    client has sent run ahead of the rows stored by whatever the socket buffers hold; the server's count is the honest
+    one. `advance(n)` (rows handed to COPY) moves the bar only when no second connection could be opened."""
+
+    def __init__(self, url: str, pid: int, total: int, desc: str, *, enabled: bool, every_s: float = 1.0) -> None:
+        self.url, self.pid, self.total, self.desc = url, pid, total, desc
+        self.enabled, self.every_s = enabled, every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: Any = None
+        self._bar: Any = None
+
+    def __enter__(self) -> CopyProgress:
+        self._bar = bar(self.total, self.desc, self.enabled)
+        self._bar.__enter__()
+        if self.enabled:
+            from memload.db import connect
+
+            try:
+                self._conn = connect(self.url, autocommit=True, application_name="memload-seed-progress")
+            except Exception:  # progress is best effort: fall back to the client's count
+                self._conn = None
+            if self._conn is not None:
+                self._thread = threading.Thread(target=self._run, name="copy-progress", daemon=True)
+                self._thread.start()
+        return self
+
+    def advance(self, n: int) -> None:
+        if self._conn is None and self._bar is not None:
+            self._bar.update(n)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+        if exc[0] is None and self._bar is not None:  # COPY returned: every row is stored
+            self._bar.update(self.total - self._bar.n)
+        self._bar.__exit__(*exc)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.every_s):
+                row = self._conn.execute("SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = %s",
+                                         (self.pid,)).fetchone()
+                if row is not None:
+                    done = min(int(row[0] or 0), self.total)
+                    if done > self._bar.n:
+                        self._bar.update(done - self._bar.n)
+        except Exception:
+            return

@@ -43,3 +43,22 @@ def write(path: Path, payload: dict[str, Any]) -> Path:
 
 def load(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+_TITLE_RE = re.compile(r"^perf topic #([0-9]+)$")
+
+
+def from_database(url: str, tenancy: Tenancy) -> dict[str, Any] | None:
+    """The query set of a scope another seeder filled (`seed --command`): its topics titled like memload's
+    ('perf topic #k', the seed document's titles too), in k order. None when the scope has no such topic."""
+    from memload.db import connection
+
+    with connection(url) as conn:
+        rows = conn.execute("SELECT id, title FROM memory_nodes WHERE scope = %s AND type = 'topic'"
+                            " AND title LIKE 'perf topic #%%'", (tenancy.scope_key,)).fetchall()
+    numbered = sorted((int(m.group(1)), str(tid), title) for tid, title in rows
+                      if title and (m := _TITLE_RE.match(title)))
+    if not numbered:
+        return None
+    return {"scope": tenancy.scope, "tenant_id": tenancy.tenant_id, "scope_key": tenancy.scope_key,
+            "queries": [{"text": title, "topic_id": tid, "expected_min_seeds": 1} for _, tid, title in numbered]}

@@ -24,6 +24,7 @@ from seeding.vectors import topic_of_event, topic_title
 EMBEDDING_MODEL = "perf:seed"
 ACTOR = "job:perf_seed"
 
+COMMIT_COLUMNS = ("id", "scope", "parent_id", "input_sha256", "diff_json", "actor", "commit_hash")
 NODE_COLUMNS = ("id", "scope", "type", "tier", "title", "text_summary", "embedding", "salience", "importance",
                 "confidence", "commit_id", "embedding_status", "embedding_ready_at", "embedding_model", "memory_lane")
 # Binary COPY carries no type oids, only each value's binary form: an enum's is its label's text and a uuid's its

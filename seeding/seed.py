@@ -1,7 +1,7 @@
 """`memload seed`: the peer's perf-seed (contract §6) with distinct clustered vectors, built fast and atomically.
 
 One transaction holds the whole seed — reset included — so a failed or killed seed leaves the scope exactly as it
-was (PostgreSQL DDL is transactional). Two load paths:
+was (PostgreSQL DDL is transactional). Three load paths:
 
 * **partition** (a new scope, or `--reset`): nodes and edges go into standalone tables by binary COPY, get their
   indexes (HNSW last, the slow part), are ANALYZEd, and only then — in a short final window holding the parents'
@@ -10,6 +10,12 @@ was (PostgreSQL DDL is transactional). Two load paths:
 * **append** (no reset, the scope already has rows): COPY into the parent tables, so rows land where the scope's
   rows already are (its partition, or the default partition when it was written through the API) and the existing
   indexes are maintained row by row (slow for 10^5 vectors: reset, or use a new scope, to get the fast path).
+* **shared_table** (the target keeps every scope in one plain table, as an Aionis server does; seeding.layout reads
+  that from the catalog): the reset (if asked) by batched DELETE, then the commit row and a binary COPY of nodes and
+  edges into the live tables, all in the one transaction. The target's indexes stay and are maintained row by row
+  (its HNSW indexes included: that is the time a seed of such a server really takes), its constraints are checked,
+  rows of other scopes are never touched. Only the columns the target has are written; a NOT NULL column the seeder
+  does not know must have a default (else a one-line refusal naming it, before anything is written).
 
 The commit row (SQLAlchemy Core) is chained to the scope's head with the contract's commit hash
 (memload.identity.commit_hash, actor `job:perf_seed`); its input hash covers the parameters, not the wall clock, so
@@ -39,11 +45,12 @@ from memload.db import connect
 from memload.errors import ConfigError, MemloadError
 from memload.identity import commit_hash, sha256_hex, stable_stringify
 from seeding import query_set
+from seeding.layout import PARTITIONED, SHARED_TABLE, Layout, check_columns, detect
 from seeding.params import SeedParams
 from seeding.partitions import StandaloneTable, create_empty_partition, unattached_index_count
-from seeding.progress import IndexProgress, bar, log
+from seeding.progress import CopyProgress, IndexProgress, log
 from seeding.purge import apply_purge, plan_purge
-from seeding.rows import ACTOR, EDGE_COLUMNS, EDGE_TYPES, NODE_COLUMNS, NODE_TYPES, IdScheme, RowFactory
+from seeding.rows import ACTOR, COMMIT_COLUMNS, EDGE_COLUMNS, EDGE_TYPES, NODE_COLUMNS, NODE_TYPES, IdScheme, RowFactory
 from seeding.schema import PARTITIONED_PURGE_ORDER, commits, nodes, quote_ident, scope_partitions
 from seeding.vectors import CHUNK, VectorPlan
 
@@ -51,24 +58,43 @@ APP_NAME = "memload-seed"
 LOCK_TIMEOUT = "60s"
 
 
+PHASES = ("reset", "load", "index", "attach", "analyze")
+# The setting that changes the outcome when a phase fails (the end of the one-line error).
+PHASE_HINTS = {
+    "prepare": "DATABASE_URL names the database",
+    "reset": "--reset / MEMLOAD_SEED_RESET, or a new --scope",
+    "load": "--command / SEED_COMMAND seeds with the target's own seeder instead",
+    "index": "--maintenance-work-mem / MEMLOAD_SEED_MAINTENANCE_WORK_MEM",
+    "attach": "a new --scope, or --reset",
+    "analyze": "DATABASE_URL names the database",
+}
+
+
 @dataclass
 class Timings:
-    reset: float = 0.0
-    load: float = 0.0
-    index: float = 0.0
-    attach: float = 0.0
-    analyze: float = 0.0
+    """Seconds per phase; `ran` keeps the phases this run went through (in order), `current` the one running."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    ran: list[str] = field(default_factory=list)
+    current: str = "prepare"
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         t0 = time.monotonic()
+        self.current = name
+        if name not in self.ran:
+            self.ran.append(name)
         try:
             yield
         finally:
-            setattr(self, name, getattr(self, name) + time.monotonic() - t0)
+            self.seconds[name] += time.monotonic() - t0
 
     def as_ms(self) -> dict[str, int]:
-        return {k: round(v * 1000) for k, v in self.__dict__.items()}
+        return {k: round(v * 1000) for k, v in self.seconds.items()}
+
+    def as_s(self) -> dict[str, float]:
+        """Only the phases that ran (a shared-table seed has no index or attach phase)."""
+        return {k: round(self.seconds[k], 3) for k in PHASES if k in self.ran}
 
 
 @dataclass
@@ -80,6 +106,7 @@ class SeedRun:
     timings: Timings = field(default_factory=Timings)
     reset_stats: dict[str, int] | None = None
     load_path: str = "partition"
+    layout: Layout | None = None
     index_seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -107,9 +134,14 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
             raw.execute(f"SET LOCAL maintenance_work_mem = '{params.maintenance_work_mem}'")
             raw.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(params.parallel_workers)}")
             raw.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            run.layout = layout = detect(raw)
+            if layout.kind == SHARED_TABLE:
+                run.load_path = SHARED_TABLE
+                _check_shared_columns(layout)
             source_vector = _source_vector(sa, params)
-            empty = _scope_is_empty(raw, target.scope_key)
-            run.load_path = "partition" if params.reset or empty else "append"
+            if layout.kind == PARTITIONED:
+                empty = _scope_is_empty(raw, target.scope_key)
+                run.load_path = "partition" if params.reset or empty else "append"
             parent_id, parent_hash = (None, "") if params.reset else _head_commit(sa, target.scope_key)
             ids = IdScheme(target.scope_key, params.seed, parent_hash, topics, events)
             input_sha = sha256_hex(stable_stringify(_input_payload(params)))
@@ -124,17 +156,24 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
                           "input_sha256": input_sha, "diff_json": diff, "actor": ACTOR, "commit_hash": chash}
             log(f"begin scope_key={target.scope_key!r} source_scope_key={source.scope_key!r} events={events} "
                 f"topics={topics} vectors={params.vectors} noise={params.noise} seed={params.seed} "
-                f"reset={params.reset} path={run.load_path}")
+                f"reset={params.reset} layout={layout.kind} path={run.load_path}")
+            if layout.unknown_indexes:
+                log(f"indexes memload's schema does not define (kept, maintained as they are): "
+                    f"{', '.join(layout.unknown_indexes)}")
             if run.load_path == "partition":
                 _seed_partition(run, sa, raw, factory, plan, commit_row)
+            elif run.load_path == SHARED_TABLE:
+                _seed_shared(run, sa, raw, factory, plan, commit_row)
             else:
                 _seed_append(run, sa, raw, factory, plan, commit_row)
             totals = _totals(raw, target.scope_key)
         log("committed")
     except DBAPIError as exc:
-        raise MemloadError(f"seed failed, nothing changed: {_first_line(exc.orig or exc)}") from None
+        raise _failure(run, exc.orig or exc) from None
     except psycopg.Error as exc:
-        raise MemloadError(f"seed failed, nothing changed: {_first_line(exc)}") from None
+        raise _failure(run, exc) from None
+    except ValueError as exc:  # a catalog shape this code did not foresee: still one line
+        raise _failure(run, exc) from None
     finally:
         engine.dispose()
 
@@ -144,7 +183,10 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
     except OSError as exc:
         raise MemloadError(f"--query-set-out: the seed is committed, but writing {qs_path} failed: {exc}") from None
     with run.timings.phase("analyze"):
-        _analyze_after_commit(url, run.load_path, target.scope_key)
+        try:
+            _analyze_after_commit(url, run.load_path, target.scope_key)
+        except psycopg.Error as exc:  # the seed is committed; stale statistics are worth a warning, not a failure
+            run.warnings.append(f"ANALYZE after the commit failed: {_first_line(exc)}")
     log(f"done in {time.monotonic() - started:.1f}s; query set {qs_path}")
     return {
         "ok": True,
@@ -156,7 +198,11 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
         "commit_id": str(commit_id), "commit_hash": chash,
         "elapsed_ms": round((time.monotonic() - started) * 1000),
         "vectors": params.vectors, "seed": params.seed, "noise": params.noise,
+        "layout": layout.kind,
+        "seeded_by": "memload",
+        "timings_s": run.timings.as_s(),
         "timings_ms": run.timings.as_ms(),
+        "unknown_indexes": layout.unknown_indexes,
         "query_set": str(qs_path),
         "load_path": run.load_path,
         "index_build": {"maintenance_work_mem": params.maintenance_work_mem,
@@ -174,8 +220,8 @@ def _seed_partition(run: SeedRun, sa: Connection, raw: psycopg.Connection, facto
     with t.phase("load"):
         node_t.create(raw)
         edge_t.create(raw)
-        _copy_nodes(raw, node_t.build_name, factory, plan, run.params.progress)
-        _copy_edges(raw, edge_t.build_name, factory, run.params.progress)
+        _copy_nodes(raw, node_t.build_name, factory, plan, run)
+        _copy_edges(raw, edge_t.build_name, factory, run)
     with t.phase("index"):
         pid = raw.info.backend_pid
         total = factory.topics + factory.events
@@ -189,6 +235,10 @@ def _seed_partition(run: SeedRun, sa: Connection, raw: psycopg.Connection, facto
         node_t.build_indexes(raw, around)
         edge_t.build_indexes(raw)
         run.index_seconds = {**node_t.index_seconds, **edge_t.index_seconds}
+        for tbl in (node_t, edge_t):
+            if tbl.left_to_attach:
+                run.warnings.append(f"no twin built for {', '.join(tbl.left_to_attach)} (unexpected definition): "
+                                    "ATTACH builds it")
     with t.phase("analyze"):
         raw.execute(f"ANALYZE {quote_ident(node_t.build_name)}")
         raw.execute(f"ANALYZE {quote_ident(edge_t.build_name)}")
@@ -210,6 +260,35 @@ def _seed_partition(run: SeedRun, sa: Connection, raw: psycopg.Connection, facto
                 run.warnings.append(f"{missing} index(es) of {tbl.parent} were not adopted on attach")
 
 
+def _seed_shared(run: SeedRun, sa: Connection, raw: psycopg.Connection, factory: RowFactory, plan: VectorPlan,
+                 commit_row: dict[str, Any]) -> None:
+    """Into the live shared tables: their indexes and constraints do the work, row by row, in this transaction."""
+    layout = run.layout
+    assert layout is not None
+    if run.params.reset:
+        with run.timings.phase("reset"):
+            purge = plan_purge(raw, run.params.target, mode="auto", batch_size=run.params.reset_batch)
+            apply_purge(raw, purge, commit_each_step=False)
+            run.reset_stats = purge.stats()
+            log(f"reset: {run.reset_stats}")
+    elif raw.execute("SELECT EXISTS (SELECT 1 FROM memory_nodes WHERE scope = %s)",
+                     (run.params.target.scope_key,)).fetchone()[0]:
+        run.warnings.append("scope already has rows and --reset was not given: the seed is added to them")
+        log(run.warnings[-1])
+    log("load: COPY into the live tables (their indexes are maintained row by row; the bar counts rows stored)")
+    with run.timings.phase("load"):
+        commit_cols = layout.present("memory_commits", COMMIT_COLUMNS)
+        sa.execute(insert(commits).values(**{k: v for k, v in commit_row.items() if k in commit_cols}))
+        _copy_nodes(raw, "memory_nodes", factory, plan, run, layout.present("memory_nodes", NODE_COLUMNS))
+        _copy_edges(raw, "memory_edges", factory, run, layout.present("memory_edges", EDGE_COLUMNS))
+
+
+def _check_shared_columns(layout: Layout) -> None:
+    check_columns(layout, "memory_commits", COMMIT_COLUMNS, ("id", "scope", "commit_hash"))
+    check_columns(layout, "memory_nodes", NODE_COLUMNS, ("id", "scope", "type", "embedding", "commit_id"))
+    check_columns(layout, "memory_edges", EDGE_COLUMNS, ("id", "scope", "type", "src_id", "dst_id", "commit_id"))
+
+
 def _seed_append(run: SeedRun, sa: Connection, raw: psycopg.Connection, factory: RowFactory, plan: VectorPlan,
                  commit_row: dict[str, Any]) -> None:
     run.warnings.append("scope already has rows and --reset was not given: rows appended through the existing "
@@ -217,39 +296,52 @@ def _seed_append(run: SeedRun, sa: Connection, raw: psycopg.Connection, factory:
     log(run.warnings[-1])
     with run.timings.phase("load"):
         sa.execute(insert(commits).values(**commit_row))
-        _copy_nodes(raw, "memory_nodes", factory, plan, run.params.progress)
-        _copy_edges(raw, "memory_edges", factory, run.params.progress)
+        _copy_nodes(raw, "memory_nodes", factory, plan, run)
+        _copy_edges(raw, "memory_edges", factory, run)
 
 
 # ----------------------------------------------------------------------------------------------------- COPY
-def _copy_nodes(raw: psycopg.Connection, table: str, factory: RowFactory, plan: VectorPlan, progress: bool) -> None:
-    cols = ", ".join(NODE_COLUMNS)
+def _projection(all_cols: tuple[str, ...], types: tuple[str, ...], cols: tuple[str, ...] | None
+                ) -> tuple[tuple[str, ...], list[str], list[int] | None]:
+    """COPY column list, their types, and the row positions to keep (None: every column, rows as built)."""
+    if cols is None or cols == all_cols:
+        return all_cols, list(types), None
+    keep = [all_cols.index(c) for c in cols]
+    return cols, [types[i] for i in keep], keep
+
+
+def _copy_nodes(raw: psycopg.Connection, table: str, factory: RowFactory, plan: VectorPlan, run: SeedRun,
+                cols: tuple[str, ...] | None = None) -> None:
+    names, types, keep = _projection(NODE_COLUMNS, NODE_TYPES, cols)
     topic_vectors = plan.topic_vectors()
-    with bar(factory.topics + factory.events, "load nodes", progress) as pb, raw.cursor() as cur:
-        with cur.copy(f"COPY {quote_ident(table)} ({cols}) FROM STDIN WITH (FORMAT BINARY)") as cp:
-            cp.set_types(list(NODE_TYPES))
+    with CopyProgress(run.url, raw.info.backend_pid, factory.topics + factory.events, "load nodes",
+                      enabled=run.params.progress) as pb, raw.cursor() as cur:
+        with cur.copy(f"COPY {quote_ident(table)} ({', '.join(names)}) FROM STDIN WITH (FORMAT BINARY)") as cp:
+            cp.set_types(types)
             for row in factory.topic_rows(topic_vectors):
-                cp.write_row(row)
-            pb.update(factory.topics)
+                cp.write_row(row if keep is None else tuple(row[i] for i in keep))
+            pb.advance(factory.topics)
             for start, block in plan.event_chunks(topic_vectors):
                 for row in factory.event_rows(start, block):
-                    cp.write_row(row)
-                pb.update(block.shape[0])
+                    cp.write_row(row if keep is None else tuple(row[i] for i in keep))
+                pb.advance(block.shape[0])
 
 
-def _copy_edges(raw: psycopg.Connection, table: str, factory: RowFactory, progress: bool) -> None:
-    cols = ", ".join(EDGE_COLUMNS)
-    with bar(2 * factory.events, "load edges", progress) as pb, raw.cursor() as cur:
-        with cur.copy(f"COPY {quote_ident(table)} ({cols}) FROM STDIN WITH (FORMAT BINARY)") as cp:
-            cp.set_types(list(EDGE_TYPES))
+def _copy_edges(raw: psycopg.Connection, table: str, factory: RowFactory, run: SeedRun,
+                cols: tuple[str, ...] | None = None) -> None:
+    names, types, keep = _projection(EDGE_COLUMNS, EDGE_TYPES, cols)
+    with CopyProgress(run.url, raw.info.backend_pid, 2 * factory.events, "load edges",
+                      enabled=run.params.progress) as pb, raw.cursor() as cur:
+        with cur.copy(f"COPY {quote_ident(table)} ({', '.join(names)}) FROM STDIN WITH (FORMAT BINARY)") as cp:
+            cp.set_types(types)
             n = 0
             for row in factory.edge_rows():
-                cp.write_row(row)
+                cp.write_row(row if keep is None else tuple(row[i] for i in keep))
                 n += 1
                 if n == CHUNK:
-                    pb.update(n)
+                    pb.advance(n)
                     n = 0
-            pb.update(n)
+            pb.advance(n)
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -304,14 +396,26 @@ def _totals(raw: psycopg.Connection, key: str) -> dict[str, int]:
 
 def _analyze_after_commit(url: str, load_path: str, key: str) -> None:
     """Parent-level statistics (ANALYZE ONLY: not every partition again); on the append path also the leaves that
-    received rows. Outside the seed transaction: statistics are not data, a kill here loses nothing."""
+    received rows; on a shared table the two tables. Outside the seed transaction: statistics are not data, a kill
+    here loses nothing."""
     with connect(url, autocommit=True, application_name=APP_NAME) as conn:
+        if load_path == SHARED_TABLE:
+            conn.execute("ANALYZE memory_nodes, memory_edges")
+            return
         if load_path == "append":
             for table in ("memory_nodes", "memory_edges"):
                 for (leaf,) in conn.execute(f"SELECT DISTINCT tableoid::regclass::text FROM {table} WHERE scope = %s",
                                             (key,)).fetchall():
                     conn.execute(f"ANALYZE {leaf}")
         conn.execute("ANALYZE ONLY memory_nodes, ONLY memory_edges")
+
+
+def _failure(run: SeedRun, exc: BaseException) -> MemloadError:
+    """One line: the phase, the cause, the setting that changes it."""
+    phase = run.timings.current
+    where = f"{phase}, {run.layout.kind}" if run.layout is not None else phase
+    return MemloadError(f"seed failed at {where}, nothing changed: {_first_line(exc)} "
+                        f"(setting: {PHASE_HINTS.get(phase, 'DATABASE_URL')})")
 
 
 def _first_line(exc: BaseException) -> str:

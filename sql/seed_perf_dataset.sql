@@ -8,9 +8,11 @@
 -- scope's newest commit. No topics, no edges. Variables are scope keys (for a non-default tenant pass
 -- 'tenant:<t>::scope:<s>'). `memload seed` is the fast, commit-tracked, clustered-vector path; this is the legacy one.
 --
--- One transaction: on any error (ON_ERROR_STOP) nothing is written. A scope with no rows yet first gets partitions
--- of its own (memload_partition_ensure_scope), so its vectors sit in their own HNSW index and a later purge drops
--- them; a scope already written through the API keeps its rows in the default partition.
+-- One transaction: on any error (ON_ERROR_STOP) nothing is written. On memload's partitioned schema a scope with no
+-- rows yet first gets partitions of its own (memload_partition_ensure_scope), so its vectors sit in their own HNSW
+-- index and a later purge drops them; a scope already written through the API keeps its rows in the default
+-- partition. On a schema without memload's partition functions (an Aionis server's shared plain tables) the rows go
+-- into the live tables, whose indexes stay.
 
 \set ON_ERROR_STOP on
 
@@ -46,14 +48,20 @@ BEGIN
   END IF;
 END $$;
 
--- Own partitions when the scope has no rows anywhere yet.
-SELECT NOT EXISTS (SELECT 1 FROM memory_commits WHERE scope = :'scope')
-   AND NOT EXISTS (SELECT 1 FROM memory_nodes WHERE scope = :'scope')
-   AND NOT EXISTS (SELECT 1 FROM memory_edges WHERE scope = :'scope')
-   AND NOT EXISTS (SELECT 1 FROM memory_outbox WHERE scope = :'scope') AS scope_is_new
+-- memload's own layout? (its partition functions exist)
+SELECT to_regproc('memload_partition_ensure_scope') IS NOT NULL AS memload_layout
 \gset
-\if :scope_is_new
-  SELECT memload_partition_ensure_scope(:'scope') AS partitions_created;
+
+-- Own partitions when the scope has no rows anywhere yet (memload's layout only).
+\if :memload_layout
+  SELECT NOT EXISTS (SELECT 1 FROM memory_commits WHERE scope = :'scope')
+     AND NOT EXISTS (SELECT 1 FROM memory_nodes WHERE scope = :'scope')
+     AND NOT EXISTS (SELECT 1 FROM memory_edges WHERE scope = :'scope')
+     AND NOT EXISTS (SELECT 1 FROM memory_outbox WHERE scope = :'scope') AS scope_is_new
+  \gset
+  \if :scope_is_new
+    SELECT memload_partition_ensure_scope(:'scope') AS partitions_created;
+  \endif
 \endif
 
 -- One commit, chained to the scope's newest commit.
@@ -73,16 +81,17 @@ WITH parent AS (
     NULL,
     NULL,
     encode(sha256(convert_to(coalesce((SELECT commit_hash FROM parent), '') || ':seed_perf_dataset:commit:'
-                             || now()::text, 'UTF8')), 'hex')
+                             || :'scope' || ':' || now()::text, 'UTF8')), 'hex')
   RETURNING id
 )
 SELECT id AS commit_id FROM ins
 \gset
 
 -- N event nodes sharing the copied vector (READY, model set).
-INSERT INTO memory_nodes (scope, type, tier, title, text_summary, slots, embedding, embedding_status,
+INSERT INTO memory_nodes (id, scope, type, tier, title, text_summary, slots, embedding, embedding_status,
                           embedding_ready_at, embedding_model, commit_id)
 SELECT
+  gen_random_uuid(),
   :'scope',
   'event'::memory_node_type,
   'hot'::memory_tier,
@@ -104,10 +113,15 @@ CROSS JOIN (
 
 COMMIT;
 
--- Planner statistics for realistic EXPLAIN: the leaf holding the scope's nodes, and the parent's own statistics.
-SELECT coalesce(
-  (SELECT memload_partition_name('memory_nodes', :'scope') WHERE memload_partition_scope_exists(:'scope')),
-  'memory_nodes_default') AS nodes_leaf
-\gset
-ANALYZE :"nodes_leaf";
-ANALYZE ONLY memory_nodes;
+-- Planner statistics for realistic EXPLAIN: the leaf holding the scope's nodes, and the parent's own statistics
+-- (memload's layout), or the shared table.
+\if :memload_layout
+  SELECT coalesce(
+    (SELECT memload_partition_name('memory_nodes', :'scope') WHERE memload_partition_scope_exists(:'scope')),
+    'memory_nodes_default') AS nodes_leaf
+  \gset
+  ANALYZE :"nodes_leaf";
+  ANALYZE ONLY memory_nodes;
+\else
+  ANALYZE memory_nodes;
+\endif

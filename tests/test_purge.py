@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from memload.errors import ConfigError
+from memload.errors import ConfigError, ExitCode
 from seeding.params import Tenancy
 from seeding.purge import run_purge
 from seeding.schema import partition_name
@@ -95,7 +95,8 @@ def test_partition_mode_refuses_rows_outside_partitions_unless_fallback(url: str
         purge(url, "api", mode="partition", apply=True)
     assert snapshot(url, "api") == before
     proc = run_cli("purge", "--scope", "api", "--mode", "partition", "--apply", env={"DATABASE_URL": url})
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("memload: error: --mode partition")
+    assert proc.returncode == ExitCode.USAGE
+    assert proc.stderr.strip().splitlines()[-1].startswith("memload: error: --mode partition")
     out = purge(url, "api", mode="partition", apply=True, allow_fallback_delete=True)
     assert out["ok"] and {t["table"]: t["strategy"] for t in out["tables"]}["memory_nodes"] == "delete"
     assert snapshot(url, "api")["memory_nodes_rows"] == 0 and snapshot(url, "api")["memory_commits_rows"] == 0
@@ -105,7 +106,7 @@ def test_fail_on_delete_refuses_before_deleting(url: str) -> None:
     add_source_vector(url, "api", "written through the api")
     before = snapshot(url, "api")
     proc = run_cli("purge", "--scope", "api", "--apply", "--fail-on-delete", env={"DATABASE_URL": url})
-    assert proc.returncode == 3
+    assert proc.returncode == ExitCode.REFUSED
     out = json.loads(proc.stdout)
     assert out["ok"] is False and out["error"] == "delete_strategy_detected"
     assert out["totals"]["deleted_rows"] == 0 and not any(t["applied"] for t in out["tables"])
@@ -133,4 +134,52 @@ def test_delete_mode_batches_and_leaves_other_scopes(url: str, tmp_path: Path) -
 
 def test_purge_needs_a_scope(url: str) -> None:
     proc = run_cli("purge", env={"DATABASE_URL": url})
-    assert proc.returncode == 2 and "--scope" in proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == ExitCode.USAGE and "--scope" in proc.stderr.strip().splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------------------------------- --list
+def partition_bytes(url: str, key: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return {t.removeprefix("memory_"): conn.execute("SELECT pg_total_relation_size(%s::regclass)",
+                                                        (partition_name(t, key),)).fetchone()[0]
+                for t in ("memory_nodes", "memory_edges", "memory_commits", "memory_outbox")}
+
+
+def test_list_shows_rows_and_sizes_and_purges_nothing(url: str, tmp_path: Path) -> None:
+    kit = "perf_d_200_20260101_000000"  # the matrix's isolated naming: <SCOPE_PREFIX>_<scale>_<tag>
+    seed(url, tmp_path, kit, events=200, seed=1)
+    add_side_rows(url, kit)
+    before_kit, before_src = snapshot(url, kit), snapshot(url, "src")
+    sizes_before = partition_bytes(url, kit)
+    proc = run_cli("purge", "--list", env={"DATABASE_URL": url, "SCOPE_PREFIX": "perf_d"})
+    sizes_after = partition_bytes(url, kit)  # autovacuum may add a partition's free-space/visibility maps meanwhile
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    scopes = {s["scope_key"]: s for s in out["scopes"]}
+    assert out["layout"] == "partitioned" and set(scopes) == {kit, "src"}
+    k = scopes[kit]
+    assert k["rows"] == {"nodes": 251, "edges": 400, "commits": 1, "outbox": 1} and k["kit_scope"] is True
+    assert k["size_source"] == "partitions"
+    assert set(k["partitions"]) == set(sizes_before)
+    assert all(sizes_before[t] <= k["partitions"][t] <= sizes_after[t] for t in sizes_before), k["partitions"]
+    assert k["size_bytes"] == sum(k["partitions"].values()) > 0
+    s = scopes["src"]
+    assert s["rows"] == {"nodes": 1, "edges": 0, "commits": 1, "outbox": 0} and s["kit_scope"] is False
+    assert s["size_source"] == "share_of_shared_table" and s["size_bytes"] > 0 and s["partitions"] == {}
+    assert out["scopes"][0]["scope_key"] == kit  # biggest first
+    assert out["totals"] == {"scopes": 2, "kit_scopes": 1, "size_bytes": k["size_bytes"] + s["size_bytes"]}
+    assert kit in proc.stderr and "[kit scope]" in proc.stderr
+    assert snapshot(url, kit) == before_kit and snapshot(url, "src") == before_src
+    refused = run_cli("purge", "--list", "--apply", env={"DATABASE_URL": url})
+    assert refused.returncode == ExitCode.USAGE and "--list" in refused.stderr.strip().splitlines()[-1]
+    assert snapshot(url, kit) == before_kit
+
+
+def test_list_on_a_shared_table_estimates_each_scope(aionis_db: str) -> None:
+    proc = run_cli("purge", "--list", "--scope", "default", env={"DATABASE_URL": aionis_db})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["layout"] == "shared_table" and [s["scope_key"] for s in out["scopes"]] == ["default"]
+    entry = out["scopes"][0]
+    assert entry["rows"] == {"nodes": 8, "edges": 12, "commits": 1, "outbox": 5}
+    assert entry["size_source"] == "share_of_shared_table" and entry["size_bytes"] > 0 and entry["partitions"] == {}

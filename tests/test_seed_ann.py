@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from memload.errors import ExitCode
 from seeding.schema import partition_name
 from tests.conftest import run_cli
 from tests.test_seed import add_source_vector, seed
@@ -48,7 +49,7 @@ def test_ann_check_gate_and_empty_scope(fresh_db_url: str, tmp_path: Path) -> No
     assert out["recall_at_k_distance"] == 1.0
     assert proc.returncode == (0 if out["recall_at_k"] >= 1.0 else 1)
     empty = run_cli("ann-check", "--scope", "nothing", env={"DATABASE_URL": fresh_db_url})
-    assert empty.returncode == 2 and "--scope" in empty.stderr.strip().splitlines()[-1]
+    assert empty.returncode == ExitCode.ERROR and "--scope" in empty.stderr.strip().splitlines()[-1]  # could not run
 
 
 def test_recall_text_with_a_topic_title_finds_that_topics_events(fresh_db_url: str, tmp_path: Path,

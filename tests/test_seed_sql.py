@@ -47,3 +47,15 @@ def test_psql_seed_script_without_source_vector_fails_and_writes_nothing(fresh_d
     assert proc.returncode != 0
     assert "No READY hot embedding found in src_scope=empty" in proc.stderr
     assert snapshot(fresh_db_url, "sqlperf") == snapshot(fresh_db_url, "never_used")
+
+
+def test_psql_seed_script_on_shared_tables(aionis_db: str) -> None:
+    from tests.support.aionis import OTHER_SCOPE, scope_counts
+
+    other = scope_counts(aionis_db, OTHER_SCOPE)
+    proc = run_psql(aionis_db, "-v", f"src_scope={OTHER_SCOPE}", "-v", "scope=sqlperf", "-v", "n=120", "-f", SCRIPT,
+                    check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert scope_counts(aionis_db, "sqlperf")["embedded"] == 120 and scope_counts(aionis_db, OTHER_SCOPE) == other
+    with psycopg.connect(aionis_db) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_partitioned_table").fetchone()[0] == 0
