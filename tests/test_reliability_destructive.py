@@ -155,7 +155,7 @@ def test_purge_touches_only_the_named_scope_and_needs_apply(crowd: str) -> None:
     for extra in ([], ["--apply"]):
         rc, _, err = purge(url, "--scope", SRC, *extra)
         steps += 1
-        assert rc == 3 and "--allow-source-scope" in err, err
+        assert rc == 5 and "--allow-source-scope" in err, err
     assert fingerprint(url) == before
     rc, _, err = purge(url, "--scope", SRC, "--apply", "--allow-source-scope")
     steps += 1
@@ -170,7 +170,7 @@ def test_seed_reset_touches_only_its_scope_and_refuses_the_source(crowd: str, tm
     env = {"DATABASE_URL": url, "MEMLOAD_HOME": str(tmp_path / "home")}
     before = fingerprint(url)
     rc, _, err = cli("seed", "--scope", SRC, "--src-scope", SRC, "--reset", "--events", "100", env=env)
-    assert rc == 3 and "--allow-reset-active-scope" in err.strip().splitlines()[-1]
+    assert rc == 5 and "--allow-reset-active-scope" in err.strip().splitlines()[-1]
     assert fingerprint(url) == before
 
     # reset of a seeded scope (own partitions) and of a scope in the default partition (moved to partitions)
