@@ -14,7 +14,6 @@ Facts that shape the parsing (locust/stats.py, StatsCSV / StatsCSVFileWriter):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import pandas as pd
 
 from analysis.errors import MalformedArtifact
 
-PERCENTILE_RE = re.compile(r"^(\d+(?:\.\d+)?)%$")
 KEY_PERCENTILES = ("50%", "95%", "99%")
 AGGREGATED = "Aggregated"
 HISTORY_WINDOW_S = 10
@@ -57,10 +55,6 @@ class LocustRun:
         """True when the history has per-entry rows, i.e. percentiles are ~10 s windows, not cumulative."""
         return self.history is not None and bool((self.history["Name"] != AGGREGATED).any())
 
-    @property
-    def percentile_columns(self) -> list[str]:
-        frame = self.stats if self.stats is not None else self.history
-        return [c for c in frame.columns if PERCENTILE_RE.match(c)] if frame is not None else []
 
     def entries(self) -> pd.DataFrame:
         """Per-endpoint rows of `_stats.csv` (the Aggregated row excluded)."""
@@ -68,11 +62,6 @@ class LocustRun:
             return pd.DataFrame()
         return self.stats[self.stats["Name"] != AGGREGATED]
 
-    def aggregated(self) -> pd.Series | None:
-        if self.stats is None:
-            return None
-        rows = self.stats[self.stats["Name"] == AGGREGATED]
-        return rows.iloc[-1] if len(rows) else None
 
     @property
     def duration_s(self) -> float | None:
@@ -132,10 +121,3 @@ def _numeric(path: Path, frame: pd.DataFrame, name: str) -> pd.Series:
         raise MalformedArtifact(path, f"column {name!r} line {index + 2}: not a number: {raw.iloc[index]!r}")
     return values
 
-
-def percentile_value(column: str) -> float:
-    """'99.9%' -> 0.999."""
-    match = PERCENTILE_RE.match(column)
-    if not match:
-        raise ValueError(column)
-    return float(match.group(1)) / 100.0

@@ -37,10 +37,3 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
     finally:
         conn.close()
 
-
-def sqlalchemy_url(url: str) -> str:
-    """SQLAlchemy needs the driver named: postgresql:// -> postgresql+psycopg://."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
