@@ -15,6 +15,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+import gevent
 from geventhttpclient.url import URL
 
 ACCEPT_ENCODING = "gzip, deflate"  # both decoded here, as Locust's client does
@@ -52,7 +53,7 @@ class Route:
         """Send and read the whole response; a transport failure is returned (status 0), never raised."""
         try:
             resp = self.client.request(self.method, self.uri, body=body, headers=self.headers)
-        except Exception as exc:  # connection refused/reset, timeout, parse error: a transport error
+        except (Exception, gevent.Timeout) as exc:  # refused/reset, timeout, parse error: a transport error
             return Exchange(0, None, None, exc)
         try:
             status = resp.get_code()
@@ -61,7 +62,7 @@ class Route:
             encoding = headers.get("content-encoding")
             if encoding and encoding.lower() != "identity":
                 content = _decode(content, encoding.lower())
-        except Exception as exc:  # a broken body or encoding: a transport error too
+        except (Exception, gevent.Timeout) as exc:  # a broken body or encoding: a transport error too
             return Exchange(0, None, None, exc)
         finally:
             resp.release()

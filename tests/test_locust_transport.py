@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust.event import EventHook
 
 from locustfiles.transport import Route
@@ -40,10 +42,10 @@ class _EchoHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-def _session(base_url: str) -> Any:
+def _session(base_url: str, **kw: Any) -> Any:
     from locust.contrib.fasthttp import FastHttpSession
 
-    return FastHttpSession(base_url=base_url, request_event=EventHook(), user=None)
+    return FastHttpSession(base_url=base_url, request_event=EventHook(), user=None, **kw)
 
 
 def test_route_sends_what_locust_sends_and_decodes_the_answer() -> None:
@@ -70,6 +72,16 @@ def test_route_returns_a_transport_error_as_status_zero() -> None:
     port = free_port()  # nothing listens there
     x = Route(_session(f"http://127.0.0.1:{port}"), "POST", "/v1/memory/recall_text", {}).exchange(b"{}")
     assert x.status == 0 and x.body is None and isinstance(x.error, OSError)
+
+
+def test_route_times_out_as_a_transport_error() -> None:
+    """A target that accepts the connection and never answers: the user's network timeout ends the request."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # connections complete in the backlog; nobody reads or answers
+        session = _session(f"http://127.0.0.1:{listener.getsockname()[1]}", network_timeout=0.3)
+        x = Route(session, "POST", "/v1/memory/write", {}).exchange(b"{}")
+    assert x.status == 0 and x.body is None and isinstance(x.error, (OSError, gevent.Timeout)), repr(x.error)
 
 
 def test_a_contract_breaking_200_is_a_failure_in_records_summary_and_locust_stats(tmp_path: Path) -> None:
