@@ -39,7 +39,7 @@ def record_many(hist: HdrHistogram, values_us: list[int]) -> None:
     """Add integer microsecond values to `hist` in one vectorised step (same counts as `record_value` per value).
 
     `record_value` costs several microseconds of pure Python per call, too much on the request path of a load
-    generator; the request listener only appends to a list and this folds the list in. It relies on hdrh's
+    generator; the request path only appends to a list and this folds the list in. It relies on hdrh's
     (pinned, 0.10.8) internals; anything unexpected falls back to `record_value`."""
     if not values_us:
         return

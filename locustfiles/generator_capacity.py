@@ -1,16 +1,19 @@
-"""Locustfile of the generator-capacity benchmark (`python -m scripts.bench_generator`): GET /health two ways,
-side by side in one Locust process.
+"""Locustfile of the generator benchmark (`python -m benchmarks.bench_generator`): the suite's recall and write users
+against bare FastHttpUsers sending the same requests, in turns, in one Locust process.
 
-`SuiteHealthUser` goes through everything the suite adds to a request (budget check, pacing controller, response
-validation with catch_response, exact-latency listener, pacing timeline); `BareHealthUser` is a plain
-FastHttpUser. The `Alternating` shape runs them in turns (bare, suite, suite, bare, ...: ABBA cancels drift) of
-MEMLOAD_CAPACITY_SECONDS each with MEMLOAD_CAPACITY_USERS users, for MEMLOAD_CAPACITY_ROUNDS rounds, and records
-per turn the requests, the process CPU time and the wall time. At quit the turns are written as JSON to
-MEMLOAD_CAPACITY_OUT. Requests per CPU-second is what one process sustains when it is the bottleneck.
+`RecallUser` / `WriteUser` are the suite's own users (budget token, pacing controller, response validation, exact
+histograms, per-request records, Server-Timing); `BareRecallUser` / `BareWriteUser` are plain FastHttpUsers posting
+the same bodies with the same headers. The `Alternating` shape runs one class at a time, for each endpoint
+bare, suite, bare, suite, ... (MEMLOAD_CAPACITY_ROUNDS pairs), each turn a second with no users, a second of
+spawning and warm-up, then MEMLOAD_CAPACITY_SECONDS measured with MEMLOAD_CAPACITY_USERS users. Per measured
+window it records the requests, the process's CPU time (user + sys from /proc), the wall time and, when
+MEMLOAD_CAPACITY_TARGET_PID names the target's process, the target's CPU time. At quit the turns are written as
+JSON to MEMLOAD_CAPACITY_OUT.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -20,27 +23,51 @@ from typing import Any
 import locust  # noqa: F401  (first: gevent monkey-patching)
 from locust import FastHttpUser, LoadTestShape, events, task
 
-from locustfiles import runtime
-from locustfiles.base_user import SuiteUser
-from memload.contract import HEALTH
+from locustfiles.bodies import recall_text_body, write_body
+from locustfiles.memory_users import RecallUser, WriteUser
+from locustfiles.options import FALLBACK_QUERY
+from memload.contract import RECALL_TEXT, WRITE
 
-runtime.install(events)
+__all__ = ["Alternating", "BareRecallUser", "BareWriteUser", "RecallUser", "WriteUser"]
 
-BARE_NAME = "health (bare)"
+TENANT, SCOPE, LIMIT = "default", "default", 20  # the suite's defaults: both sides send the same bytes
+BARE_RECALL, BARE_WRITE = "recall_text (bare)", "write (bare)"
+JSON_HEADERS = {"content-type": "application/json"}
+_bare_writes = itertools.count(1)
 
 
-class SuiteHealthUser(SuiteUser):
-    endpoint_class = "health"
+class BareRecallUser(FastHttpUser):
+    """What Locust costs with nothing of the suite: the suite's recall_text request, response unread beyond Locust."""
+
+    body = recall_text_body(TENANT, SCOPE, FALLBACK_QUERY, LIMIT)
 
     @task
-    def health(self) -> None:
-        self.send("health", "GET", HEALTH)
+    def recall(self) -> None:
+        self.client.post(RECALL_TEXT, data=self.body, headers=JSON_HEADERS, name=BARE_RECALL)
 
 
-class BareHealthUser(FastHttpUser):
+class BareWriteUser(FastHttpUser):
+    """The suite's write request (a unique client id per request, built by the same function), nothing else."""
+
+    run_tag = f"bare_{int(time.time())}"
+
     @task
-    def health(self) -> None:
-        self.client.get(HEALTH, name=BARE_NAME)
+    def write(self) -> None:
+        body = write_body(TENANT, SCOPE, self.run_tag, next(_bare_writes), False)
+        self.client.post(WRITE, data=body, headers=JSON_HEADERS, name=BARE_WRITE)
+
+
+PAIRS = {"recall": ("BareRecallUser", "RecallUser"), "write": ("BareWriteUser", "WriteUser")}
+CLASSES: dict[str, type] = {"BareRecallUser": BareRecallUser, "RecallUser": RecallUser,
+                            "BareWriteUser": BareWriteUser, "WriteUser": WriteUser}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """user + sys CPU seconds of a process, from /proc/<pid>/stat (all its threads)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _env_int(name: str, default: int) -> int:
@@ -48,41 +75,42 @@ def _env_int(name: str, default: int) -> int:
 
 
 class Alternating(LoadTestShape):
-    """Turns of one class at a time: B S S B B S S B ... (each round is an ABBA pair of turns)."""
+    """Turns of one class at a time: per endpoint, bare and suite alternate (B S B S ...)."""
 
     use_common_options = False
 
     def __init__(self) -> None:
         super().__init__()
-        self.seconds = _env_int("MEMLOAD_CAPACITY_SECONDS", 5)
+        self.seconds = _env_int("MEMLOAD_CAPACITY_SECONDS", 8)
         self.users = _env_int("MEMLOAD_CAPACITY_USERS", 16)
         rounds = _env_int("MEMLOAD_CAPACITY_ROUNDS", 2)
-        pattern = ("BareHealthUser", "SuiteHealthUser", "SuiteHealthUser", "BareHealthUser")
-        self.turns = [pattern[i % 4] for i in range(2 * rounds)]
+        endpoints = [e for e in (os.environ.get("MEMLOAD_CAPACITY_ENDPOINTS") or "recall,write").split(",") if e]
+        self.target_pid = int(os.environ.get("MEMLOAD_CAPACITY_TARGET_PID") or 0)
+        self.turns = [(ep, PAIRS[ep][k % 2]) for ep in endpoints for k in range(2 * rounds)]
         self.records: list[dict[str, Any]] = []
         self._current: int | None = None
-        self._mark: tuple[float, float, int, int] | None = None
+        self._mark: tuple[float, float, int, float] | None = None
 
-    def _snapshot(self) -> tuple[float, float, int, int]:
-        stats = self.runner.stats
-        return (time.process_time(), time.perf_counter(), stats.get("health", "GET").num_requests,
-                stats.get(BARE_NAME, "GET").num_requests)
+    def _snapshot(self) -> tuple[float, float, int, float]:
+        target = cpu_seconds(self.target_pid) if self.target_pid else 0.0
+        return cpu_seconds(), time.perf_counter(), self.runner.stats.total.num_requests, target
 
     def _close_turn(self) -> None:
         if self._current is None or self._mark is None:
             return
-        cpu1, wall1, suite1, bare1 = self._snapshot()
-        cpu0, wall0, suite0, bare0 = self._mark
-        cls = self.turns[self._current]
-        requests = (bare1 - bare0) if cls == "BareHealthUser" else (suite1 - suite0)
-        self.records.append({"turn": self._current + 1, "class": cls, "requests": requests,
-                             "cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0})
+        cpu1, wall1, req1, tgt1 = self._snapshot()
+        cpu0, wall0, req0, tgt0 = self._mark
+        endpoint, cls = self.turns[self._current]
+        self.records.append({"turn": self._current + 1, "endpoint": endpoint, "class": cls,
+                             "side": "bare" if cls.startswith("Bare") else "suite", "requests": req1 - req0,
+                             "cpu_s": round(cpu1 - cpu0, 3), "wall_s": round(wall1 - wall0, 4),
+                             "target_cpu_s": round(tgt1 - tgt0, 3) if self.target_pid else None})
         self._mark = None
 
     def tick(self) -> tuple[int, float] | tuple[int, float, list[type]] | None:
-        """Each turn: one second with no users (Locust keeps running users when only the class list changes),
-        then `seconds` of the turn's class; the CPU/request marks bracket the second part only."""
-        period = self.seconds + 1
+        """Each turn: 1 s with no users (Locust keeps running users when only the class list changes), 1 s of
+        spawning and warm-up, then `seconds` measured: the CPU/request marks bracket that last part only."""
+        period = self.seconds + 2
         run_time = self.get_run_time()
         idx, phase = int(run_time // period), run_time % period
         if idx >= len(self.turns):
@@ -93,11 +121,11 @@ class Alternating(LoadTestShape):
             self._close_turn()
             self._current = None
             return 0, float(self.users)
-        if self._current != idx:
+        cls = CLASSES[self.turns[idx][1]]
+        if phase >= 2.0 and self._current != idx:
             self._current = idx
             self._mark = self._snapshot()
-        cls = SuiteHealthUser if self.turns[idx] == "SuiteHealthUser" else BareHealthUser
-        return self.users, float(self.users), [cls]
+        return self.users, 1000.0, [cls]
 
 
 @events.quitting.add_listener

@@ -19,6 +19,7 @@ from locust import events, tag, task
 from locustfiles import runtime
 from locustfiles.base_user import SuiteUser
 from locustfiles.bodies import recall_body, recall_text_body, write_body, write_client_id
+from locustfiles.write_ack import default_log
 from memload.contract import RECALL, RECALL_TEXT, WRITE
 
 runtime.install(events)
@@ -65,4 +66,5 @@ class WriteUser(SuiteUser):
         assert cfg is not None
         i = suite.next_write_index()
         body = write_body(cfg.tenant_id, cfg.scope, suite.run_tag, i, cfg.embed_on_write)
-        self.send("write", "POST", WRITE, body, expected_nodes=1, ack_client_id=write_client_id(suite.run_tag, i))
+        ack = write_client_id(suite.run_tag, i) if default_log().enabled else None  # --verify-writes
+        self.send("write", "POST", WRITE, body, expected_nodes=1, ack_client_id=ack)

@@ -11,6 +11,7 @@ so every request the JSON counts has exactly one row.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,24 +38,30 @@ DB_NAMES = ("db", "database", "sql")
 Row = tuple[float, str, float, int, str, "float | None", "float | None"]
 
 
+# one metric's `dur` parameter: `name[;param...];dur=<ms>`, within one comma-separated metric
+_findall = re.compile(r'(?:^|,)\s*([^\s,;]+)[^,]*?;\s*dur\s*=\s*"?([^",;\s]+)', re.IGNORECASE).findall
+
+
 def parse_server_timing(value: str | None) -> tuple[float | None, float | None]:
-    """(total ms, db ms) from a `Server-Timing` header value such as `total;dur=12.3, db;dur=4.5`."""
+    """(total ms, db ms) from a `Server-Timing` header value such as `total;dur=12.3, db;dur=4.5` (one regex pass:
+    this runs for every response)."""
     if not value:
         return None, None
-    durs: dict[str, float] = {}
-    for metric in value.split(","):
-        parts = [p.strip() for p in metric.split(";")]
-        name = parts[0].lower()
-        for param in parts[1:]:
-            key, _, raw = param.partition("=")
-            if key.strip().lower() == "dur":
-                try:
-                    durs.setdefault(name, float(raw.strip().strip('"')))
-                except ValueError:
-                    pass
-    total = next((durs[n] for n in TOTAL_NAMES if n in durs), None)
-    db = next((durs[n] for n in DB_NAMES if n in durs), None)
-    return total, db
+    durs: dict[str, str] = {}
+    for name, raw in _findall(value):
+        durs.setdefault(name.lower(), raw)
+    return _first_float(durs, TOTAL_NAMES), _first_float(durs, DB_NAMES)
+
+
+def _first_float(durs: dict[str, str], names: tuple[str, ...]) -> float | None:
+    for n in names:
+        raw = durs.get(n)
+        if raw is not None:
+            try:
+                return float(raw)
+            except ValueError:
+                return None
+    return None
 
 
 def records_path(prefix: str | Path) -> Path:
@@ -75,7 +82,7 @@ class RecordsWriter:
     def write(self, rows: list[Any]) -> None:
         if self._fh is None or not rows:
             return
-        self._w.writerows(_fmt(r) for r in rows)
+        self._fh.write("".join(map(_line, rows)))
         self.rows += len(rows)
 
     def flush(self) -> None:
@@ -88,10 +95,11 @@ class RecordsWriter:
             self._fh = None
 
 
-def _fmt(r: Any) -> tuple[str, ...]:
+def _line(r: Any) -> str:
+    """One CSV line, as csv.writer ends it (endpoint and category are fixed identifiers: nothing to quote)."""
     t, endpoint, latency, status, category, server_ms, db_ms = r
-    return (f"{t:.3f}", endpoint, f"{latency:.4f}", str(int(status)), category,
-            "" if server_ms is None else f"{server_ms:.3f}", "" if db_ms is None else f"{db_ms:.3f}")
+    return (f"{t:.3f},{endpoint},{latency:.4f},{status:d},{category},"
+            f"{'' if server_ms is None else f'{server_ms:.3f}'},{'' if db_ms is None else f'{db_ms:.3f}'}\r\n")
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

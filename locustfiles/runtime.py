@@ -42,6 +42,7 @@ from locustfiles.options import (
 from locustfiles.pacing import PacingController
 from locustfiles.preflight import EXIT_KIND, run_preflight
 from locustfiles.records import CATEGORY, RecordsWriter
+from locustfiles.validation import Verdict
 from memload.contract import RECALL_TEXT
 from memload.errors import ExitCode
 
@@ -370,18 +371,13 @@ class Suite:
         return max(local[cls], 1) / denominator
 
     # --- events ---
-    def on_request(self, response_time: float = 0.0, context: dict | None = None, start_time: float | None = None,
-                   **_: Any) -> None:
-        """`request` listener: the unrounded latency and the verdict the user stored in the context."""
-        if not context:
-            return
-        meta = context.get(REPORT_KEY)
-        if meta is None:
-            return
-        endpoint, verdict, intended, status, server_ms, db_ms = meta
-        start = start_time if start_time is not None else time.time() - response_time / 1000.0
-        end = start + response_time / 1000.0
-        latency_ms = response_time if intended is None else (end - intended) * 1000.0
+    def record(self, endpoint: str, verdict: Verdict, start: float, latency_ms: float, intended: float | None,
+               status: int, server_ms: float | None, db_ms: float | None) -> None:
+        """One finished request of a suite user (its exact latency, verdict and records row), called by the user
+        itself rather than through Locust's `request` event, which every other listener would pay for too."""
+        end = start + latency_ms / 1000.0
+        if intended is not None:
+            latency_ms = (end - intended) * 1000.0
         recorder = self.recorder
         (recorder.cases.get(endpoint) or recorder.case(endpoint)).record(verdict, latency_ms, start, end)
         recorder.rows.append((start if intended is None else intended, endpoint, latency_ms, status,
@@ -539,7 +535,6 @@ def install(events: Any) -> None:
             except OptionError as exc:  # a bad command-line value: one line, no traceback
                 log.error("memload: %s", exc)
                 raise SystemExit(int(ExitCode.USAGE)) from None
-            environment.events.request.add_listener(suite.on_request)
         if web_ui is not None:
             _extend_web_ui(suite, web_ui)
 

@@ -51,6 +51,7 @@ class Verdict:
 
 
 _OK_200 = Verdict(OK, "200")
+_NUMBER = (int, float)  # JSON numbers parse to exactly these (a bool is not a similarity)
 
 
 def classify(endpoint: str, status: int, body: bytes | None, error: BaseException | None = None, *,
@@ -97,9 +98,8 @@ def _parse(body: bytes | None) -> Any:
 def _write_problem(doc: Any, expected_nodes: int) -> str | None:
     if not isinstance(doc, dict):
         return "body is not a JSON object"
-    missing = WRITE_RESPONSE_KEYS - doc.keys()
-    if missing:
-        return f"missing keys {sorted(missing)}"
+    if not WRITE_RESPONSE_KEYS <= doc.keys():
+        return f"missing keys {sorted(WRITE_RESPONSE_KEYS - doc.keys())}"
     if not isinstance(doc["commit_id"], str) or not doc["commit_id"]:
         return "commit_id is not a string"
     if not isinstance(doc["commit_hash"], str) or not SHA256_HEX_RE.match(doc["commit_hash"]):
@@ -122,17 +122,16 @@ def _recall_problem(doc: Any) -> tuple[str | None, int]:
     if not isinstance(seeds, list):
         return "seeds is not a list", 0
     required = RECALL_RESPONSE_KEYS if seeds else RECALL_EMPTY_RESPONSE_KEYS
-    missing = required - doc.keys()
-    if missing:
-        return f"missing keys {sorted(missing)}", len(seeds)
+    if not required <= doc.keys():
+        return f"missing keys {sorted(required - doc.keys())}", len(seeds)
     sub = doc["subgraph"]
     if not isinstance(sub, dict) or not isinstance(sub.get("nodes"), list) or not isinstance(sub.get("edges"), list):
         return "subgraph is not {nodes: [], edges: []}", len(seeds)
     if not isinstance(doc["ranked"], list):
         return "ranked is not a list", len(seeds)
     for seed in seeds:
-        if not isinstance(seed, dict) or not SEED_KEYS <= seed.keys():
+        if type(seed) is not dict or not SEED_KEYS <= seed.keys():  # (JSON objects parse to exactly dict)
             return "seed without the contract's keys", len(seeds)
-        if not isinstance(seed["similarity"], (int, float)):
+        if type(seed["similarity"]) not in _NUMBER:
             return "seed similarity is not a number", len(seeds)
     return None, len(seeds)

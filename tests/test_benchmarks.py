@@ -1,4 +1,4 @@
-"""Smoke runs of the reference API's own benchmarks (scripts/bench_api.py, scripts/bench_worker.py) at toy sizes.
+"""Smoke runs of the benchmarks (scripts/bench_api.py, scripts/bench_worker.py, benchmarks/bench_generator.py).
 
 They print the issue's figures; these tests keep them runnable and check that what they print is complete and
 consistent (a benchmark that silently loses a case or its CPU split would mislead), not how fast anything is.
@@ -68,3 +68,21 @@ def test_bench_worker_drains_the_backlog_with_two_loops(db_url: str) -> None:
         assert case["workers"] == 2 and case["hnsw_index"] is True
         assert case["nodes_embedded"] == case["ready_after"] == 60 and case["unpublished_after"] == 0
         assert case["processed"] == case["rows"] == 6 and case["nodes_per_sec"] > 0
+
+
+def test_bench_generator_runs_bare_and_suite_turns_against_the_static_target() -> None:
+    """Both endpoints, bare and suite alternating, CPU from /proc for Locust and the target, and the suite's records
+    file holding one row per request it counted, every response valid (the static bodies meet the contract)."""
+    proc = _run("benchmarks.bench_generator", "--seconds", "2", "--rounds", "1", "--users", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert [(t["endpoint"], t["side"]) for t in out["turns"]] == [
+        ("recall", "bare"), ("recall", "suite"), ("write", "bare"), ("write", "suite")]
+    for t in out["turns"]:
+        assert t["requests"] > 0 and t["cpu_s"] >= 0 and t["target_cpu_s"] is not None, t
+    check = out["records_check"]
+    assert check["rows_match"] is True and check["failed"] == {} and check["records_rows"] > 0
+    for ep in ("recall", "write"):
+        row = out["summary"][ep]
+        assert len(row["bare"]["runs"]) == len(row["suite"]["runs"]) == 1 and len(row["ratio_per_pair"]) == 1
+    assert "suite/bare" in proc.stderr and "rows for" in proc.stderr

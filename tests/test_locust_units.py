@@ -371,3 +371,29 @@ def test_records_travel_with_the_worker_report() -> None:
     agg.merge("worker0", Recorder.delta_from_wire(Recorder.delta_to_wire(rec.take_delta())))
     assert written == [[(10.0, "recall_text", 1.5, 200, "ok", 1.2, 0.4)]] and agg.record_count == 1
     assert rec.take_delta()["rows"] == []
+
+
+def test_server_timing_spellings_and_records_lines_as_csv_writes_them(tmp_path) -> None:
+    """The per-request parser and line formatter are hand-written for speed: same results as the plain ways."""
+    import csv
+
+    from locustfiles.records import HEADER, RecordsWriter, read_records
+
+    assert parse_server_timing("Total;DUR=1.5,DB; dur = 2") == (1.5, 2.0)  # names and `dur` case-insensitive
+    assert parse_server_timing('x;dur=1;desc="a", total ; dur=4') == (4.0, None)  # a dur belongs to its metric
+    assert parse_server_timing("app;desc=x, db;desc=y") == (None, None)
+    rows = [(1733333333.123456, "recall_text", 1.23456789, 200, "ok", 3.412, 2.087),
+            (1.0, "write", 2.0, 0, "transport", None, None)]
+    w = RecordsWriter(tmp_path / "l")
+    w.write(rows)
+    w.close()
+    expected = tmp_path / "expected.csv"
+    with open(expected, "w", newline="") as fh:
+        cw = csv.writer(fh)
+        cw.writerow(HEADER)
+        cw.writerows((f"{t:.3f}", e, f"{lat:.4f}", str(s), c, "" if a is None else f"{a:.3f}",
+                      "" if b is None else f"{b:.3f}") for t, e, lat, s, c, a, b in rows)
+    assert w.path.read_bytes() == expected.read_bytes() and w.rows == 2
+    back = read_records(w.path)
+    assert [(r["status"], r["category"], r["server_ms"], r["db_ms"]) for r in back] == [
+        (200, "ok", 3.412, 2.087), (0, "transport", None, None)]
