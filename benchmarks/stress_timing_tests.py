@@ -82,6 +82,21 @@ def read_junit(path: Path) -> dict[str, str]:
     return outcome
 
 
+
+def failure_messages(path: Path) -> dict[str, str]:
+    """{file::test: first line of its failure} of one round, so a failure says why, not only where."""
+    if not path.exists():
+        return {}
+    messages: dict[str, str] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        if bad is not None:
+            key = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name', '')}"
+            messages[key] = (bad.get("message") or "").strip().splitlines()[0][:300] if bad.get("message") else "?"
+    return messages
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("STRESS_ROUNDS", "20")),
@@ -113,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="memload_stress_") as tmp:
             for rnd in range(1, args.rounds + 1):
                 xml = Path(tmp) / f"round_{rnd}.xml"
+                # A base directory of its own: pytest makes its shared default base private again at every session
+                # start, which would lock the embedded server's system user out of another session's data dirs.
                 cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--timeout={args.timeout}",
-                       f"--junitxml={xml}", *selected]
+                       f"--junitxml={xml}", f"--basetemp={Path(tmp) / f'pytest_{rnd}'}", *selected]
                 if args.keyword:
                     cmd += ["-k", args.keyword]
                 proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -128,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not outcome:  # pytest could not even collect: report the round, keep going
                     failures["<collection>"] += 1
                     print(proc.stdout[-2000:] + proc.stderr[-2000:], file=sys.stderr)
+                for key, message in failure_messages(xml).items():
+                    print(f"  {key}: {message}", file=sys.stderr)
                 print(f"round {rnd}/{args.rounds}: {len(outcome)} tests, {len(failed)} failed"
                       + (f" ({', '.join(failed)})" if failed else "")
                       + f" [{time.monotonic() - t0:.0f} s]", file=sys.stderr, flush=True)
