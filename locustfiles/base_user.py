@@ -77,7 +77,7 @@ class SuiteUser(FastHttpUser):
         if self._limited and not suite.take(cls):
             raise StopUser()
         try:
-            if self._first:  # the case starts with the first token taken (before its pace), as the peer's wall
+            if self._first:  # the case starts with the first token taken (before its pace), as the Aionis kit's wall
                 self._first = False
                 suite.recorder.mark_start(endpoint, time.time())
             intended = suite.wait_turn(cls, endpoint, self.ctl)

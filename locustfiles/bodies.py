@@ -1,6 +1,6 @@
-"""Request bodies of the peer's perf-benchmark, serialised once where they repeat.
+"""Request bodies of the Aionis kit's perf-benchmark, serialised once where they repeat.
 
-`/recall` needs a query vector: it is the fake embedder's vector of the query text (memload.embedder, the peer's
+`/recall` needs a query vector: it is the fake embedder's vector of the query text (memload.embedder, the Aionis kit's
 default provider, shared with the API and the seeder), so `/recall` and `/recall_text` ask the same question of a
 server running the fake provider. The embedder is pure computation, no database.
 """
@@ -35,7 +35,7 @@ def write_client_id(run_tag: str, i: int) -> str:
 
 
 def write_body(tenant_id: str, scope: str, run_tag: str, i: int, auto_embed: bool) -> bytes:
-    """The peer's write: `perf write <runTag> #<i>`, client id `perf_write_<runTag>_<i>`, shared lane."""
+    """The Aionis kit's write: `perf write <runTag> #<i>`, client id `perf_write_<runTag>_<i>`, shared lane."""
     return _dumps({
         "tenant_id": tenant_id, "scope": scope, "input_text": f"perf write {run_tag} #{i}",
         "auto_embed": auto_embed, "memory_lane": "shared",

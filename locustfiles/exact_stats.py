@@ -150,7 +150,7 @@ class CaseStats:
 
     # --- rendering ---
     def percentile_ms(self, q: float) -> float | None:
-        """Nearest-rank percentile (the peer's `sorted[ceil(n*q)-1]`) at histogram resolution, clamped to min/max."""
+        """Nearest-rank percentile (the Aionis kit's `sorted[ceil(n*q)-1]`) at histogram resolution, clamped."""
         n = self.flush().get_total_count()
         if n == 0:
             return None
@@ -184,7 +184,7 @@ class CaseStats:
         return points
 
     def latency_summary(self) -> dict[str, float | None]:
-        """The peer's latency_ms block (successful requests only)."""
+        """The Aionis kit's latency_ms block (successful requests only)."""
         if self.ok == 0:
             return {"min": None, "p50": None, "p95": None, "p99": None, "max": None, "mean": None}
         return {

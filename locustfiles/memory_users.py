@@ -1,4 +1,4 @@
-"""Locust workload for Aionis-compatible memory APIs: recall and write users (the peer's perf-benchmark cases).
+"""Locust workload for Aionis-compatible memory APIs: recall and write users (the Aionis kit's perf-benchmark cases).
 
     locust -f locustfiles/memory_users.py --host http://127.0.0.1:3001            # web UI
     locust -f locustfiles/memory_users.py --host ... --headless -u 16 -r 16 -t 1m --csv out/locust
@@ -26,7 +26,7 @@ runtime.install(events)
 
 
 class RecallUser(SuiteUser):
-    """recall_text with the scope's query set (or the peer's constant query); optionally /recall with vectors."""
+    """recall_text with the scope's query set (or the Aionis kit's constant query); optionally /recall with vectors."""
 
     endpoint_class = "recall"
     weight = 3
@@ -52,7 +52,7 @@ class RecallUser(SuiteUser):
 
 
 class WriteUser(SuiteUser):
-    """The peer's write: one event node, unique input_text and client_id per request, shared lane."""
+    """The Aionis kit's write: one event node, unique input_text and client_id per request, shared lane."""
 
     endpoint_class = "write"
     weight = 1

@@ -17,8 +17,8 @@ from memload.contract import RECALL_INT_BOUNDS, TENANT_ID_RE
 
 PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
 RECALL_ENDPOINTS = ("recall_text", "recall", "mixed")
-FALLBACK_QUERY = "memory graph perf"  # the peer's constant recall query
-WARMUP_QUERY = "perf warmup"  # the peer's warmup query
+FALLBACK_QUERY = "memory graph perf"  # the Aionis kit's constant recall query
+WARMUP_QUERY = "perf warmup"  # the Aionis kit's warmup query
 
 
 class OptionError(ValueError):
@@ -45,7 +45,8 @@ def add_arguments(parser: Any) -> None:
     a("--adaptive", env_var="MEMLOAD_ADAPTIVE", default="on", choices=("on", "off"),
       help="on: honour Retry-After and adapt the wait per endpoint class (AIMD); off: fixed --pace-ms")
     a("--query-set", env_var="MEMLOAD_QUERY_SET", default="",
-      help="JSON query set written by `memload seed` (questions that have answers); empty = the peer's constant query")
+      help="JSON query set written by `memload seed` (questions that have answers); empty = the Aionis kit's constant"
+           " query")
     a("--timeout-ms", env_var="MEMLOAD_TIMEOUT_MS", type=float, default=15000.0, help="per-request timeout (ms)")
     a("--recall-requests", env_var="MEMLOAD_RECALL_REQUESTS", type=int, default=0,
       help="stop recall users after exactly this many requests in total (0 = no limit)")
@@ -61,7 +62,7 @@ def add_arguments(parser: Any) -> None:
     a("--allow-empty-scope", env_var="MEMLOAD_ALLOW_EMPTY_SCOPE", action="store_true", default=False,
       help="run even when the preflight recall finds no memories in --scope (default: stop with an error)")
     a("--phases", env_var="MEMLOAD_PHASES", default="sequential", choices=("sequential", "concurrent"),
-      help="with request limits: run recall then write (the peer's cases) or both at once")
+      help="with request limits: run recall then write (the Aionis kit's cases) or both at once")
     a("--warmup", env_var="MEMLOAD_WARMUP", type=int, default=0,
       help="sequential recall_text warmup calls before the users start (excluded from all stats)")
     a("--arrival-rate", env_var="MEMLOAD_ARRIVAL_RATE", type=float, default=0.0,
@@ -71,7 +72,7 @@ def add_arguments(parser: Any) -> None:
     a("--arrival-drop-ms", env_var="MEMLOAD_ARRIVAL_DROP_MS", type=float, default=1000.0,
       help="open model: a slot still unsent this long after its intended start is dropped (never sent)")
     a("--run-tag", env_var="MEMLOAD_RUN_TAG", default="", help="tag in write texts/client ids (default: time+random)")
-    # Locust has its own free-form `--profile` ("group the testruns together"); the suite reads it as the peer's
+    # Locust has its own free-form `--profile` ("group the testruns together"); the suite reads it as the Aionis kit's
     # PERF_PROFILE (balanced | recall_slo | write_slo | worker_slo) and gives it the env twin MEMLOAD_PROFILE.
     parser.set_defaults(profile=os.environ.get("MEMLOAD_PROFILE") or None)
 
@@ -210,7 +211,7 @@ def _bool(value: Any) -> bool:
 
 
 def auth_headers(env: Any = None) -> tuple[dict[str, str], str]:
-    """Headers from PERF_API_KEY (else the first key of MEMORY_API_KEYS_JSON) and PERF_AUTH_BEARER, as the peer."""
+    """Headers from PERF_API_KEY (else MEMORY_API_KEYS_JSON's first key) and PERF_AUTH_BEARER, as the Aionis kit."""
     env = os.environ if env is None else env
     headers: dict[str, str] = {}
     key = env.get("PERF_API_KEY", "").strip()
@@ -230,7 +231,7 @@ def auth_headers(env: Any = None) -> tuple[dict[str, str], str]:
 
 
 def load_queries(query_set: str, scope: str, tenant_id: str) -> list[tuple[str, int]]:
-    """(text, expected_min_seeds) pairs of the query set, or the peer's constant query (no seed expectation)."""
+    """(text, expected_min_seeds) pairs of the query set, or the Aionis kit's constant query (no seed expectation)."""
     if not query_set:
         return [(FALLBACK_QUERY, 0)]
     path = Path(query_set)

@@ -436,7 +436,7 @@ class Suite:
 
     # --- warmup ---
     def _run_warmup(self, cfg: SuiteConfig) -> None:
-        """The peer's warmup: sequential recall_text calls, outside every statistic."""
+        """The Aionis kit's warmup: sequential recall_text calls, outside every statistic."""
         from geventhttpclient import HTTPClient
         from geventhttpclient.url import URL
 

@@ -1,9 +1,9 @@
 """Response validation: a 200 counts as a success only if its body is what the contract promises.
 
 `classify` turns (status, body, error) into a `Verdict`: its category (the benchmark's `errors` keys) and its
-`by_status` key (the HTTP status, `error:<Exception>` for transport errors as the peer, or `empty_recall` /
+`by_status` key (the HTTP status, `error:<Exception>` for transport errors as the Aionis kit, or `empty_recall` /
 `invalid_body` for a 200 that breaks the contract). A recall of a question with answers that returns fewer seeds
-than expected is `empty_recall`: the peer's kit counted those as (fast) successes.
+than expected is `empty_recall`: the Aionis kit counted those as (fast) successes.
 """
 
 from __future__ import annotations

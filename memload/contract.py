@@ -55,7 +55,7 @@ RECALL_FLAGS: Final = (
 )
 DEBUG_EMBEDDINGS_MAX_LIMIT: Final = 20
 
-# --- recall algorithm constants (contract §4) ---
+# --- recall algorithm constants ---
 ANN_OVERSAMPLE: Final = 5
 ANN_MAX_CANDIDATES: Final = 1000
 EDGE_TYPE_WEIGHT: Final = {"derived_from": 1.0, "part_of": 0.9, "related_to": 0.6}
@@ -78,7 +78,7 @@ E_NO_PROVIDER: Final = "no_embedding_provider"
 E_PRIVATE_RULE_OWNER: Final = "invalid_private_rule_owner"
 
 
-# memload's codes for client mistakes the peer answered with 500 (contract §1 "better than the peer on errors")
+# memload's codes for client mistakes an Aionis server answers with 500
 E_INVALID_JSON: Final = "invalid_json"
 E_UNSUPPORTED_MEDIA_TYPE: Final = "unsupported_media_type"
 E_PAYLOAD_TOO_LARGE: Final = "payload_too_large"
@@ -125,7 +125,7 @@ EMBED_ERR_DISABLED: Final = "auto_embed_disabled_or_no_provider"
 OUTBOX_EMBED_NODES: Final = "embed_nodes"
 OUTBOX_TOPIC_CLUSTER: Final = "topic_cluster"
 
-# --- recall stage 2 budgets (contract §4) ---
+# --- recall stage 2 budgets ---
 EDGE_FETCH_BUDGET_MAX: Final = 1000
 EDGE_FETCH_MULT: Final = 5
 HOP_BUDGET_MIN: Final = 50

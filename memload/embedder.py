@@ -1,4 +1,4 @@
-"""The peer's deterministic fake embedding provider (src/embeddings/fake.ts), shared by the API, worker and seeder.
+"""The Aionis server's deterministic fake embedding provider, shared by the API, worker and seeder.
 
 Seed = little-endian uint32 of sha256(text)[:4]; then mulberry32. mulberry32's state after step i is
 s0 + i*0x6D2B79F5 (mod 2^32), so all 1536 components can be computed at once with numpy: same digits as the
@@ -40,5 +40,5 @@ def fake_embed_many(texts: Sequence[str], dim: int = EMBEDDING_DIM) -> np.ndarra
 
 
 def fake_embed(text: str, dim: int = EMBEDDING_DIM) -> list[float]:
-    """Embed one text exactly as the peer does (a list of Python floats)."""
+    """Embed one text exactly as an Aionis server does (a list of Python floats)."""
     return fake_embed_many([text], dim)[0].tolist()

@@ -1,7 +1,7 @@
-"""Deterministic ids and hashes of the peer (stableUuid, fast-json-stable-stringify, commit hash chain).
+"""Deterministic ids and hashes of an Aionis server (stableUuid, fast-json-stable-stringify, commit hash chain).
 
 Retries are idempotent because ids and commit hashes depend only on content. Numbers are formatted the way
-JavaScript prints them (`1`, not `1.0`), so hashes computed here equal the peer's for the same input.
+JavaScript prints them (`1`, not `1.0`), so hashes computed here equal the Aionis server's for the same input.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def js_number(value: float | int) -> str:
 
 
 def js_vector_literal(values: Any) -> str:
-    """`[v1,v2,...]` with JavaScript number formatting: the peer's toVectorLiteral (hashed into recall audits)."""
+    """`[v1,v2,...]` with JavaScript number formatting: Aionis's toVectorLiteral (hashed into recall audits)."""
     values = list(values)
     if values and all(type(v) is float for v in values):
         # Fast path (recall_text hashes a 1536-d literal per cache miss): orjson writes the same shortest round-trip
@@ -96,7 +96,7 @@ def js_vector_literal(values: Any) -> str:
 def stable_stringify(value: Any) -> str:
     """fast-json-stable-stringify: sorted keys, no spaces, None-valued keys kept as null, undefined dropped.
 
-    Python has no `undefined`; callers drop absent keys before calling (mirrors the JS objects built by the peer).
+    Python has no `undefined`; callers drop absent keys before calling (mirrors the JS objects Aionis builds).
     """
     if value is None:
         return "null"
@@ -124,14 +124,14 @@ def commit_hash(
     model_version: str | None,
     prompt_version: str | None,
 ) -> str:
-    """The commit hash chain of contract §1: sha256 over the parent hash, the input and the diff."""
+    """The Aionis commit hash chain: sha256 over the parent hash, the input and the diff."""
     payload: dict[str, Any] = {
         "parentHash": parent_hash,
         "inputSha": input_sha256,
         "diffSha": sha256_hex(stable_stringify(diff)),
         "scope": scope_key,
         "actor": actor,
-        # The peer passes `parsed.model_version ?? null`, so absent versions hash as null (not dropped).
+        # An Aionis server passes `parsed.model_version ?? null`, so absent versions hash as null (not dropped).
         "model_version": model_version,
         "prompt_version": prompt_version,
     }
@@ -139,7 +139,7 @@ def commit_hash(
 
 
 def outbox_job_key(*, scope_key: str, commit_id: str, event_type: str, payload: Any) -> tuple[str, str]:
-    """(job_key, payload_sha256) of an outbox row, as the peer's write path computes them.
+    """(job_key, payload_sha256) of an outbox row, as the Aionis server's write path computes them.
 
     payload_sha256 = sha256(stableStringify(payload)); job_key = sha256(stableStringify({v:1, scope, commit_id,
     event_type, payloadSha})). The unique (scope, event_type, job_key) makes enqueueing idempotent across retries.

@@ -4,7 +4,7 @@ The synthetic run has the shape Locust 2.47.0 and the suite write: one history r
 the Aggregated row (3600 × 4 rows for an hour), stats/failures/exceptions CSVs, exact latencies with a CDF, the
 per-request records (`_requests.csv`, ≈62 req/s: ≈220,000 rows for an hour, with Server-Timing), a pacing CSV,
 seed/benchmark/adapt JSON, an EXPLAIN text, worker_baseline.json and manifest.json.
-Target (issue 6): report including plots in ≤ 3 s. Prints JSON (the timings) on stdout.
+Target: report including plots in ≤ 3 s. Prints JSON (the timings) on stdout.
 
     .venv/bin/python -m scripts.bench_report [--seconds 3600] [--repeat 3] [--keep DIR]
 """

@@ -9,7 +9,7 @@ with --quick) with distinct clustered vectors and the HNSW index ready, against 
   rates. The output says so.
 
 Runs in a scratch database created on the server (dropped afterwards), so it never touches anybody's scopes.
-Targets (issue 4): seed ≤ 150 s at 10^5, seed/floor ≤ 1.3, ann-check recall@10 ≥ 0.95.
+Targets: seed ≤ 150 s at 10^5, seed/floor ≤ 1.3, ann-check recall@10 ≥ 0.95.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Worker throughput benchmark (issue 3 "Performance"): drain a backlog of N `embed_nodes` nodes and print nodes/s.
+"""Worker throughput benchmark: drain a backlog of N `embed_nodes` nodes and print nodes/s.
 
     .venv/bin/python -m scripts.bench_worker --nodes 5000 --nodes-per-row 1 --nodes-per-row 20
 

@@ -61,14 +61,14 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "bench", help="the peer's perf benchmark (recall then write) on Locust, exact latencies, JSON to stdout",
+        "bench", help="the Aionis kit's perf benchmark (recall then write) on Locust, exact latencies, JSON to stdout",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_option(p, "--base-url", env="BASE_URL", default=None,
                help="server to load (loopback unless --allow-remote); default http://127.0.0.1:$PORT (3001)")
     add_option(p, "--scope", env="MEMLOAD_SCOPE", default="default", help="memory scope")
     add_option(p, "--tenant-id", env="MEMLOAD_TENANT_ID", default="default", help="tenant id")
     add_option(p, "--profile", env="PERF_PROFILE", default="balanced", choices=PROFILES,
-               help="the peer's profile: presets for the flags not given")
+               help="the Aionis kit's profile: presets for the flags not given")
     add_option(p, "--mode", env="BENCH_MODE", default=None, choices=("all", "recall", "write"),
                help="cases to run (all = recall then write) [profile default: all]")
     add_option(p, "--warmup", env="BENCH_WARMUP", default=None, type=bounded_int(0, 100_000),
@@ -100,10 +100,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_switch(p, "--embed-on-write", env="EMBED_ON_WRITE", default=False,
                help="auto_embed=true on writes [worker_slo: on]")
     add_option(p, "--adaptive", env="MEMLOAD_ADAPTIVE", default="on", choices=("on", "off"),
-               help="429-aware adaptive waits (AIMD, honours Retry-After); off = the peer's fixed pacing")
+               help="429-aware adaptive waits (AIMD, honours Retry-After); off = the Aionis kit's fixed pacing")
     add_option(p, "--query-set", env="MEMLOAD_QUERY_SET", default=None,
                help="query set JSON of the seeder; default MEMLOAD_HOME/query_sets/<scope key>.json if present, "
-                    "else the peer's constant query")
+                    "else the Aionis kit's constant query")
     add_option(p, "--recall-endpoint", env="MEMLOAD_RECALL_ENDPOINT", default="recall_text",
                choices=("recall_text", "recall", "mixed"), help="recall case endpoint(s)")
     add_option(p, "--recall-limit", env="MEMLOAD_RECALL_LIMIT", default=20, type=bounded_int(1, 200),
@@ -190,7 +190,7 @@ class Plan:
 
 
 def resolve_plan(args: argparse.Namespace) -> Plan:
-    """Flags > env twins > profile presets > the peer's defaults; every problem is a ConfigError naming the flag."""
+    """Flags > env twins > profile presets > the Aionis kit's defaults: a ConfigError names the flag of any problem."""
     from locustfiles.options import OptionError, load_queries
     from memload.contract import TENANT_ID_RE
     from memload.identity import scope_key
@@ -352,7 +352,7 @@ def _free_port() -> int:
 
 
 def build_result(plan: Plan, summary: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The peer's JSON (ok, base_url, params, quality, cases[]) with the suite's extensions."""
+    """The Aionis kit's JSON (ok, base_url, params, quality, cases[]) with the suite's extensions."""
     wanted = [c for c in CASE_ORDER if (c == "write" and plan.runs_write) or (c != "write" and plan.runs_recall)]
     if plan.runs_recall and plan.recall_endpoint != "mixed":
         wanted = [c for c in wanted if c == "write" or c == plan.recall_endpoint]
@@ -476,7 +476,7 @@ def server_error_gate(cases: list[dict[str, Any]], threshold: float) -> dict[str
 
 def slo_check(cases: list[dict[str, Any]], recall_p95: float | None, write_p95: float | None,
               max_error_rate: float | None) -> dict[str, Any]:
-    """The peer's report rule: pass = p95 strictly below the target AND failed/total <= the max error rate."""
+    """The Aionis kit's report rule: pass = p95 strictly below the target AND failed/total <= the max error rate."""
     breaches = []
     for c in cases:
         target = write_p95 if c["name"] == "write" else recall_p95

@@ -1,4 +1,4 @@
-"""`memload seed`, `memload purge`, `memload ann-check`: the seed document's step 3 (contract §6) and its quality check.
+"""`memload seed`, `memload purge`, `memload ann-check`: the seed document's step 3 and its quality check.
 
 Registration only declares flags; numpy, SQLAlchemy and the seeding package are imported inside the handlers.
 """
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_seed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "seed", help="seed a perf scope: T topics, E events, 2E edges, one commit (the peer's perf-seed), fast",
+        "seed", help="seed a perf scope: T topics, E events, 2E edges, one commit (the Aionis kit's perf-seed), fast",
         description="Seeds the perf dataset (T topics, E events, 2E edges, one commit) with distinct clustered "
                     "vectors (or one copied vector) in one transaction. The layout is read from the catalog: on "
                     "memload's partitioned schema a new or reset scope is loaded into standalone tables, indexed, "
@@ -78,7 +78,8 @@ def _register_seed(sub: argparse._SubParsersAction) -> None:
                help="random seed of ids and vectors (same seed + same scope state = same dataset); unset = random, "
                     "printed in the summary")
     add_option(p, "--vectors", env=e + "VECTORS", default="clustered", choices=("clustered", "copy"),
-               help="clustered: topic title embedding + noise per event; copy: the source vector everywhere (peer)")
+               help="clustered: topic title embedding + noise per event; copy: the source vector everywhere"
+                    " (the Aionis kit's dataset)")
     add_option(p, "--noise", env=e + "NOISE", default=0.5, type=bounded_float(0.0, 10.0),
                help="clustered noise, relative: E‖event − centroid‖ = noise·‖centroid‖")
     add_option(p, "--query-set-out", env=e + "QUERY_SET_OUT", default=None,

@@ -612,7 +612,7 @@ class Matrix:
             self.state.skipped.setdefault(stage, reason)
 
     def _benchmark(self, scale: int, scope: str) -> None:
-        """The peer's adaptive retry loop, then REPEAT−1 more runs at the settings it settled on.
+        """The Aionis kit's adaptive retry loop, then REPEAT−1 more runs at the settings it settled on.
 
         Each case runs BENCH_DURATION_S seconds after warm-up unless RECALL_REQUESTS / WRITE_REQUESTS give it a
         request count. With REPEAT=N > 1 the runs are `benchmark_<scale>_rep<k>.json` (CSV prefix

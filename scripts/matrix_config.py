@@ -24,7 +24,8 @@ from scripts.options import bounded_float, bounded_int
 
 PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
 
-# Profile defaults (contract §6 "Profile"); applied for real, unlike the peer.
+# Profile defaults (the Aionis kit's profiles), applied for real: the Aionis kit's matrix script sets pace and
+# retries before the profile, so its profile values never apply.
 PROFILE_DEFAULTS: dict[str, dict[str, str]] = {
     "balanced": {},
     "recall_slo": {
@@ -198,10 +199,10 @@ VARS: list[Var] = [
         "measures the drain (an external target's worker stage needs this or WORKER_COMMAND)"),
     Var("KEEP_RUNS", "2", _int(0, 10_000), "keep the scopes of the last N matrix runs, purge older ones "
         "(partition drop); 0 = keep all"),
-    Var("SEED_VECTORS", "clustered", _choice("clustered", "copy"), "seeded vectors (copy = the peer's dataset)"),
+    Var("SEED_VECTORS", "clustered", _choice("clustered", "copy"), "seeded vectors (copy = the Aionis kit's dataset)"),
     Var("SEED_RANDOM_SEED", "42", _int(0, 2**31 - 1), "seeder --seed"),
     Var("LOCAL_RATE_LIMIT_PROFILE", "benchmark", _choice("default", "benchmark"),
-        "local stack only: rate limits of the API it starts (benchmark = the peer's benchmark.env limits)"),
+        "local stack only: rate limits of the API it starts (benchmark = the Aionis kit's benchmark.env limits)"),
 ]
 
 @dataclass(frozen=True)

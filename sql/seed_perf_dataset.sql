@@ -1,10 +1,10 @@
--- Seed a larger dataset (in an isolated scope) for performance baselines: the peer's legacy SQL seed.
+-- Seed a larger dataset (in an isolated scope) for performance baselines: the Aionis kit's legacy SQL seed.
 --
 -- Usage (against the embedded server too: DATABASE_URL=$(memload db url)):
 --   psql "$DATABASE_URL" -v src_scope=default -v scope=perf -v n=50000 -f sql/seed_perf_dataset.sql
 --
 -- Writes N event nodes ('perf seed event #i', hot, READY, embedding_model 'perf:seed') into :scope, all carrying one
--- READY hot vector copied from :src_scope (every distance ties, as in the peer), plus one commit chained to the
+-- READY hot vector copied from :src_scope (every distance ties, as in the Aionis kit), plus one commit chained to the
 -- scope's newest commit. No topics, no edges. Variables are scope keys (for a non-default tenant pass
 -- 'tenant:<t>::scope:<s>'). `memload seed` is the fast, commit-tracked, clustered-vector path; this is the legacy one.
 --

@@ -113,7 +113,7 @@ def test_bench_fields_counts_and_artifacts(start_api, db_url: str, tmp_path: Pat
     assert data["artifacts"] == {"csv_prefix": "locust_t", "exact": "locust_t_exact.json",
                                  "pacing": "locust_t_pacing.csv", "requests": "locust_t_requests.csv",
                                  "summary": "locust_t_summary.json", "locust_log": "locust_t_locust.log"}
-    # the peer's cases are sequential: the first write started after the last recall answered
+    # the Aionis kit's cases are sequential: the first write started after the last recall answered
     summary = json.loads(Path(f"{prefix}_summary.json").read_text())
     assert summary["cases"]["write"]["first_start"] >= summary["cases"]["recall_text"]["last_end"]
     # every write was a new node: unique input_text / client_id per request

@@ -1,6 +1,6 @@
 """429-aware adaptive pacing against the reference API's tenant recall quota (token bucket 50/s, burst 50).
 
-Same concurrency and base pace twice: fixed pacing (the peer's) gets far more than 2 % 429s; adaptive pacing
+Same concurrency and base pace twice: fixed pacing (the Aionis kit's) gets far more than 2 % 429s; adaptive pacing
 keeps the 429 share <= 2 % and its successful throughput >= 80 % of the server's token rate, which the test
 measures from the fixed run: that run keeps the bucket empty, so its successes = burst + refill rate x wall time.
 (Per-second counts from the pacing CSV proved too jittery at bucket edges to be the yardstick.)

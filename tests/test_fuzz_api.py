@@ -1,4 +1,4 @@
-"""Fuzzing the three routes of a real API process (issue 8 item 1).
+"""Fuzzing the three routes of a real API process.
 
 Bodies are generated with hypothesis from the `/openapi.json` the server serves (mostly valid values, then one
 mutation: a dropped key, a value of the wrong type, an unknown key, a replaced root), plus arbitrary JSON, raw bytes

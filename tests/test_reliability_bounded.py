@@ -1,4 +1,4 @@
-"""The load generator is bounded and refuses bad runs before any traffic (issue 8 item 7).
+"""The load generator is bounded and refuses bad runs before any traffic.
 
 A counting stub server stands in for the API (it answers the contract's shapes and counts every request), so the
 tests can tell exactly how many requests a run sent: a misconfigured `memload bench` (zero users, negative rates,

@@ -1,4 +1,4 @@
-"""Destructive jobs touch exactly the scope they name (issue 8 item 6).
+"""Destructive jobs touch exactly the scope they name.
 
 A database holds a crowd of neighbours built to catch sloppy matching: seeded scopes with their own partitions and
 API-style scopes in the shared default partition, names that are LIKE wildcards of each other (`victim`, `victim_`,

@@ -1,4 +1,4 @@
-"""Faults during a load run (issue 8 item 3): the API killed and restarted, the database restarted, a worker killed
+"""Faults during a load run: the API killed and restarted, the database restarted, a worker killed
 mid-batch.
 
 Each test runs the suite's load through `memload bench` (open model, so a fault costs the requests scheduled during

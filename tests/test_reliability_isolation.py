@@ -1,4 +1,4 @@
-"""Tenant isolation under every auth mode (issue 8 item 5).
+"""Tenant isolation under every auth mode.
 
 Tenant B writes nodes, edges and a commit; then tenant A, in the same scope name, with the same client ids and
 even B's node ids, tries to read and overwrite them: recall by B's own vectors, writes reusing B's ids, an edge to

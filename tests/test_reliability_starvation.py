@@ -1,16 +1,16 @@
-"""Scope starvation (issue 8 item 4): another scope's vectors must not starve recall in a seeded scope.
+"""Scope starvation: another scope's vectors must not starve recall in a seeded scope.
 
-The peer's case, reproduced: scope A is seeded with 10^4 events (`memload seed`), then 600 varied nodes are written
-through the API into scope B, every one of them nearer to the benchmark queries than anything in A (B's vectors are
-the queries' embeddings plus independent noise; A's are clustered around A's topic titles). The queries — the peer's
-constant "memory graph perf" and two more — have answers in A in the only sense recall knows: A holds 10^4 ready
-vectors, so a recall in A must return seeds (`expected_min_seeds: 1` in the query set).
+The case seen on a shared-index server, reproduced: scope A is seeded with 10^4 events (`memload seed`), then 600
+varied nodes are written through the API into scope B, every one of them nearer to the benchmark queries than anything
+in A (B's vectors are the queries' embeddings plus independent noise; A's are clustered around A's topic titles). The
+queries — the Aionis kit's constant "memory graph perf" and two more — have answers in A in the only sense recall
+knows: A holds 10^4 ready vectors, so a recall in A must return seeds (`expected_min_seeds: 1` in the query set).
 
 * Ours: the seeder gave A partitions of its own, so A's stage 1 reads only A's HNSW index: recall stays non-empty
   and its p95 stays within 1.5x of before B existed (the plan is checked too: it never touches the default
   partition).
-* With RECALL_SCOPE_PATH=false (the API setting that simulates the peer's shared index: ANN over every scope first,
-  scope filter after), B's 600 vectors fill the candidate list and A gets no seeds; the suite's `empty_recall`
+* With RECALL_SCOPE_PATH=false (the API setting that simulates an Aionis server's shared index: ANN over every scope
+  first, scope filter after), B's 600 vectors fill the candidate list and A gets no seeds; the suite's `empty_recall`
   category counts every such request and `memload report` names ANN starvation.
 * Two scopes sharing the default partition (A2 and B, both written through the API): on the ANN index path (forced
   with PGOPTIONS, as the planner chooses it once the shared partition is large), hnsw.iterative_scan keeps A2's recall
@@ -124,8 +124,8 @@ def test_seeded_scope_is_not_starved_and_the_suite_detects_a_server_that_is(
         b_in_default = conn.execute("SELECT count(*) FROM memory_nodes_default WHERE scope = 'rel_b'").fetchone()[0]
     assert b_in_default == CROWD and "memory_nodes_default" not in plan and "Index Scan using" in plan
 
-    peer_like = start_api(database_url=url, recall_scope_path="false", **HIGH)
-    starved_doc = bench(peer_like.base_url, "rel_a", qs, tmp_path / "starved" / "locust")
+    shared_index = start_api(database_url=url, recall_scope_path="false", **HIGH)
+    starved_doc = bench(shared_index.base_url, "rel_a", qs, tmp_path / "starved" / "locust")
     starved = figures(starved_doc)
     assert starved["empty_recall"] == REQUESTS and starved["ok"] == 0, starved
     assert starved_doc["cases"][0]["by_status"] == {"empty_recall": REQUESTS}
@@ -137,8 +137,9 @@ def test_seeded_scope_is_not_starved_and_the_suite_detects_a_server_that_is(
            p95_after_ms=after["p95_ms"], ratio=round(after["p95_ms"] / before["p95_ms"], 2),
            rps_before=before["rps"], rps_after=after["rps"], empty_before=before["empty_recall"],
            empty_after=after["empty_recall"], remeasured=retried is not None,
-           peer_like_empty_recall=f"{starved['empty_recall']}/{starved['total']}", peer_like_p95_ms=starved["p95_ms"],
-           peer_like_rps=starved["rps"])
+           shared_index_empty_recall=f"{starved['empty_recall']}/{starved['total']}",
+           shared_index_p95_ms=starved["p95_ms"],
+           shared_index_rps=starved["rps"])
 
 
 @pytest.mark.slow

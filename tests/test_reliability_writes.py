@@ -1,4 +1,4 @@
-"""No acknowledged write is lost (issue 8 item 2): `memload bench --verify-writes` under a mixed load.
+"""No acknowledged write is lost: `memload bench --verify-writes` under a mixed load.
 
 A write bench (open model, 20 writes/s, auto_embed so each write also enqueues its outbox job) runs while a second
 bench sends recalls to the same scope. The tenant write quota is set a little below the offered rate, so some writes

@@ -84,7 +84,7 @@ EXPLAIN_SHORT = """\
 
 
 def nearest_rank(values: list[float], q: float) -> float:
-    """The peer's percentile: sorted[ceil(n·q) − 1]."""
+    """The Aionis kit's percentile: sorted[ceil(n·q) − 1]."""
     s = sorted(values)
     return s[max(0, math.ceil(len(s) * q) - 1)]
 

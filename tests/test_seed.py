@@ -197,7 +197,7 @@ def test_same_seed_same_dataset_other_seed_differs(src_url: str, tmp_path: Path)
     assert distinct[0] == 350
 
 
-def test_copy_mode_is_the_peer_dataset(src_url: str, tmp_path: Path) -> None:
+def test_copy_mode_is_the_aionis_kit_dataset(src_url: str, tmp_path: Path) -> None:
     out = seed(src_url, tmp_path, "tseed_peercopy", source=SRC, events=120, topics=3, vectors="copy", seed=1)
     src = np.asarray(fake_embed(SOURCE_TEXT), dtype=np.float32)
     with psycopg.connect(src_url) as conn:

@@ -1,4 +1,4 @@
-"""sql/seed_perf_dataset.sql (the peer's legacy psql seed) against the real server."""
+"""sql/seed_perf_dataset.sql (the Aionis kit's legacy psql seed) against the real server."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
--- memload schema: the Aionis v0.1.0 memory schema (contract §3), partitioned by scope.
+-- memload schema: the Aionis v0.1.0 memory schema, partitioned by scope.
 --
 -- Choice: memory_commits, memory_nodes, memory_edges and memory_outbox are PARTITION BY LIST (scope) with a DEFAULT
 -- partition. Small scopes written through the API live in the default partition; a perf scope gets partitions of its
 -- own (memload_partition_ensure_scope, or the seeder's load-then-attach path), so that
 --   * its HNSW index holds only its own vectors: recall in one scope is never starved by vectors of another scope
---     (the peer's shared index returned no seeds once another scope had a few hundred vectors);
+--     (the Aionis server's shared index returned no seeds once another scope had a few hundred vectors);
 --   * it can be bulk-loaded before its indexes exist, and purged by DROP in milliseconds.
 -- Keys include scope (a partitioned table's unique keys must), so edges reference nodes by (scope, id): an edge can
 -- never cross scopes.
@@ -92,10 +92,10 @@ CREATE INDEX memory_nodes_scope_embedding_status_idx ON memory_nodes (scope, emb
 CREATE UNIQUE INDEX memory_nodes_scope_client_id_uidx ON memory_nodes (scope, client_id) WHERE client_id IS NOT NULL;
 CREATE INDEX memory_nodes_scope_lane_owner_idx ON memory_nodes (scope, memory_lane, owner_agent_id, owner_team_id);
 
--- Vector indexes (HNSW, cosine, m=16, ef_construction=64, as the peer).
+-- Vector indexes (HNSW, cosine, m=16, ef_construction=64, as an Aionis server).
 -- The recall path uses the partial index of ready hot/warm vectors. The general index covers every other vector
 -- (cold/archive tiers, not-yet-ready rows with a vector), so no vector is indexed twice: an HNSW build is the slow
--- part of seeding, and the peer's overlapping pair of indexes doubled it for no query that needed both.
+-- part of seeding, and the Aionis server's overlapping pair of indexes doubled it for no query that needed both.
 CREATE INDEX memory_nodes_embedding_ready_hot_warm_hnsw_idx ON memory_nodes
   USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)
   WHERE embedding IS NOT NULL AND embedding_status = 'ready' AND tier IN ('hot', 'warm');
@@ -203,7 +203,7 @@ CREATE TABLE memory_recall_audit (
 CREATE INDEX memory_recall_audit_scope_created_idx ON memory_recall_audit (scope, created_at DESC);
 
 -- ---------------------------------------------------------------- per-scope partitions
--- Partition name of a scope in a table: <table>_p_<md5(scope)[:16]> (the peer's naming).
+-- Partition name of a scope in a table: <table>_p_<md5(scope)[:16]> (the Aionis server's naming).
 CREATE OR REPLACE FUNCTION memload_partition_name(tbl text, scope_key text) RETURNS text
   LANGUAGE sql IMMUTABLE AS $$ SELECT tbl || '_p_' || substr(md5(scope_key), 1, 16) $$;
 
