@@ -1,23 +1,36 @@
-"""429-aware adaptive pacing: one AIMD controller per endpoint class, shared by the users of a process.
+"""429-aware adaptive pacing: one rate controller per endpoint class, shared by the users of a process.
 
-Each user waits `pace_ms` before every request (the peer's per-worker pace). On a 429 the controller
-- honours `Retry-After`: every user of the class holds until it has passed, then they restart staggered by
-  pace/users so the refilled bucket is not hit by one synchronised burst;
-- increases the wait multiplicatively (once per Retry-After window, so the in-flight 429s of one episode count
-  once), to at least the wait that sends `HEADROOM` x the success rate the server granted. That rate is measured
-  between two 429 episodes: at both instants the server's token bucket was empty, so the successes in between
-  are exactly the tokens it produced, whatever its burst. (The first episode, with no earlier one, uses the
-  successes of the last second.)
-and on every run of `users` consecutive successes it decreases the wait additively, by a step of
-`STEP_FRACTION` x the wait set at the last episode, down to `--pace-ms`.
+The controller sets a send rate for the whole class, not a wait per user: every request takes the next slot of one
+shared schedule spaced `1 / rate` apart, so 1 or 16 users send the same number of requests per second and the rate
+does not depend on the server's latency (a limiter that holds requests before answering makes latency swing).
 
-With `adaptive=False` the wait stays at `--pace-ms` and Retry-After is ignored: the peer's fixed pacing.
-Pure Python, no gevent: callers sleep for the delays it returns, tests drive it with a fake clock.
+The rate follows an estimate of what the server grants, measured from successes, not from `Retry-After` (an
+integer number of seconds, far coarser than a token's refill time):
+- a 429 proves the server's token bucket was empty at that instant. Between two such instants every token the
+  bucket produced went to a request, so the successes in between divided by the time between them is the granted
+  rate, whatever the burst. Summed over the consecutive pairs of recent 429 episodes, the error of each end cancels
+  out and the estimate sharpens as the run goes on; a pair too far apart (the bucket may have overflowed) is left
+  out;
+- on a 429 episode (the first 429 after the previous hold ended; the in-flight ones count once) every user of the
+  class holds until `Retry-After` has passed, the rate drops to `HEADROOM` x the estimate, and after the hold a
+  short catch-up sends the tokens the bucket saved meanwhile (never more than the burst the start of the run showed);
+- a success far slower than the fast ones (the server held it until a token came: its bucket is empty) stops any
+  probing and brings the rate back to `HEADROOM` x the estimate, before a 429 happens;
+- after `QUIET_S` without either signal the rate creeps up by `PROBE_PER_S` x the estimate per second, so a
+  conservative estimate or a limit raised mid-run is found again.
+Before the first estimate the class sends as fast as its users can; the first episode sets a provisional rate (the
+successes of the last second) that the second episode corrects.
+
+`--pace-ms` is a floor on each user's own wait. With `adaptive=False` each user waits exactly `--pace-ms` and
+Retry-After is ignored: the Aionis kit's fixed pacing. `pace_ms` (timeline, summary) is the equivalent wait of one user:
+users / rate. Pure Python, no gevent: callers sleep for the delays it returns, tests drive it with a virtual clock.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,19 +42,29 @@ SAMPLE_EVERY_S = 0.1
 class PacingParams:
     """Tunables of the controller (see the module docstring); defaults chosen with a token-bucket simulation."""
 
-    factor: float = 1.5  # multiplicative increase of the wait on a 429 episode
-    headroom: float = 0.9  # target send rate as a share of the measured granted rate
-    step_fraction: float = 0.01  # additive decrease step, as a share of the wait set at the last episode
-    min_step_ms: float = 0.5
-    min_increase_ms: float = 1.0
-    max_pace_ms: float = 10_000.0
-    window_s: float = 1.0  # success-rate window before the first episode
-    min_marker_gap_s: float = 1.5  # shortest gap between two episodes that gives a rate estimate
+    headroom: float = 0.95  # target rate as a share of the granted-rate estimate
+    probe_per_s: float = 0.004  # rate increase per quiet second, as a share of the estimate
+    quiet_s: float = 5.0  # time without a signal before probing starts
+    catchup: float = 0.9  # share of the tokens saved during a hold that are sent after it
+    slow_min_ms: float = 20.0  # a success is "held by the server" when slower than the fast ones by this much ...
+    slow_factor: float = 3.0  # ... and by this multiple of the fast latency
+    max_pair_gap_s: float = 20.0  # two episodes further apart say nothing exact (the bucket may have overflowed)
+    horizon_s: float = 120.0  # episodes older than this are forgotten
+    window_s: float = 1.0  # success-rate window for the provisional rate of the first episode
+    min_rate: float = 0.1  # req/s: the slowest the class is ever paced
     default_retry_after_s: float = 1.0
 
 
+@dataclass
+class Turn:
+    """One user's reserved send slot (epoch s of the controller clock); a new hold or a lower rate voids it."""
+
+    slot: float
+    epoch: int
+
+
 class PacingController:
-    """AIMD wait of one endpoint class (`recall` or `write`) in one process."""
+    """Send rate of one endpoint class (`recall` or `write`) in one process."""
 
     def __init__(self, name: str, base_ms: float, adaptive: bool, params: PacingParams | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -50,22 +73,28 @@ class PacingController:
         self.adaptive = adaptive
         self.params = params or PacingParams()
         self.clock = clock
-        self.pace_ms = self.base_ms
         self.max_pace_ms = self.base_ms
         self.users = 0
         self.count_ok = 0
         self.count_429 = 0
+        self.count_slow = 0
         self.episodes = 0
         self.blocked_until = 0.0
-        self.estimated_rate: float | None = None
+        self.estimated_rate: float | None = None  # granted rate measured between 429 episodes (req/s)
+        self.burst_estimate: float | None = None
+        self._rate: float | None = None  # rate set at the last signal; None = as fast as the users go
+        self._quiet_since = 0.0
+        self._epoch = 0
+        self._next_slot = 0.0
+        self._credit = 0.0  # catch-up tokens still to send after a hold
         self._cooldown_until = 0.0
-        self._streak = 0
-        self._step_ms = self.params.min_step_ms
+        self._marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, count_ok) at each episode
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)  # (time, count_ok)
         self._next_sample = 0.0
-        self._marker: tuple[float, int] | None = None
-        self._latency_ms: float | None = None
+        self._first_send: float | None = None
+        self._fast: collections.deque[float] = collections.deque(maxlen=64)  # recent success latencies (ms)
         self._release_seq = 0
+        self._last_go = -math.inf  # slot of the last request sent
         # per-second counters for the pacing timeline
         self.tick_ok = 0
         self.tick_429 = 0
@@ -77,18 +106,79 @@ class PacingController:
     def unregister_user(self) -> None:
         self.users = max(0, self.users - 1)
 
-    # --- waits ---
+    # --- rate ---
+    def rate(self, now: float | None = None) -> float | None:
+        """Target send rate of the class (req/s) at `now`, probing included; None while unlimited."""
+        if not self.adaptive or self._rate is None:
+            return None
+        now = self.clock() if now is None else now
+        p = self.params
+        rate = self._rate
+        quiet = now - self._quiet_since - p.quiet_s
+        if quiet > 0:
+            rate += p.probe_per_s * max(self._rate, self.estimated_rate or 0.0) * quiet
+        return max(p.min_rate, rate)
+
+    @property
+    def pace_ms(self) -> float:
+        """Equivalent wait of one user before each request: users / rate, never below --pace-ms."""
+        rate = self.rate()
+        pace = self.base_ms if rate is None else max(self.base_ms, max(1, self.users) * 1000.0 / rate)
+        self.max_pace_ms = max(self.max_pace_ms, pace)
+        return pace
+
     @property
     def pace_s(self) -> float:
         return self.pace_ms / 1000.0
 
+    # --- waits ---
+    def reserve(self, now: float | None = None) -> Turn:
+        """The calling user's next send slot: after its own --pace-ms, on the class's shared schedule."""
+        now = self.clock() if now is None else now
+        if self._first_send is None:
+            self._first_send = now
+        base_s = self.base_ms / 1000.0
+        if not self.adaptive:
+            return Turn(now + base_s, self._epoch)
+        return Turn(self._take_slot(now, now + base_s), self._epoch)
+
+    def delay(self, turn: Turn, now: float | None = None) -> float:
+        """Seconds the user must still wait for its turn (<= 0: send now). A voided turn is re-reserved."""
+        now = self.clock() if now is None else now
+        if turn.epoch != self._epoch:
+            turn.slot, turn.epoch = self._take_slot(now, now), self._epoch
+        hold = turn.slot - now
+        if hold <= 0:
+            self._last_go = max(self._last_go, turn.slot)
+        return hold
+
+    def wait(self, sleep: Callable[[float], object]) -> None:
+        """Block the calling user (with `sleep`) until its turn."""
+        turn = self.reserve()
+        while (hold := self.delay(turn)) > 0:
+            sleep(hold)
+
+    def _take_slot(self, now: float, earliest: float) -> float:
+        slot = max(earliest, self._next_slot, self.blocked_until)
+        rate = self.rate(now)
+        if rate is None:
+            gap = 0.0
+        elif self._credit > 0 and slot >= self.blocked_until:  # catch-up after a hold: twice the rate
+            gap = 0.5 / rate
+            self._credit -= 0.5
+        else:
+            gap = 1.0 / rate
+        self._next_slot = slot + gap
+        return slot
+
     def release_delay(self, now: float | None = None) -> float:
-        """Seconds the calling user must still hold before sending (0 = go). Stagger users after a block."""
+        """Seconds the caller must still hold after a 429 (0 = go), staggered after the hold (open model)."""
         now = self.clock() if now is None else now
         if now >= self.blocked_until:
             return 0.0
         self._release_seq += 1
-        spacing = self.pace_s / max(1, self.users)
+        rate = self.rate(now)
+        spacing = 1.0 / rate if rate else self.base_ms / 1000.0 / max(1, self.users)
         return self.blocked_until + (self._release_seq - 1) * spacing - now
 
     # --- outcomes ---
@@ -98,15 +188,19 @@ class PacingController:
         self.tick_ok += 1
         if not self.adaptive:
             return
-        if now >= self._next_sample:  # a (time, successes) sample every 0.1 s, for the rate before an episode
+        if now >= self._next_sample:  # a (time, successes) sample every 0.1 s, for the provisional rate
             self._samples.append((now, self.count_ok - 1))
             self._next_sample = now + SAMPLE_EVERY_S
-        self._latency_ms = latency_ms if self._latency_ms is None else 0.9 * self._latency_ms + 0.1 * latency_ms
-        if self.pace_ms > self.base_ms:
-            self._streak += 1
-            if self._streak >= max(1, self.users):
-                self._streak = 0
-                self.pace_ms = max(self.base_ms, self.pace_ms - self._step_ms)
+        p = self.params
+        fast = min(self._fast) if self._fast else latency_ms
+        self._fast.append(latency_ms)
+        if latency_ms > fast + max(p.slow_min_ms, p.slow_factor * fast) and self.estimated_rate is not None:
+            self.count_slow += 1  # held by the server until a token came: its bucket is empty
+            rate = self.rate(now)
+            target = p.headroom * self.estimated_rate
+            if rate is not None and rate > target:
+                self._rate = target
+            self._quiet_since = now
 
     def on_429(self, retry_after_s: float | None, now: float | None = None) -> None:
         now = self.clock() if now is None else now
@@ -114,42 +208,53 @@ class PacingController:
         self.tick_429 += 1
         if not self.adaptive:
             return
-        p = self.params
-        self._streak = 0
-        retry = retry_after_s if retry_after_s and retry_after_s > 0 else p.default_retry_after_s
         if now < self._cooldown_until:  # another in-flight 429 of the same episode
             return
+        p = self.params
+        retry = retry_after_s if retry_after_s and retry_after_s > 0 else p.default_retry_after_s
         self.episodes += 1
-        rate = self._granted_rate(now)
-        self.estimated_rate = rate
-        target = self.pace_ms * p.factor
-        if rate > 0:
-            latency_s = (self._latency_ms or 0.0) / 1000.0
-            target = max(target, (max(1, self.users) / (p.headroom * rate) - latency_s) * 1000.0)
+        self._marks.append((now, self.count_ok))
+        while self._marks and self._marks[0][0] < now - p.horizon_s:
+            self._marks.popleft()
+        granted = self._granted_rate()
+        if granted is not None:
+            self.estimated_rate = granted
+            if self.burst_estimate is None and self._first_send is not None:
+                first_t, first_ok = self._marks[0] if len(self._marks) > 1 else (now, self.count_ok)
+                self.burst_estimate = max(1.0, first_ok - granted * (first_t - self._first_send))
+            self._rate = p.headroom * granted
+            saved = granted * retry
+            self._credit = p.catchup * min(saved, self.burst_estimate or saved)
         else:
-            target = max(target, retry * 1000.0)
-        self.pace_ms = min(p.max_pace_ms, max(target, self.pace_ms + p.min_increase_ms))
-        self.max_pace_ms = max(self.max_pace_ms, self.pace_ms)
-        self._step_ms = max(p.min_step_ms, self.pace_ms * p.step_fraction)
+            self._rate = max(p.min_rate, self._recent_rate(now))
+            self._credit = 0.0
+        self._quiet_since = now + retry
         self.blocked_until = max(self.blocked_until, now + retry)
         self._cooldown_until = self.blocked_until
+        self._next_slot = max(self.blocked_until, self._last_go + 1.0 / max(p.min_rate, self._rate))
+        self._epoch += 1
         self._release_seq = 0
+        _ = self.pace_ms  # keeps max_pace_ms
 
-    def _granted_rate(self, now: float) -> float:
-        """Successes/s the server granted: between the last two episodes if far enough apart, else last second."""
-        p = self.params
-        rate: float | None = None
-        if self._marker is not None and now - self._marker[0] >= p.min_marker_gap_s:
-            rate = (self.count_ok - self._marker[1]) / (now - self._marker[0])
-        self._marker = (now, self.count_ok)
-        if rate is None:
-            horizon, before = now - p.window_s, 0
-            for t, count in reversed(self._samples):
-                if t <= horizon:
-                    before = count
-                    break
-            rate = (self.count_ok - before) / p.window_s
-        return rate
+    def _granted_rate(self) -> float | None:
+        """Successes/s between consecutive episodes (bucket empty at both ends), summed over the recent pairs."""
+        tokens = span = 0.0
+        marks = list(self._marks)
+        for (t0, n0), (t1, n1) in itertools.pairwise(marks):
+            if t1 - t0 <= self.params.max_pair_gap_s:
+                tokens += n1 - n0
+                span += t1 - t0
+        if span <= 0:
+            return None
+        return tokens / span
+
+    def _recent_rate(self, now: float) -> float:
+        horizon, before = now - self.params.window_s, 0
+        for t, count in reversed(self._samples):
+            if t <= horizon:
+                before = count
+                break
+        return (self.count_ok - before) / self.params.window_s
 
     # --- reporting ---
     def take_tick(self) -> tuple[float, int, int]:
@@ -160,6 +265,7 @@ class PacingController:
 
     def snapshot(self, now: float | None = None) -> dict[str, float | int | str | None]:
         now = self.clock() if now is None else now
+        rate = self.rate(now)
         return {
             "endpoint_class": self.name,
             "adaptive": "on" if self.adaptive else "off",
@@ -170,13 +276,15 @@ class PacingController:
             "blocked_ms": round(max(0.0, self.blocked_until - now) * 1000.0, 1),
             "count_429": self.count_429,
             "count_ok": self.count_ok,
+            "count_slow": self.count_slow,
             "episodes": self.episodes,
             "estimated_rate": None if self.estimated_rate is None else round(self.estimated_rate, 3),
+            "target_rate": None if rate is None or not math.isfinite(rate) else round(rate, 3),
         }
 
 
 def parse_retry_after(value: str | None, body_retry_after_ms: object = None) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds, as the peer sends), else the body's `retry_after_ms`."""
+    """Seconds from a `Retry-After` header (delta-seconds, as Aionis sends), else the body's `retry_after_ms`."""
     if value:
         try:
             seconds = float(value.strip())
