@@ -35,32 +35,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SAMPLE_EVERY_S = 0.1
-
 
 @dataclass(frozen=True)
 class PacingParams:
     """Tunables of the controller (see the module docstring); defaults chosen with a token-bucket simulation."""
 
     headroom: float = 0.95  # target rate as a share of the granted-rate estimate
-    probe_per_s: float = 0.004  # rate increase per quiet second, as a share of the estimate
+    probe_per_s: float = 0.001  # least rate increase per quiet second, as a share of the estimate
+    probe_span_s: float = 10.0  # an estimate's relative uncertainty is probed away in this time
     quiet_s: float = 5.0  # time without a signal before probing starts
+    start_double_s: float = 2.0  # before the first estimate the rate doubles this often
+    raise_min_tokens: float = 5.0  # a held success raises the estimate only from this many tokens
     catchup: float = 0.9  # share of the tokens saved during a hold that are sent after it
     slow_min_ms: float = 20.0  # a success is "held by the server" when slower than the fast ones by this much ...
     slow_factor: float = 3.0  # ... and by this multiple of the fast latency
-    max_pair_gap_s: float = 20.0  # two episodes further apart say nothing exact (the bucket may have overflowed)
+    max_pair_gap_s: float = 30.0  # two episodes further apart say nothing exact (the bucket may have overflowed)
     horizon_s: float = 120.0  # episodes older than this are forgotten
     window_s: float = 1.0  # success-rate window for the provisional rate of the first episode
     min_rate: float = 0.1  # req/s: the slowest the class is ever paced
     default_retry_after_s: float = 1.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Turn:
-    """One user's reserved send slot (epoch s of the controller clock); a new hold or a lower rate voids it."""
+    """One user's wait for a send: not before `earliest` (its own --pace-ms), then the class's next slot."""
 
-    slot: float
-    epoch: int
+    earliest: float
 
 
 class PacingController:
@@ -84,15 +84,16 @@ class PacingController:
         self.burst_estimate: float | None = None
         self._rate: float | None = None  # rate set at the last signal; None = as fast as the users go
         self._quiet_since = 0.0
-        self._epoch = 0
         self._next_slot = 0.0
         self._credit = 0.0  # catch-up tokens still to send after a hold
         self._cooldown_until = 0.0
-        self._marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, count_ok) at each episode
-        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)  # (time, count_ok)
-        self._next_sample = 0.0
+        self._marks: collections.deque[float] = collections.deque()  # time of each episode's first 429
+        self._granted_at: collections.deque[float] = collections.deque()  # grant time of each recent success
+        self._tokens = 0.0  # successes behind the current estimate (its precision: +-1 token at each end) ...
+        self._span = 0.0  # ... and the time they span
         self._first_send: float | None = None
         self._fast: collections.deque[float] = collections.deque(maxlen=64)  # recent success latencies (ms)
+        self._burst_ok, self._burst_span = 0, 0.0
         self._release_seq = 0
         self._last_go = -math.inf  # slot of the last request sent
         # per-second counters for the pacing timeline
@@ -114,10 +115,20 @@ class PacingController:
         now = self.clock() if now is None else now
         p = self.params
         rate = self._rate
+        if self.estimated_rate is None:  # nothing measured yet: double every `start_double_s` after the hold
+            quiet = now - self._quiet_since
+            if quiet > 0:
+                rate *= 2.0 ** min(30.0, quiet / p.start_double_s)
+            return max(p.min_rate, rate)
         quiet = now - self._quiet_since - p.quiet_s
         if quiet > 0:
-            rate += p.probe_per_s * max(self._rate, self.estimated_rate or 0.0) * quiet
+            rate += self._probe_per_s() * max(self._rate, self.estimated_rate) * quiet
         return max(p.min_rate, rate)
+
+    def _probe_per_s(self) -> float:
+        """Probe slope: fast while the estimate rests on few tokens (+-1 token at each end), slow once it is sharp."""
+        p = self.params
+        return max(p.probe_per_s, 1.0 / max(1.0, self._tokens) / p.probe_span_s)
 
     @property
     def pace_ms(self) -> float:
@@ -133,43 +144,41 @@ class PacingController:
 
     # --- waits ---
     def reserve(self, now: float | None = None) -> Turn:
-        """The calling user's next send slot: after its own --pace-ms, on the class's shared schedule."""
+        """Start a user's wait: its own --pace-ms first, then (adaptive) the next free slot of the class."""
         now = self.clock() if now is None else now
         if self._first_send is None:
             self._first_send = now
-        base_s = self.base_ms / 1000.0
-        if not self.adaptive:
-            return Turn(now + base_s, self._epoch)
-        return Turn(self._take_slot(now, now + base_s), self._epoch)
+        return Turn(now + self.base_ms / 1000.0)
 
     def delay(self, turn: Turn, now: float | None = None) -> float:
-        """Seconds the user must still wait for its turn (<= 0: send now). A voided turn is re-reserved."""
+        """Seconds the user must still wait (0: send now, its slot is taken). Users waiting for the same slot
+        all wake at it, one takes it, the others wait for the next: no slot is handed out ahead of time, so a
+        rate change or a hold applies at once to every waiting user."""
         now = self.clock() if now is None else now
-        if turn.epoch != self._epoch:
-            turn.slot, turn.epoch = self._take_slot(now, now), self._epoch
-        hold = turn.slot - now
-        if hold <= 0:
-            self._last_go = max(self._last_go, turn.slot)
-        return hold
+        if now < turn.earliest:
+            return turn.earliest - now
+        if not self.adaptive:
+            return 0.0
+        due = max(self._next_slot, self.blocked_until)
+        if now < due:
+            return due - now
+        rate = self.rate(now)
+        if rate is None:
+            gap = 0.0
+        elif self._credit > 0:  # catch-up after a hold: twice the rate
+            gap = 0.5 / rate
+            self._credit -= 0.5
+        else:
+            gap = 1.0 / rate
+        self._next_slot = (due if now - due < gap else now) + gap  # keep the cadence through small wake-up lags
+        self._last_go = now
+        return 0.0
 
     def wait(self, sleep: Callable[[float], object]) -> None:
         """Block the calling user (with `sleep`) until its turn."""
         turn = self.reserve()
         while (hold := self.delay(turn)) > 0:
             sleep(hold)
-
-    def _take_slot(self, now: float, earliest: float) -> float:
-        slot = max(earliest, self._next_slot, self.blocked_until)
-        rate = self.rate(now)
-        if rate is None:
-            gap = 0.0
-        elif self._credit > 0 and slot >= self.blocked_until:  # catch-up after a hold: twice the rate
-            gap = 0.5 / rate
-            self._credit -= 0.5
-        else:
-            gap = 1.0 / rate
-        self._next_slot = slot + gap
-        return slot
 
     def release_delay(self, now: float | None = None) -> float:
         """Seconds the caller must still hold after a 429 (0 = go), staggered after the hold (open model)."""
@@ -188,19 +197,32 @@ class PacingController:
         self.tick_ok += 1
         if not self.adaptive:
             return
-        if now >= self._next_sample:  # a (time, successes) sample every 0.1 s, for the provisional rate
-            self._samples.append((now, self.count_ok - 1))
-            self._next_sample = now + SAMPLE_EVERY_S
         p = self.params
         fast = min(self._fast) if self._fast else latency_ms
         self._fast.append(latency_ms)
-        if latency_ms > fast + max(p.slow_min_ms, p.slow_factor * fast) and self.estimated_rate is not None:
-            self.count_slow += 1  # held by the server until a token came: its bucket is empty
-            rate = self.rate(now)
-            target = p.headroom * self.estimated_rate
-            if rate is not None and rate > target:
-                self._rate = target
-            self._quiet_since = now
+        # when the server granted it: the answer minus the usual work (a held request got its token late)
+        self._granted_at.append(now - min(latency_ms, fast) / 1000.0)
+        while self._granted_at and self._granted_at[0] < now - p.horizon_s:
+            self._granted_at.popleft()
+        if latency_ms > fast + max(p.slow_min_ms, p.slow_factor * fast) and self._rate is not None:
+            self._on_slow(now)
+
+    def _on_slow(self, now: float) -> None:
+        """A success the server held until a token came: its bucket is (very likely) empty now. The successes since
+        the last 429 episode may then show a higher granted rate than the estimate (never a lower one: a
+        false alarm only undercounts), and the rate stops probing."""
+        p = self.params
+        self.count_slow += 1
+        if self.estimated_rate is not None and self._marks:
+            tokens = self._tokens + self._granted_between(self._marks[-1], now)
+            span = self._span + now - self._marks[-1]
+            if tokens >= p.raise_min_tokens and tokens / span > self.estimated_rate:
+                self.estimated_rate = tokens / span
+        rate = self.rate(now)
+        target = rate if self.estimated_rate is None else p.headroom * self.estimated_rate
+        if rate is not None and (rate > target or self.estimated_rate is None):
+            self._rate = target
+        self._quiet_since = now
 
     def on_429(self, retry_after_s: float | None, now: float | None = None) -> None:
         now = self.clock() if now is None else now
@@ -213,48 +235,48 @@ class PacingController:
         p = self.params
         retry = retry_after_s if retry_after_s and retry_after_s > 0 else p.default_retry_after_s
         self.episodes += 1
-        self._marks.append((now, self.count_ok))
-        while self._marks and self._marks[0][0] < now - p.horizon_s:
+        if self.burst_estimate is None and self._first_send is not None:
+            self._burst_ok = self._granted_between(-math.inf, now)  # the burst plus what refilled until now
+            self._burst_span = now - self._first_send
+        self._marks.append(now)
+        while self._marks and self._marks[0] < now - p.horizon_s:
             self._marks.popleft()
         granted = self._granted_rate()
         if granted is not None:
             self.estimated_rate = granted
-            if self.burst_estimate is None and self._first_send is not None:
-                first_t, first_ok = self._marks[0] if len(self._marks) > 1 else (now, self.count_ok)
-                self.burst_estimate = max(1.0, first_ok - granted * (first_t - self._first_send))
+            if self.burst_estimate is None:
+                self.burst_estimate = max(1.0, self._burst_ok - granted * self._burst_span)
             self._rate = p.headroom * granted
             saved = granted * retry
-            self._credit = p.catchup * min(saved, self.burst_estimate or saved)
-        else:
-            self._rate = max(p.min_rate, self._recent_rate(now))
+            recent = len(self._marks) > 1 and now - self._marks[-2] < 2 * p.quiet_s  # the catch-up did not fit
+            self._credit = 0.0 if recent else p.catchup * min(saved, self.burst_estimate)
+        else:  # first episode: the successes of the last second (burst included) until the second one says more
+            self._rate = max(p.min_rate, 1.0 / retry, self._granted_between(now - p.window_s, now) / p.window_s)
             self._credit = 0.0
         self._quiet_since = now + retry
         self.blocked_until = max(self.blocked_until, now + retry)
         self._cooldown_until = self.blocked_until
         self._next_slot = max(self.blocked_until, self._last_go + 1.0 / max(p.min_rate, self._rate))
-        self._epoch += 1
         self._release_seq = 0
         _ = self.pace_ms  # keeps max_pace_ms
 
     def _granted_rate(self) -> float | None:
-        """Successes/s between consecutive episodes (bucket empty at both ends), summed over the recent pairs."""
+        """Successes/s between consecutive episodes (bucket empty at both ends), summed over the recent pairs.
+
+        A success counts in the pair it was granted in (its answer time less the usual server work), so a request
+        the server held across an episode counts after it."""
         tokens = span = 0.0
-        marks = list(self._marks)
-        for (t0, n0), (t1, n1) in itertools.pairwise(marks):
+        for t0, t1 in itertools.pairwise(self._marks):
             if t1 - t0 <= self.params.max_pair_gap_s:
-                tokens += n1 - n0
+                tokens += self._granted_between(t0, t1)
                 span += t1 - t0
         if span <= 0:
             return None
+        self._tokens, self._span = tokens, span
         return tokens / span
 
-    def _recent_rate(self, now: float) -> float:
-        horizon, before = now - self.params.window_s, 0
-        for t, count in reversed(self._samples):
-            if t <= horizon:
-                before = count
-                break
-        return (self.count_ok - before) / self.params.window_s
+    def _granted_between(self, t0: float, t1: float) -> int:
+        return sum(1 for t in self._granted_at if t0 <= t < t1)
 
     # --- reporting ---
     def take_tick(self) -> tuple[float, int, int]:

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from locustfiles.pacing import PacingController
 from tests.support.limiter_server import TokenBucket, retry_after_header
 
-ONE_WAY_S = 0.0005  # network, each way
-SERVICE_S = 0.002  # server work of a granted request
+ONE_WAY_S = 0.0005  # network, each way (a granted request also takes service_ms x U(0.5, 1.5) of server work)
 
 
 @dataclass
@@ -67,11 +66,12 @@ class SimRun:
 
 
 def simulate(rate: float, users: int, per: str = "client", *, burst: float | None = None, max_wait_ms: float = 600.0,
-             duration_s: float = 90.0, base_ms: float = 0.0, seed: int = 1,
+             duration_s: float = 90.0, base_ms: float = 0.0, service_ms: float = 2.0, seed: int = 1,
              controller: Callable[[str, Callable[[], float]], PacingController] | None = None) -> SimRun:
     """Run `users` simulated users for `duration_s` virtual seconds against a bucket (rate, burst = 2 x rate)."""
     bucket = TokenBucket(rate, 2 * rate if burst is None else burst)
     max_wait_s = max_wait_ms / 1000.0
+    service_s = service_ms / 1000.0
     rng = random.Random(seed)
     now = 0.0
     seq = itertools.count()
@@ -104,7 +104,7 @@ def simulate(rate: float, users: int, per: str = "client", *, burst: float | Non
     def arrive(ctl: PacingController, sent: float) -> None:
         ok, retry_ms = bucket.take(now)
         if ok:
-            answer(ctl, sent, 200, None, now + SERVICE_S * (0.5 + rng.random()))
+            answer(ctl, sent, 200, None, now + service_s * (0.5 + rng.random()))
         elif max_wait_s > 0:
             at(now + min(max_wait_s, retry_ms / 1000.0), lambda: recheck(ctl, sent))
         else:
@@ -113,7 +113,7 @@ def simulate(rate: float, users: int, per: str = "client", *, burst: float | Non
     def recheck(ctl: PacingController, sent: float) -> None:
         ok, retry_ms = bucket.take(now)
         if ok:
-            answer(ctl, sent, 200, None, now + SERVICE_S * (0.5 + rng.random()))
+            answer(ctl, sent, 200, None, now + service_s * (0.5 + rng.random()))
         else:
             answer(ctl, sent, 429, retry_after_header(retry_ms), now)
 
