@@ -41,8 +41,8 @@ class PacingParams:
     """Tunables of the controller (see the module docstring); defaults chosen with a token-bucket simulation."""
 
     headroom: float = 0.95  # target rate as a share of the granted-rate estimate
-    probe_per_s: float = 0.001  # least rate increase per quiet second, as a share of the estimate
-    probe_span_s: float = 10.0  # an estimate's relative uncertainty is probed away in this time
+    probe_span_s: float = 10.0  # the estimate's uncertainty is probed in this time ...
+    probe_per_s: float = 0.001  # ... then the rate creeps up by this share of the estimate per second
     quiet_s: float = 5.0  # time without a signal before probing starts
     start_double_s: float = 2.0  # before the first estimate the rate doubles this often
     raise_min_tokens: float = 5.0  # a held success raises the estimate only from this many tokens
@@ -75,6 +75,7 @@ class PacingController:
         self.clock = clock
         self.max_pace_ms = self.base_ms
         self.users = 0
+        self._peak_users = 0
         self.count_ok = 0
         self.count_429 = 0
         self.count_slow = 0
@@ -103,6 +104,7 @@ class PacingController:
     # --- users ---
     def register_user(self) -> None:
         self.users += 1
+        self._peak_users = max(self._peak_users, self.users)
 
     def unregister_user(self) -> None:
         self.users = max(0, self.users - 1)
@@ -122,19 +124,23 @@ class PacingController:
             return max(p.min_rate, rate)
         quiet = now - self._quiet_since - p.quiet_s
         if quiet > 0:
-            rate += self._probe_per_s() * max(self._rate, self.estimated_rate) * quiet
+            # quickly up to the top of the estimate's uncertainty (+-1 token at each end), slowly beyond it
+            est = self.estimated_rate
+            u = 1.0 / max(1.0, self._tokens)
+            fast_to = max(rate, est * (1.0 + u))
+            fast_for = (fast_to - rate) / (est * u / p.probe_span_s)
+            if quiet <= fast_for:
+                rate += est * u / p.probe_span_s * quiet
+            else:
+                rate = fast_to + est * p.probe_per_s * (quiet - fast_for)
         return max(p.min_rate, rate)
-
-    def _probe_per_s(self) -> float:
-        """Probe slope: fast while the estimate rests on few tokens (+-1 token at each end), slow once it is sharp."""
-        p = self.params
-        return max(p.probe_per_s, 1.0 / max(1.0, self._tokens) / p.probe_span_s)
 
     @property
     def pace_ms(self) -> float:
         """Equivalent wait of one user before each request: users / rate, never below --pace-ms."""
         rate = self.rate()
-        pace = self.base_ms if rate is None else max(self.base_ms, max(1, self.users) * 1000.0 / rate)
+        users = self.users or self._peak_users or 1  # after the run: the users it had
+        pace = self.base_ms if rate is None else max(self.base_ms, users * 1000.0 / rate)
         self.max_pace_ms = max(self.max_pace_ms, pace)
         return pace
 
@@ -198,6 +204,8 @@ class PacingController:
         if not self.adaptive:
             return
         p = self.params
+        if self._first_send is None:
+            self._first_send = now - latency_ms / 1000.0
         fast = min(self._fast) if self._fast else latency_ms
         self._fast.append(latency_ms)
         # when the server granted it: the answer minus the usual work (a held request got its token late)
@@ -235,9 +243,9 @@ class PacingController:
         p = self.params
         retry = retry_after_s if retry_after_s and retry_after_s > 0 else p.default_retry_after_s
         self.episodes += 1
-        if self.burst_estimate is None and self._first_send is not None:
-            self._burst_ok = self._granted_between(-math.inf, now)  # the burst plus what refilled until now
-            self._burst_span = now - self._first_send
+        if self.episodes == 1:  # the burst plus what refilled until the bucket first ran dry
+            self._burst_ok = self._granted_between(-math.inf, now)
+            self._burst_span = now - (self._first_send if self._first_send is not None else now)
         self._marks.append(now)
         while self._marks and self._marks[0] < now - p.horizon_s:
             self._marks.popleft()

@@ -8,7 +8,8 @@ checked once more; if it still finds no token it is answered 429 with an integer
 load generator shares it), per-tenant mode by the body's `tenant_id` (every client of the tenant shares it).
 
 The server answers `POST /v1/memory/recall_text` and `/v1/memory/recall` with a small contract-shaped body (one
-seed) and `GET /health`; `GET /_limiter` returns its own counters (granted, 429, held) so tests judge a run by what
+seed) and `GET /health`; `GET /_limiter` returns its own counters (granted, 429, held, and when each
+grant and 429 happened, in seconds since the first request) so tests judge a run by what
 the server saw, not by wall-clock rates. Stdlib only, threaded, loopback only.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,11 +65,13 @@ class LimiterStats:
     rejected: int = 0
     held: int = 0  # requests the limiter held before answering (granted late or 429)
     first_t: float | None = None
-    grants: list[float] = field(default_factory=list)  # monotonic time of each grant
+    grants: list[float] = field(default_factory=list)  # monotonic time of each grant ...
+    rejections: list[float] = field(default_factory=list)  # ... and of each 429
 
     def as_dict(self) -> dict[str, object]:
         return {"granted": self.granted, "rejected_429": self.rejected, "held": self.held,
-                "grant_times": [round(t - (self.first_t or 0.0), 4) for t in self.grants]}
+                "grant_times": [round(t - (self.first_t or 0.0), 4) for t in self.grants],
+                "reject_times": [round(t - (self.first_t or 0.0), 4) for t in self.rejections]}
 
 
 class LimiterState:
@@ -104,12 +108,17 @@ class LimiterState:
                 self.stats.grants.append(now)
             else:
                 self.stats.rejected += 1
+                self.stats.rejections.append(now)
         return ok, retry_ms
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: LimiterServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, *_: object) -> None:  # quiet
         return
@@ -120,8 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        self._headers_buffer.append(b"\r\n" + body)  # headers and body in one write: no Nagle/delayed-ACK stall
+        self.flush_headers()
 
     def do_GET(self) -> None:
         if self.path == "/health":
