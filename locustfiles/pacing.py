@@ -41,7 +41,7 @@ class PacingParams:
     """Tunables of the controller (see the module docstring); defaults chosen with a token-bucket simulation."""
 
     headroom: float = 0.95  # target rate as a share of the granted-rate estimate
-    probe_span_s: float = 10.0  # the estimate's uncertainty is probed in this time ...
+    probe_span_s: float = 20.0  # the estimate's uncertainty is probed in this time ...
     probe_per_s: float = 0.001  # ... then the rate creeps up by this share of the estimate per second
     quiet_s: float = 5.0  # time without a signal before probing starts
     start_double_s: float = 2.0  # before the first estimate the rate doubles this often
