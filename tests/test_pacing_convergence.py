@@ -187,13 +187,13 @@ def test_timeline_tick_and_snapshot() -> None:
 # --- the real suite against the fixture server ---------------------------------------------------------------------
 
 def test_suite_against_the_limiter_fixture(tmp_path: Path) -> None:
-    """4 users, per-client limit 10/s (burst 20, 600 ms hold), 20 s of the real suite. Judged by the server's own
-    counters after the first 5 s: at most 2 % (min. 1) of requests answered 429, and at least 75 % of the limit
+    """4 users, per-client limit 10/s (burst 20, 600 ms hold), 25 s of the real suite. Judged by the server's own
+    counters after the first 10 s: at most 2 % (min. 1) of requests answered 429, and at least 75 % of the limit
     granted (the suite only has to send 10 req/s; a busy machine slows it far less than that)."""
     rate = 10.0
-    run = run_suite(rate, 4, "client", 20.0, tmp_path)
+    run = run_suite(rate, 4, "client", 25.0, tmp_path)
     assert run.returncode in (0, 1), run.log  # 1: Locust's exit code when any request failed (the 429s)
-    achieved, _share, ok, n429 = run.after(5.0)
+    achieved, _share, ok, n429 = run.after(10.0)
     total = run.stats["granted"] + run.stats["rejected_429"]
     assert total > 0 and run.stats["granted"] <= 2 * rate + rate * (run.end_s + 0.1), run.stats
     assert n429 <= max(1, 0.02 * (ok + n429)), (ok, n429, run.log)
