@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,8 +68,13 @@ class SimRun:
 
 def simulate(rate: float, users: int, per: str = "client", *, burst: float | None = None, max_wait_ms: float = 600.0,
              duration_s: float = 90.0, base_ms: float = 0.0, service_ms: float = 2.0, seed: int = 1,
+             hold: str = "recheck",
              controller: Callable[[str, Callable[[], float]], PacingController] | None = None) -> SimRun:
-    """Run `users` simulated users for `duration_s` virtual seconds against a bucket (rate, burst = 2 x rate)."""
+    """Run `users` simulated users for `duration_s` virtual seconds against a bucket (rate, burst = 2 x rate).
+
+    `hold="recheck"`: the fixture's rule (hold until the next token, at most max-wait, check once more).
+    `hold="queue"`: a request that would get a token within max-wait waits for it in line (tokens reserved in
+    arrival order); one that would not is answered 429 after max-wait."""
     bucket = TokenBucket(rate, 2 * rate if burst is None else burst)
     max_wait_s = max_wait_ms / 1000.0
     service_s = service_ms / 1000.0
@@ -102,6 +108,9 @@ def simulate(rate: float, users: int, per: str = "client", *, burst: float | Non
         wake()
 
     def arrive(ctl: PacingController, sent: float) -> None:
+        if hold == "queue":
+            queue(ctl, sent)
+            return
         ok, retry_ms = bucket.take(now)
         if ok:
             answer(ctl, sent, 200, None, now + service_s * (0.5 + rng.random()))
@@ -109,6 +118,18 @@ def simulate(rate: float, users: int, per: str = "client", *, burst: float | Non
             at(now + min(max_wait_s, retry_ms / 1000.0), lambda: recheck(ctl, sent))
         else:
             answer(ctl, sent, 429, retry_after_header(retry_ms), now)
+
+    def queue(ctl: PacingController, sent: float) -> None:
+        if bucket.last is None:  # full at start
+            bucket.tokens, bucket.last = bucket.burst, now
+        bucket.tokens = min(bucket.burst, bucket.tokens + (now - bucket.last) * bucket.rate)
+        bucket.last = now
+        wait = max(0.0, (1.0 - bucket.tokens) / bucket.rate)
+        if wait <= max_wait_s:
+            bucket.tokens -= 1.0  # reserved: the bucket goes into debt until the token is made
+            answer(ctl, sent, 200, None, now + wait + service_s * (0.5 + rng.random()))
+        else:
+            answer(ctl, sent, 429, retry_after_header(math.ceil(wait * 1000.0)), now + max_wait_s)
 
     def recheck(ctl: PacingController, sent: float) -> None:
         ok, retry_ms = bucket.take(now)
