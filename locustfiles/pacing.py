@@ -1,29 +1,36 @@
 """429-aware adaptive pacing: one rate controller per endpoint class, shared by the users of a process.
 
-The controller sets a send rate for the whole class, not a wait per user: every request takes the next slot of one
-shared schedule spaced `1 / rate` apart, so 1 or 16 users send the same number of requests per second and the rate
-does not depend on the server's latency (a limiter that holds requests before answering makes latency swing).
+The controller sets a send rate for the whole class, not a wait per user: users waiting to send all wake at the
+class's next slot, one takes it, the next slot comes `1 / rate` later. So 1 or 16 users send the same number of
+requests per second, 16 users never back off 16 times for one limit, and the rate does not depend on the server's
+latency (a limiter that holds requests before answering makes latency swing). No slot is handed out ahead of time:
+a new rate or a hold applies at once to every waiting user.
 
 The rate follows an estimate of what the server grants, measured from successes, not from `Retry-After` (an
 integer number of seconds, far coarser than a token's refill time):
 - a 429 proves the server's token bucket was empty at that instant. Between two such instants every token the
-  bucket produced went to a request, so the successes in between divided by the time between them is the granted
-  rate, whatever the burst. Summed over the consecutive pairs of recent 429 episodes, the error of each end cancels
-  out and the estimate sharpens as the run goes on; a pair too far apart (the bucket may have overflowed) is left
-  out;
+  bucket produced went to a success, so the successes granted in between (counted at their grant time: the answer
+  less the usual server work) divided by the time between them is the granted rate, whatever the burst. Summed
+  over consecutive pairs of recent 429 episodes, the +-1 token error at each end does not add up and the estimate
+  sharpens as the run goes on; a pair too far apart (the bucket may have overflowed) is left out;
 - on a 429 episode (the first 429 after the previous hold ended; the in-flight ones count once) every user of the
-  class holds until `Retry-After` has passed, the rate drops to `HEADROOM` x the estimate, and after the hold a
-  short catch-up sends the tokens the bucket saved meanwhile (never more than the burst the start of the run showed);
-- a success far slower than the fast ones (the server held it until a token came: its bucket is empty) stops any
-  probing and brings the rate back to `HEADROOM` x the estimate, before a 429 happens;
-- after `QUIET_S` without either signal the rate creeps up by `PROBE_PER_S` x the estimate per second, so a
-  conservative estimate or a limit raised mid-run is found again.
-Before the first estimate the class sends as fast as its users can; the first episode sets a provisional rate (the
-successes of the last second) that the second episode corrects.
+  class holds until `Retry-After` has passed, the rate drops to `headroom` x the estimate, and after the hold a
+  short catch-up at twice the rate sends the tokens the bucket saved meanwhile (never more than the burst the start
+  of the run showed; none when the previous episode was recent);
+- a success far slower than the fast ones (the server held it until a token came: its bucket is empty now) stops
+  any probing and brings the rate back to `headroom` x the estimate before a 429 happens; the successes since the
+  last episode may also raise the estimate (a false alarm can only undercount, so it never lowers it);
+- after `quiet_s` without either signal the rate climbs through the estimate's uncertainty (+-1 token over the
+  tokens behind it) in `probe_span_s`, then creeps up by `probe_per_s` of the estimate per second, so a low
+  estimate or a limit raised mid-run is found again.
+Before the first 429 the class sends as fast as its users can; the first episode sets a provisional rate (the
+successes of the last second, at least 1 / Retry-After) that doubles every `start_double_s` until a second episode
+gives an estimate.
 
 `--pace-ms` is a floor on each user's own wait. With `adaptive=False` each user waits exactly `--pace-ms` and
-Retry-After is ignored: the Aionis kit's fixed pacing. `pace_ms` (timeline, summary) is the equivalent wait of one user:
-users / rate. Pure Python, no gevent: callers sleep for the delays it returns, tests drive it with a virtual clock.
+Retry-After is ignored: the Aionis kit's fixed pacing. `pace_ms` (timeline, summary) is the equivalent wait of one
+user: users / rate. Pure Python, no gevent: callers sleep for the delays it returns (`wait(sleep)`), tests drive it
+with a virtual clock.
 """
 
 from __future__ import annotations
