@@ -54,8 +54,8 @@ class PacingParams:
     start_double_s: float = 2.0  # before the first estimate the rate doubles this often
     raise_min_tokens: float = 5.0  # a held success raises the estimate only from this many tokens
     catchup: float = 0.9  # share of the tokens saved during a hold that are sent after it
-    slow_min_ms: float = 20.0  # a success is "held by the server" when slower than the fast ones by this much ...
-    slow_factor: float = 3.0  # ... and by this multiple of the fast latency
+    slow_factor: float = 2.0  # a success is "held by the server" when slower than this multiple of the recent
+    slow_min_ms: float = 20.0  # 90th percentile plus this
     max_pair_gap_s: float = 30.0  # two episodes further apart say nothing exact (the bucket may have overflowed)
     horizon_s: float = 120.0  # episodes older than this are forgotten
     window_s: float = 1.0  # success-rate window for the provisional rate of the first episode
@@ -213,13 +213,14 @@ class PacingController:
         p = self.params
         if self._first_send is None:
             self._first_send = now - latency_ms / 1000.0
-        fast = min(self._fast) if self._fast else latency_ms
+        recent = sorted(self._fast) if self._fast else [latency_ms]
         self._fast.append(latency_ms)
         # when the server granted it: the answer minus the usual work (a held request got its token late)
-        self._granted_at.append(now - min(latency_ms, fast) / 1000.0)
+        self._granted_at.append(now - min(latency_ms, recent[0]) / 1000.0)
         while self._granted_at and self._granted_at[0] < now - p.horizon_s:
             self._granted_at.popleft()
-        if latency_ms > fast + max(p.slow_min_ms, p.slow_factor * fast) and self._rate is not None:
+        usual = recent[int(0.9 * (len(recent) - 1))]  # the 90th percentile: a server's own slow tail is no alarm
+        if latency_ms > p.slow_factor * usual + p.slow_min_ms and self._rate is not None:
             self._on_slow(now)
 
     def _on_slow(self, now: float) -> None:

@@ -68,7 +68,7 @@ class SimRun:
 
 def simulate(rate: float, users: int, per: str = "client", *, burst: float | None = None, max_wait_ms: float = 600.0,
              duration_s: float = 90.0, base_ms: float = 0.0, service_ms: float = 2.0, seed: int = 1,
-             hold: str = "recheck",
+             hold: str = "recheck", service_sigma: float = 0.0,
              controller: Callable[[str, Callable[[], float]], PacingController] | None = None) -> SimRun:
     """Run `users` simulated users for `duration_s` virtual seconds against a bucket (rate, burst = 2 x rate).
 
@@ -82,6 +82,12 @@ def simulate(rate: float, users: int, per: str = "client", *, burst: float | Non
     now = 0.0
     seq = itertools.count()
     events: list[tuple[float, int, Callable[[], None]]] = []
+
+    def work() -> float:
+        """Server work of a granted request: U(0.5, 1.5) x service_ms, or log-normal (heavy tail) with a sigma."""
+        if service_sigma > 0:
+            return service_s * rng.lognormvariate(0.0, service_sigma)
+        return service_s * (0.5 + rng.random())
 
     def at(t: float, fn: Callable[[], None]) -> None:
         heapq.heappush(events, (t, next(seq), fn))
@@ -113,7 +119,7 @@ def simulate(rate: float, users: int, per: str = "client", *, burst: float | Non
             return
         ok, retry_ms = bucket.take(now)
         if ok:
-            answer(ctl, sent, 200, None, now + service_s * (0.5 + rng.random()))
+            answer(ctl, sent, 200, None, now + work())
         elif max_wait_s > 0:
             at(now + min(max_wait_s, retry_ms / 1000.0), lambda: recheck(ctl, sent))
         else:
@@ -127,14 +133,14 @@ def simulate(rate: float, users: int, per: str = "client", *, burst: float | Non
         wait = max(0.0, (1.0 - bucket.tokens) / bucket.rate)
         if wait <= max_wait_s:
             bucket.tokens -= 1.0  # reserved: the bucket goes into debt until the token is made
-            answer(ctl, sent, 200, None, now + wait + service_s * (0.5 + rng.random()))
+            answer(ctl, sent, 200, None, now + wait + work())
         else:
             answer(ctl, sent, 429, retry_after_header(math.ceil(wait * 1000.0)), now + max_wait_s)
 
     def recheck(ctl: PacingController, sent: float) -> None:
         ok, retry_ms = bucket.take(now)
         if ok:
-            answer(ctl, sent, 200, None, now + service_s * (0.5 + rng.random()))
+            answer(ctl, sent, 200, None, now + work())
         else:
             answer(ctl, sent, 429, retry_after_header(retry_ms), now)
 
