@@ -63,6 +63,14 @@ def test_converges_when_the_limiter_queues_requests(rate: int, users: int, per: 
     _assert_converges(rate, users, per, max_wait_ms=600.0, hold="queue")
 
 
+@pytest.mark.parametrize("users", (4, 16))
+@pytest.mark.parametrize("rate", (2, 4, 10, 30, 100))
+def test_a_server_with_a_slow_tail_is_not_taken_for_a_full_bucket(rate: int, users: int) -> None:
+    """Server work log-normal around 10 ms (p99 about 6x the median): its own slow answers must not stall the
+    climb to the limit as if the limiter held them. (One user cannot send 100/s at this latency: left out.)"""
+    _assert_converges(rate, users, "client", max_wait_ms=600.0, service_ms=10.0, service_sigma=0.8)
+
+
 @pytest.mark.parametrize("users", USERS)
 @pytest.mark.parametrize("rate", RATES)
 def test_converges_on_a_bucket_that_never_holds(rate: int, users: int) -> None:
