@@ -43,7 +43,7 @@ def add_arguments(parser: Any) -> None:
     a("--pace-ms", env_var="MEMLOAD_PACE_MS", type=float, default=0.0,
       help="wait of each user before every request (ms); adaptive pacing never goes below it")
     a("--adaptive", env_var="MEMLOAD_ADAPTIVE", default="on", choices=("on", "off"),
-      help="on: honour Retry-After and adapt the wait per endpoint class (AIMD); off: fixed --pace-ms")
+      help="on: honour Retry-After and send each endpoint class at the rate the server grants; off: fixed --pace-ms")
     a("--query-set", env_var="MEMLOAD_QUERY_SET", default="",
       help="JSON query set written by `memload seed` (questions that have answers); empty = the Aionis kit's constant"
            " query")

@@ -324,11 +324,7 @@ class Suite:
         """Sleep until this user may send: the schedule's slot (open model) or its pace (closed), then any
         Retry-After hold. Returns the intended start (epoch s) in the open model, else None."""
         if not self._open_model:
-            if ctl.pace_ms > 0:
-                gevent.sleep(ctl.pace_s)
-            if ctl.blocked_until:
-                while (hold := ctl.release_delay()) > 0:
-                    gevent.sleep(hold)
+            ctl.wait(gevent.sleep)  # the class's shared send schedule (or the user's fixed pace), holds included
             return None
         sched = self._schedule(cls)
         slot = sched.next_slot()

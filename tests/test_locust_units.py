@@ -123,74 +123,7 @@ def test_fixed_pacing_ignores_429() -> None:
     assert ctl.pace_ms == 20.0 and ctl.release_delay() == 0.0 and ctl.count_429 == 1
 
 
-def test_adaptive_honours_retry_after_and_increases_once_per_episode() -> None:
-    clock = FakeClock()
-    ctl = PacingController("recall", 0.0, adaptive=True, clock=clock)
-    for _ in range(4):
-        ctl.register_user()
-    for _ in range(40):  # 40 successes in the last second
-        clock.t += 0.01
-        ctl.on_ok(5.0)
-    ctl.on_429(1.0)
-    first = ctl.pace_ms
-    # wait so that 4 users send 0.9 x 40/s: 4 / 36 s - 5 ms
-    assert first == pytest.approx((4 / 36 - 0.005) * 1000, rel=1e-6)
-    ctl.on_429(1.0)  # in-flight 429 of the same episode: no second increase
-    assert ctl.pace_ms == first and ctl.episodes == 1
-    # every user holds until Retry-After has passed, then they are released staggered by pace/users
-    delays = [ctl.release_delay() for _ in range(4)]
-    spacing = first / 1000 / 4
-    assert delays == pytest.approx([1.0, 1.0 + spacing, 1.0 + 2 * spacing, 1.0 + 3 * spacing])
-    clock.t += 1.0
-    assert ctl.release_delay() == 0.0
-
-
-def test_adaptive_decreases_additively_to_base() -> None:
-    clock = FakeClock()
-    ctl = PacingController("write", 10.0, adaptive=True, clock=clock)
-    ctl.register_user()
-    ctl.on_429(None)  # no successes yet: at least the Retry-After default as the wait
-    assert ctl.pace_ms == 1000.0
-    clock.t += 2
-    before = ctl.pace_ms
-    ctl.on_ok(1.0)
-    step = before - ctl.pace_ms
-    assert step == pytest.approx(10.0)  # 1 % of the wait set at the episode, per run of `users` successes
-    for _ in range(200):
-        ctl.on_ok(1.0)
-    assert ctl.pace_ms == 10.0  # never below --pace-ms
-    assert ctl.max_pace_ms == 1000.0
-
-
-def test_adaptive_measures_granted_rate_between_episodes() -> None:
-    """Against a token bucket (rate 50/s, burst 100) the controller settles near the rate with few 429s."""
-    clock = FakeClock()
-    ctl = PacingController("recall", 0.0, adaptive=True, clock=clock)
-    users, latency, rate, burst = 4, 0.005, 50.0, 100.0
-    for _ in range(users):
-        ctl.register_user()
-    tokens, last = burst, clock.t
-    ready = [clock.t] * users
-    ok = n429 = 0
-    start = clock.t
-    while ok + n429 < 1500:
-        u = min(range(users), key=lambda i: ready[i])
-        clock.t = ready[u] + ctl.pace_s
-        clock.t += ctl.release_delay()
-        tokens = min(burst, tokens + (clock.t - last) * rate)
-        last = clock.t
-        clock.t += latency
-        if tokens >= 1:
-            tokens -= 1
-            ok += 1
-            ctl.on_ok(latency * 1000)
-        else:
-            n429 += 1
-            ctl.on_429(1.0)
-        ready[u] = clock.t
-    elapsed = clock.t - start
-    assert n429 / (ok + n429) <= 0.02
-    assert ok / elapsed >= 0.8 * rate
+# adaptive pacing: tests/test_pacing_convergence.py
 
 
 # --- open model ---------------------------------------------------------------------------------------------------
