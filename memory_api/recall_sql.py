@@ -212,3 +212,73 @@ so its COMMIT does not wait for the WAL flush (set_config(..., is_local) here sa
 
 GENERIC_PLANS_SQL: Final = "SELECT set_config('plan_cache_mode', 'auto', true)"
 """Sent after stage 1: lets stage 2 and the node fetch use cached generic plans for the rest of the transaction."""
+
+
+# --- stage 2 and the node fetch in one statement (one round trip) -------------------------------------------------
+#
+# The stage-2 statement above runs unchanged as a MATERIALIZED CTE (planned on its own, so its budgeted, tie-prone
+# LIMITs pick the same edges). The node budget is then applied in SQL exactly as Python applied it: the seeds, plus the
+# other endpoints by score desc, id, where score = the float8 sum, in edge order, of weight * confidence as Python
+# saw them (float4 -> shortest text -> float8). One row per edge ('e') then per node ('n'), padded to one shape.
+
+_S2N_WRAP = """
+WITH s2 AS MATERIALIZED ({stage2}),
+e AS MATERIALIZED (
+  SELECT s2.*, row_number() OVER () AS rn,
+         (s2.weight::text)::float8 * (s2.confidence::text)::float8 AS w
+  FROM s2
+),
+ends AS (
+  SELECT src_id AS id, w, rn, 0 AS side FROM e
+  UNION ALL
+  SELECT dst_id, w, rn, 1 FROM e
+),
+scored AS (
+  SELECT id, sum(w ORDER BY rn, side) AS score FROM ends
+  WHERE id <> ALL(%(seed_ids)s::text[])
+  GROUP BY id
+),
+picked AS (
+  SELECT unnest(%(seed_ids)s::uuid[]) AS id
+  UNION ALL
+  (SELECT id::uuid FROM scored ORDER BY score DESC, id LIMIT %(rest_budget)s)
+)
+(SELECT 'e' AS kind, e.id, e.type, e.src_id AS tier, e.dst_id AS memory_lane,
+        NULL AS producer_agent_id, NULL AS owner_agent_id, NULL AS owner_team_id, NULL AS title,
+        NULL AS text_summary, NULL::jsonb AS slots, NULL AS embedding_status, NULL AS embedding_model,
+        NULL AS topic_state, e.rn::int AS member_count, NULL AS raw_ref, NULL AS evidence_ref, e.weight AS salience,
+        NULL::real AS importance, e.confidence, NULL AS last_activated, NULL AS created_at, NULL AS updated_at,
+        e.commit_id, NULL::jsonb AS concept_slots, NULL::jsonb AS rule_slots
+ FROM e ORDER BY e.rn)
+UNION ALL
+(SELECT 'n', {nodes_cols}
+ FROM memory_nodes
+ WHERE scope = %(scope)s
+   AND id = ANY(ARRAY(SELECT id FROM picked))
+   AND (
+     %(agent)s::text IS NULL
+     OR memory_lane = 'shared'::memory_lane
+     OR (memory_lane = 'private'::memory_lane AND owner_agent_id = %(agent)s::text)
+     OR (%(team)s::text IS NOT NULL AND memory_lane = 'private'::memory_lane AND owner_team_id = %(team)s::text)
+   ))
+"""
+
+
+def _nodes_cols(nodes_sql: str) -> str:
+    """The select list of a node fetch statement above (one source for both paths)."""
+    return nodes_sql.split("SELECT", 1)[1].split("FROM memory_nodes", 1)[0].strip()
+
+
+def _s2n(stage2: str, nodes_sql: str) -> str:
+    return _S2N_WRAP.format(stage2=stage2.strip(), nodes_cols=_nodes_cols(nodes_sql))
+
+
+STAGE2_NODES_SQL: Final = {
+    (hops, meta): _s2n(STAGE2_HOP1_SQL if hops == 1 else STAGE2_HOP2_SQL, NODES_META_SQL if meta else NODES_SQL)
+    for hops in (1, 2) for meta in (False, True)
+}
+"""(neighborhood_hops, include_meta) -> stage 2 + node budget + node fetch in one statement. Parameters: those of
+stage 2 (seed_ids, scope, min_w, min_c, hop1_budget[, hop2_budget], edge_budget) and of the node fetch (want_slots,
+agent, team) plus rest_budget = node budget - number of seeds (>= 0). Rows (0-based columns): kind 'e', an edge
+in stage-2 order (1 id, 2 type, 3 src, 4 dst, 14 its rank, 17 weight, 19 confidence, 23 commit_id); then kind 'n',
+a node (columns 1.. = the node fetch's columns, in their order)."""
