@@ -169,30 +169,39 @@ async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings,
     seed_ids = [x["id"] for x in seeds]
 
     edge_budget, hop1, hop2 = edge_budgets(p["max_edges"])
-    node_budget = min(C.NODE_FETCH_BUDGET_MAX, max(p["max_nodes"] * C.NODE_FETCH_MULT, p["max_nodes"]))
-    hops = p["neighborhood_hops"]
     params = {"seed_ids": uuid_array(seed_ids), "scope": q.scope_key, "min_w": _clamp01(p["min_edge_weight"]),
-              "min_c": _clamp01(p["min_edge_confidence"]), "hop1_budget": hop1, "hop2_budget": hop2,
-              "edge_budget": edge_budget, "rest_budget": max(0, node_budget - len(seed_ids)),
-              "want_slots": bool(p["include_slots"] or p["include_slots_preview"]), "agent": q.agent,
-              "team": q.team}
-    if hops == 1:
-        del params["hop2_budget"]
-    # Stage 1 needs a custom plan (HNSW vs exact scan depends on the scope's size); stage 2 and the node fetch are
-    # index lookups whose plan never changes, so they may reuse a cached generic plan: planning them per request cost
-    # ~1.7 ms of database CPU (measured with log_min_duration_statement, bind vs execute). Transaction-local.
-    # Stage 2, the node budget and the node fetch are one statement: one round trip instead of two, and the node ids
-    # never travel to Python and back.
-    await db.execute(conn, Q.GENERIC_PLANS_SQL)
-    rows = await db.fetchall(conn, Q.STAGE2_NODES_SQL[(hops, bool(p["include_meta"]))], params)
-    edges: list[Edge] = []
-    node_rows = []
-    for r in rows:
-        if r[0] == "e":
-            edges.append(Edge(r[1], r[2], r[3], r[4], r[17], r[19], r[23]))
-        else:
-            node_rows.append(r)
-    nodes_all = {r[1]: dict(zip(_NODE_COLS, r[1:], strict=True)) for r in node_rows}
+              "min_c": _clamp01(p["min_edge_confidence"]), "hop1_budget": hop1, "edge_budget": edge_budget}
+    # Every statement runs on a custom plan (the pool's plan_cache_mode). A cached generic plan of stage 2 would save
+    # ~0.6 ms of planning, but it estimates the seed list differently, and where the per-direction LIMITs cut through
+    # tied weights it keeps other edges than the custom plan (seen at 10^5 on the kit's clustered data): the
+    # neighbourhood must not depend on how often a statement ran. The transaction-local 'auto' this replaced kept
+    # custom plans anyway (pg_prepared_statements: 0 generic), at one more statement per recall.
+    if p["neighborhood_hops"] == 1:
+        edge_rows = await db.fetchall(conn, Q.STAGE2_HOP1_SQL, params)
+    else:
+        edge_rows = await db.fetchall(conn, Q.STAGE2_HOP2_SQL, {**params, "hop2_budget": hop2})
+    edges = [Edge._make(r) for r in edge_rows]
+
+    node_score: dict[str, float] = {}
+    node_ids: dict[str, None] = dict.fromkeys(seed_ids)
+    for e in edges:
+        node_ids.setdefault(e.src)
+        node_ids.setdefault(e.dst)
+        w = e.weight * e.confidence
+        node_score[e.src] = node_score.get(e.src, 0.0) + w
+        node_score[e.dst] = node_score.get(e.dst, 0.0) + w
+    node_budget = min(C.NODE_FETCH_BUDGET_MAX, max(p["max_nodes"] * C.NODE_FETCH_MULT, p["max_nodes"]))
+    ids = list(node_ids)
+    if len(ids) > node_budget:
+        seed_set = set(seed_ids)
+        rest = sorted((i for i in ids if i not in seed_set), key=lambda i: (-node_score.get(i, 0.0), i))
+        ids = seed_ids + rest[: max(0, node_budget - len(seed_ids))]
+
+    want_slots = bool(p["include_slots"] or p["include_slots_preview"])
+    nodes_sql = Q.NODES_META_SQL if p["include_meta"] else Q.NODES_SQL
+    node_rows = await db.fetchall(conn, nodes_sql, {"scope": q.scope_key, "ids": uuid_array(ids),
+                                                    "want_slots": want_slots, "agent": q.agent, "team": q.team})
+    nodes_all = {r[0]: dict(zip(_NODE_COLS, r, strict=True)) for r in node_rows}
     edges_all = [e for e in edges if e.src in nodes_all and e.dst in nodes_all]
 
     draft_ids = {i for i, n in nodes_all.items() if n["type"] == "topic" and (n["topic_state"] or "active") == "draft"}

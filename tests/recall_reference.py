@@ -177,7 +177,7 @@ async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings,
     # Stage 1 needs a custom plan (HNSW vs exact scan depends on the scope's size); stage 2 and the node fetch are
     # index lookups whose plan never changes, so they may reuse a cached generic plan: planning them per request cost
     # ~1.7 ms of database CPU (measured with log_min_duration_statement, bind vs execute). Transaction-local.
-    await db.execute(conn, Q.GENERIC_PLANS_SQL)
+    await db.execute(conn, "SELECT set_config('plan_cache_mode', 'auto', true)")
     if p["neighborhood_hops"] == 1:
         edge_rows = await db.fetchall(conn, Q.STAGE2_HOP1_SQL, params)
     else:

@@ -35,6 +35,8 @@ VARIANTS: tuple[dict[str, Any], ...] = (
     {"neighborhood_hops": 1, "limit": 50},
     {"include_meta": True, "include_slots": True, "return_debug": True, "max_nodes": 12, "max_edges": 30},
     {"include_slots_preview": True, "min_edge_weight": 0.8, "ranked_limit": 7},
+    {"limit": 200, "max_edges": 20},
+    {"limit": 3},
 )
 
 
