@@ -186,6 +186,14 @@ def _proc_table(children: bool = True) -> dict[int, tuple[str, int, float]]:
     return out
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds used by one process (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
 def _tree(table: dict[int, tuple[str, int, float]], root: int) -> set[int]:
     """root and all its descendants."""
     tree = {root}
@@ -274,6 +282,65 @@ class CpuMeter:
         return {"cpu_ms_per_request": per,
                 "cpu_busy_fraction": round(total / (wall_s * cpus), 3) if wall_s else None,
                 "cpu_bound_rps": round(cpus * 1000 / per["total"], 1) if per.get("total") else None}
+
+
+def sql_floor(url: str, scope: str, query_text: str, limit: int, iterations: int) -> dict[str, Any]:
+    """PostgreSQL CPU of the recall's bare SQL: the statements the API sends for one recall_text (stage 1 at the
+    configured ef_search, stage 2, the node fetch, the audit row and COMMIT), on one connection configured as the
+    API's pool configures it, without HTTP or the API's Python. Read from /proc for that one backend: the database's
+    share of a recall that no change to the API can remove while the SQL and its plans stay as they are."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from memload.config import Settings
+    from memload.embedder import fake_embed_many
+    from memory_api import recall_sql as Q
+    from memory_api.db import session_settings
+    from memory_api.recall import edge_budgets, oversample, uuid_array
+
+    settings = Settings.from_env()
+    conn = psycopg.connect(url, application_name="memload-bench-floor")
+    try:
+        conn.autocommit = True
+        for name, value in session_settings(settings):
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        register_vector(conn)
+        conn.autocommit = False
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.commit()
+        vec = fake_embed_many([query_text])[0].astype(np.float32)
+        stage1 = Q.STAGE1_SQL.replace("%(q)s", "%(q)b")
+        p1 = {"q": vec, "scope": scope, "oversample": oversample(limit), "limit": limit, "agent": None, "team": None}
+        seed_ids = [r[0] for r in conn.execute(stage1, p1).fetchall()]
+        edge_budget, hop1, hop2 = edge_budgets(100)
+        p2 = {"seed_ids": uuid_array(seed_ids), "scope": scope, "min_w": 0.0, "min_c": 0.0, "hop1_budget": hop1,
+              "hop2_budget": hop2, "edge_budget": edge_budget}
+        edges = conn.execute(Q.STAGE2_HOP2_SQL, p2).fetchall()
+        ids = list(dict.fromkeys([*seed_ids, *(x for e in edges for x in (e[2], e[3]))]))[:200]
+        p3 = {"scope": scope, "ids": uuid_array(ids), "want_slots": False, "agent": None, "team": None}
+        pa = {"scope": scope, "endpoint": "recall_text", "agent": None, "team": None, "query_sha256": "0" * 64,
+              "seeds": len(seed_ids), "nodes": min(50, len(ids)), "edges": min(100, len(edges))}
+        conn.commit()
+        steps = {
+            "stage1": lambda: conn.execute(stage1, p1).fetchall(),
+            "stage2": lambda: conn.execute(Q.STAGE2_HOP2_SQL, p2).fetchall(),
+            "node_fetch": lambda: conn.execute(Q.NODES_SQL, p3).fetchall(),
+            "audit_commit": lambda: (conn.execute(Q.AUDIT_SQL, pa), conn.commit()),
+        }
+        used = dict.fromkeys(steps, 0.0)
+        for i in range(iterations + 10):  # the first 10 warm the caches and psycopg's prepared statements
+            for name, step in steps.items():
+                before = _cpu_of(backend)
+                step()
+                if i >= 10:  # /proc counts clock ticks: per step a 0 or a tick, unbiased over many iterations
+                    used[name] += _cpu_of(backend) - before
+        conn.execute("DELETE FROM memory_recall_audit WHERE scope = %s AND query_sha256 = %s", (scope, "0" * 64))
+        conn.commit()
+    finally:
+        conn.close()
+    per = {k: round(v * 1000 / iterations, 2) for k, v in used.items()}
+    return {"iterations": iterations, "seeds": len(seed_ids), "edges": len(edges), "nodes": len(ids),
+            "ef_search": settings.hnsw_ef_search, "postgres_cpu_ms": {**per, "total": round(sum(per.values()), 2)}}
 
 
 # ------------------------------------------------------------------------------------------------------ load
@@ -405,6 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="times each case runs per API (alternating with "
                                                           "--compare-dir)")
     ap.add_argument("--recall-only", action="store_true", help="skip the write case")
+    ap.add_argument("--scope", default=None,
+                    help="measure this already seeded scope of --database-url (not seeded, not purged; the recall "
+                         "audit rows the run adds are deleted) instead of seeding a new one")
+    ap.add_argument("--sql-floor", type=int, default=300, metavar="N",
+                    help="also measure the PostgreSQL CPU of the recall's bare SQL over N recalls (0: skip)")
     ap.add_argument("--events", type=int, default=9900)
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--recall-requests", type=int, default=600)
@@ -423,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--recall-concurrency/--write-concurrency: expected 1..64")
     if not 1 <= args.rounds <= 20:
         ap.error("--rounds: expected 1..20")
+    if args.scope is not None and not args.database_url:
+        ap.error("--scope: needs --database-url (the database that holds the seeded scope)")
+    if not 0 <= args.sql_floor <= 100_000:
+        ap.error("--sql-floor: expected 0..100000")
     if args.compare_dir is not None and not (args.compare_dir / "memory_api" / "recall.py").is_file():
         ap.error(f"--compare-dir: {args.compare_dir} is not a memload checkout (no memory_api/recall.py)")
 
@@ -432,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     from scripts import embedded_db
     from scripts.migrate import migrate
 
-    scope = f"bench_api_{uuid.uuid4().hex[:8]}"
+    scope = args.scope or f"bench_api_{uuid.uuid4().hex[:8]}"
+    audit_before = 0
     throwaway = None
     url = args.database_url
     admin = None
@@ -448,12 +525,23 @@ def main(argv: list[str] | None = None) -> int:
     pg: PgServer | None = None
     try:
         port = free_port()
-        log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions, dataset "
-            f"{args.dataset})")
-        if args.dataset == "text":
+        if args.scope is not None:
+            with psycopg.connect(url) as conn:
+                audit_before = conn.execute("SELECT coalesce(max(id), 0) FROM memory_recall_audit").fetchone()[0]
+                n_nodes, n_edges = conn.execute(
+                    "SELECT (SELECT count(*) FROM memory_nodes WHERE scope = %(s)s),"
+                    " (SELECT count(*) FROM memory_edges WHERE scope = %(s)s)", {"s": scope}).fetchone()
+            if not n_nodes:
+                raise SystemExit(f"bench-api: --scope: {scope!r} has no nodes in this database")
+            seeded = {"dataset": "existing scope", "nodes": n_nodes, "edges": n_edges, "timings_ms": {"total": 0}}
+            apis["this"] = (start_api(url, port, args.api_workers), port)
+        elif args.dataset == "text":
+            log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions, text)")
             seeded = seed(url, scope, args.events, args.topics)
             apis["this"] = (start_api(url, port, args.api_workers), port)
         else:
+            log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions, dataset "
+                f"{args.dataset})")
             apis["this"] = (start_api(url, port, args.api_workers), port)
             seeded = seed_with_seeder(url, f"http://127.0.0.1:{port}", scope, args.events, args.topics,
                                       "clustered" if args.dataset == "seeder" else "copy")
@@ -462,6 +550,12 @@ def main(argv: list[str] | None = None) -> int:
             port2 = free_port()
             apis["compare"] = (start_api(url, port2, args.api_workers, args.compare_dir.resolve()), port2)
         pg = PgServer(url)
+        floor = None
+        if args.sql_floor and pg.postmaster is not None:
+            log(f"SQL floor: the recall's bare statements x{args.sql_floor} on one connection")
+            floor = sql_floor(url, scope, "memory graph perf", 20, args.sql_floor)
+            log(f"SQL floor: PostgreSQL CPU per recall {floor['postgres_cpu_ms']} ms (seeds {floor['seeds']}, edges "
+                f"{floor['edges']}, nodes {floor['nodes']}, ef_search {floor['ef_search']})")
         run_tag = f"{int(time.time() * 1000)}_{uuid.uuid4().hex[:6]}"
         recall_body = json.dumps({"scope": scope, "query_text": "memory graph perf", "limit": 20}).encode()
         for label, (_, api_port) in apis.items():
@@ -498,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             "api_settings": {k: getattr(api_settings, k) for k in ("hnsw_ef_search", "hnsw_iterative_scan",
                                                                    "hnsw_max_scan_tuples", "db_pool_max")},
             "cases": this_cases,
+            "sql_floor": floor,
         }
         if len(rounds) > 1:
             out["compare_dir"] = str(args.compare_dir) if args.compare_dir else None
@@ -526,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
         if throwaway and admin:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{throwaway}" WITH (FORCE)')
+        elif args.scope is not None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("DELETE FROM memory_recall_audit WHERE id > %s AND scope = %s", (audit_before, scope))
         elif url:
             _drop_scope(url, scope)
 
