@@ -1,4 +1,4 @@
-"""The Aionis recall pipeline, run in one transaction with its audit row.
+"""The Aionis recall pipeline, statement by statement, its audit row last.
 
 stage 1 ANN seeds -> stage 2 budgeted 1-2 hop edges -> node fetch (budgeted) -> spreading activation -> output
 subgraph under max_nodes/max_edges -> context -> audit. With zero seeds the reduced response is returned (and, unlike
@@ -156,7 +156,8 @@ def _parse_vector_text(text: str, max_dims: int) -> tuple[int, list[float]]:
 
 
 async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings, endpoint: str) -> dict[str, Any]:
-    """The recall response (caller owns the transaction); inserts the audit row last."""
+    """The recall response; inserts the audit row last. On an autocommit connection (the API) each statement is its
+    own transaction; in a caller's transaction (pipeline mode) the audit row commits with it."""
     p = q.params
     limit = p["limit"]
     stage1 = _STAGE1_SQL if s.recall_scope_path else _STAGE1_UNSCOPED_SQL
@@ -301,8 +302,13 @@ async def _debug_embeddings(conn: psycopg.AsyncConnection, scope: str, seed_ids:
 
 async def _audit(conn: psycopg.AsyncConnection, q: RecallQuery, endpoint: str, seeds: int, nodes: int,
                  edges: int) -> None:
-    """Queue the audit row; it travels with the COMMIT (pipeline mode), whose failure the caller treats as
-    best effort (as Aionis, which ignores audit errors)."""
-    await db.execute(conn, Q.AUDIT_SQL, {"scope": q.scope_key, "endpoint": endpoint, "agent": q.agent,
-                                         "team": q.team, "query_sha256": q.query_sha256, "seeds": seeds,
-                                         "nodes": nodes, "edges": edges})
+    """Write the audit row, best effort (as Aionis, which ignores audit errors): a failure is logged and the recall
+    answered. In a transaction (pipeline mode) the error surfaces at COMMIT instead, which the caller handles."""
+    try:
+        await db.execute(conn, Q.AUDIT_SQL, {"scope": q.scope_key, "endpoint": endpoint, "agent": q.agent,
+                                             "team": q.team, "query_sha256": q.query_sha256, "seeds": seeds,
+                                             "nodes": nodes, "edges": edges})
+    except psycopg.Error as exc:
+        if not conn.autocommit:
+            raise
+        log.warning("recall audit insert failed: %s", str(exc).strip().splitlines()[0])

@@ -1,7 +1,8 @@
-"""The rewritten recall path (stage 2 + node budget + node fetch in one statement) against the reference
-implementation it replaced (tests/recall_reference.py), on seeded scopes: the kit's clustered data and the copied-vector
-shape, where every distance ties and the budgeted LIMITs of stage 2 cut through ties. Same seeds, same ranking, same
-neighbourhood, byte for byte in the serialised response; and every recall still leaves exactly one audit row.
+"""The API's recall path (autocommit, no plan_cache_mode switch) against the implementation it replaced
+(tests/recall_reference.py: one pipelined transaction), on seeded scopes: the kit's clustered data and the
+copied-vector shape, where every distance ties and the budgeted LIMITs of stage 2 cut through ties. Same seeds, same
+ranking, same neighbourhood, byte for byte in the serialised response; and every recall still leaves exactly one audit
+row.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import pytest
 
 from memload.config import Settings
 from memload.embedder import fake_embed_many
-from memory_api import db
-from memory_api.app import in_transaction
-from memory_api.recall import RecallQuery, run_recall
+from memory_api.app import ApiState, _run_recall
+from memory_api.recall import RecallQuery
 from memory_api.schema import RECALL_REQUEST
 from memory_api.validation import validate
 from tests import recall_reference as reference
@@ -56,30 +56,29 @@ def _query(scope: str, text: str, extra: dict[str, Any]) -> RecallQuery:
 
 
 async def _compare(url: str, scope_keys: list[str]) -> list[tuple[str, str, dict[str, Any], int, int, int]]:
-    """Both implementations on one pooled connection each time (rolled back: no audit rows), every case repeated
-    until the prepared statements run on generic plans. Returns the differing cases and the sizes seen."""
+    """The reference in a rolled-back transaction, the API's path as the API runs it (its audit rows stay), every case
+    repeated until psycopg prepares the statements and PostgreSQL could pick generic plans. Returns the sizes seen."""
     s = Settings.from_env()
-    pool = db.make_pool(url, s)
-    await pool.open(wait=True)
+    st = ApiState(s, url)
+    await st.pool.open(wait=True)
     seen: list[tuple[str, str, dict[str, Any], int, int, int]] = []
     try:
-        for _ in range(3):  # psycopg prepares after 5 runs, PostgreSQL goes generic after 5 more
+        for _ in range(3):  # psycopg prepares after 5 runs, PostgreSQL may go generic after 5 more
             for scope in scope_keys:
                 for text in QUERIES:
                     for extra in VARIANTS:
                         q = _query(scope, text, extra)
-                        outs = []
-                        for fn in (reference.run_recall, run_recall):
-                            async with pool.connection() as conn:
-                                async with conn.pipeline():
-                                    outs.append(await fn(conn, q, s, "recall"))
-                                    await conn.rollback()
-                        a, b = (orjson.dumps(o, option=orjson.OPT_SORT_KEYS) for o in outs)
+                        async with st.pool.connection() as conn:
+                            async with conn.pipeline():
+                                ref = await reference.run_recall(conn, q, s, "recall")
+                                await conn.rollback()
+                        new = await _run_recall(st, q, "recall")
+                        a, b = (orjson.dumps(o, option=orjson.OPT_SORT_KEYS) for o in (ref, new))
                         assert a == b, (scope, text, extra)
-                        sub = outs[0]["subgraph"]
-                        seen.append((scope, text, extra, len(outs[0]["seeds"]), len(sub["nodes"]), len(sub["edges"])))
+                        sub = ref["subgraph"]
+                        seen.append((scope, text, extra, len(ref["seeds"]), len(sub["nodes"]), len(sub["edges"])))
     finally:
-        await pool.close()
+        await st.pool.close()
     return seen
 
 
@@ -99,21 +98,13 @@ def test_rewritten_recall_equals_the_reference_on_clustered_and_copied_vectors(s
 
 
 async def _recall_n(url: str, scope: str, n: int) -> list[dict[str, Any]]:
-    s = Settings.from_env()
-    pool = db.make_pool(url, s)
-    await pool.open(wait=True)
+    st = ApiState(Settings.from_env(), url)
+    await st.pool.open(wait=True)
     try:
-        outs = []
-        for i in range(n):
-            q = _query(scope, QUERIES[i % len(QUERIES)], VARIANTS[i % len(VARIANTS)])
-
-            async def run(conn: psycopg.AsyncConnection, q: RecallQuery = q) -> dict[str, Any]:
-                return await run_recall(conn, q, s, "recall_text")
-
-            outs.append(await in_transaction(pool, run, best_effort_commit=True))
-        return outs
+        return [await _run_recall(st, _query(scope, QUERIES[i % len(QUERIES)], VARIANTS[i % len(VARIANTS)]),
+                                  "recall_text") for i in range(n)]
     finally:
-        await pool.close()
+        await st.pool.close()
 
 
 def test_every_recall_writes_its_audit_row(scopes: tuple[str, list[str]]) -> None:
