@@ -545,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
             apis["this"] = (start_api(url, port, args.api_workers), port)
             seeded = seed_with_seeder(url, f"http://127.0.0.1:{port}", scope, args.events, args.topics,
                                       "clustered" if args.dataset == "seeder" else "copy")
-        log(f"seeded {seeded['nodes']} nodes / {seeded['edges']} edges in {seeded['timings_ms']['total']} ms")
+        took = "" if args.scope else f" in {seeded['timings_ms']['total']} ms"
+        log(f"{'existing scope:' if args.scope else 'seeded'} {seeded['nodes']} nodes / {seeded['edges']} edges{took}")
         if args.compare_dir is not None:
             port2 = free_port()
             apis["compare"] = (start_api(url, port2, args.api_workers, args.compare_dir.resolve()), port2)
