@@ -474,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recall-only", action="store_true", help="skip the write case")
     ap.add_argument("--scope", default=None,
                     help="measure this already seeded scope of --database-url (not seeded, not purged; the recall "
-                         "audit rows the run adds are deleted) instead of seeding a new one")
+                         "audit rows the run adds are deleted; with --recall-only nothing is written to it) instead "
+                         "of seeding a new one")
     ap.add_argument("--sql-floor", type=int, default=300, metavar="N",
                     help="also measure the PostgreSQL CPU of the recall's bare SQL over N recalls (0: skip)")
     ap.add_argument("--events", type=int, default=9900)
@@ -562,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, (_, api_port) in apis.items():
             run_case(Case("warmup"), api_port, "/v1/memory/recall_text", [recall_body] * args.warmup, 1, 15,
                      time.monotonic() + 60)
+            if args.recall_only:
+                continue  # no write at all: an existing --scope is left unchanged
             writes_warm = [json.dumps({"scope": scope, "input_text": f"warm {run_tag} {label} #{i}",
                                        "auto_embed": False,
                                        "nodes": [{"client_id": f"warm_{run_tag}_{label}_{i}", "type": "event"}]})
