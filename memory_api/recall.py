@@ -173,10 +173,10 @@ async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings,
     params = {"seed_ids": uuid_array(seed_ids), "scope": q.scope_key, "min_w": _clamp01(p["min_edge_weight"]),
               "min_c": _clamp01(p["min_edge_confidence"]), "hop1_budget": hop1, "edge_budget": edge_budget}
     # Every statement runs on a custom plan (the pool's plan_cache_mode). A cached generic plan of stage 2 would save
-    # ~0.6 ms of planning, but it estimates the seed list differently, and where the per-direction LIMITs cut through
-    # tied weights it keeps other edges than the custom plan (seen at 10^5 on the kit's clustered data): the
-    # neighbourhood must not depend on how often a statement ran. The transaction-local 'auto' this replaced kept
-    # custom plans anyway (pg_prepared_statements: 0 generic), at one more statement per recall.
+    # ~0.5 ms of planning, but it estimates the seed list differently, and where the per-direction LIMITs cut through
+    # tied weights it keeps other edges than the custom plan. The transaction-local plan_cache_mode 'auto' this code
+    # used to send let PostgreSQL move a connection to the generic plan once it estimated it cheaper (it did at 10^5
+    # nodes, not at 10^4), so one request could get another neighbourhood depending on the connection's history.
     if p["neighborhood_hops"] == 1:
         edge_rows = await db.fetchall(conn, Q.STAGE2_HOP1_SQL, params)
     else:
