@@ -344,10 +344,27 @@ def _consumer(clean: dict[str, Any], key: str) -> str | None:
 
 
 async def _run_recall(st: ApiState, q: RecallQuery, endpoint: str) -> dict[str, Any]:
-    async def run(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+    """A recall on a pooled connection in autocommit: its statements are reads plus the audit row (best effort), so a
+    transaction around them bought nothing (each statement of a READ COMMITTED transaction has its own snapshot)
+    and cost BEGIN, COMMIT and the pipeline's flushes. Pool wait and queries count as database time."""
+    try:
+        async with db.timed():
+            conn = await st.pool.getconn()
+    except PoolTimeout:
+        raise ApiError(503, C.E_SERVICE_UNAVAILABLE, "database pool exhausted; retry later",
+                       headers={"retry-after": "1"}) from None
+    try:
+        await conn.set_autocommit(True)
         return await run_recall(conn, q, st.settings, endpoint)
-
-    return await in_transaction(st.pool, run, best_effort_commit=True)
+    except psycopg.Error as exc:
+        mapped = map_db_error(exc)
+        if mapped is not None:
+            raise mapped from None
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.set_autocommit(False)
+        await st.pool.putconn(conn)
 
 
 async def recall(request: Request) -> Response:

@@ -208,7 +208,3 @@ FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 """
 """The recall's audit row. The recall transaction writes nothing else and Aionis treats the audit as best effort,
 so its COMMIT does not wait for the WAL flush (set_config(..., is_local) here saves a round trip)."""
-
-
-GENERIC_PLANS_SQL: Final = "SELECT set_config('plan_cache_mode', 'auto', true)"
-"""Sent after stage 1: lets stage 2 and the node fetch use cached generic plans for the rest of the transaction."""

@@ -1,17 +1,24 @@
-"""Benchmark of the reference API: recall_text at concurrency 12 and write at concurrency 4 (issue 3 targets).
+"""Benchmark of the reference API: recall_text at concurrency 12 and write at concurrency 4.
 
-    .venv/bin/python -m scripts.bench_api [--dataset seeder|text] [--api-workers N] [--events 9900 --topics 100]
+    .venv/bin/python -m scripts.bench_api [--dataset seeder|copy|text] [--api-workers N] [--events 9900 --topics 100]
+        [--compare-dir ../base-checkout --rounds 2 --recall-only]
 
 1. Creates a throwaway database on the embedded server (or uses --database-url, which must be migrated) and a fresh
    scope of T topics + E events + 2E edges (the peer's perf-seed topology) in partitions of its own:
    - `--dataset seeder` (default): the kit's own seeder (`memload seed`, clustered vectors: each event near its
      topic's title embedding), the dataset every other kit measurement uses;
+   - `--dataset copy`: the same seeder with every node the source's one vector (the seed document's SQL shape): all
+     distances tie, seeds spread over many topics, stage 2 fills its edge budgets;
    - `--dataset text`: every node gets `fake_embed` of its own text. Those vectors are ~orthogonal to each other,
      the worst case for HNSW (a search visits far more of the graph) and for stage 2 (seeds spread over many topics).
-2. Starts `memload api --workers N` on a free loopback port with rate limits raised far above the offered load.
+2. Starts `memload api --workers N` on a free loopback port with rate limits raised far above the offered load (and,
+   with --compare-dir, the API of another checkout on the same data: the cases then alternate between the two, round
+   after round, so a before/after comparison shares one dataset and one stretch of machine noise).
 3. Warms up, then runs the cases with threads of keep-alive http.client connections; latency = request sent to
    body read (client side) and the server's own Server-Timing total/db, nearest-rank percentiles.
-4. Prints one JSON document (stdout); progress on stderr. Everything it created is dropped at the end.
+4. Counts the CPU each request cost in the API, in PostgreSQL (the API's backends and the server's background
+   processes only: other clients and other servers on a shared machine do not count) and in the load generator.
+5. Prints one JSON document (stdout); progress on stderr. Everything it created is dropped at the end.
 """
 
 from __future__ import annotations
@@ -50,8 +57,10 @@ def pct(sorted_ms: list[float], q: float) -> float:
 # ------------------------------------------------------------------------------------------------------ seeding
 
 
-def seed_with_seeder(url: str, base_url: str, scope: str, events: int, topics: int) -> dict[str, Any]:
-    """The kit's seeder (`memload seed` in process) into a new scope; its source vector is written through the API."""
+def seed_with_seeder(url: str, base_url: str, scope: str, events: int, topics: int,
+                     vectors: str = "clustered") -> dict[str, Any]:
+    """The kit's seeder (`memload seed` in process) into a new scope; its source vector is written through the API.
+    vectors: clustered (the default dataset) or copy (every node the source's vector, as the seed document's SQL)."""
     from memload.config import Settings
     from scripts.matrix import ensure_source_vector
     from seeding.params import SeedParams, Tenancy
@@ -63,13 +72,13 @@ def seed_with_seeder(url: str, base_url: str, scope: str, events: int, topics: i
     params = SeedParams(target=Tenancy.resolve(scope, tenant, tenant, flags=("--scope", "--tenant-id")),
                         source=Tenancy.resolve(settings.memory_scope, tenant, tenant,
                                                flags=("--src-scope", "--src-tenant-id")),
-                        events=events, topics=topics, seed=1, progress=False)
+                        events=events, topics=topics, seed=1, progress=False, vectors=vectors)
     t0 = time.perf_counter()
     summary = run_seed(url, params, settings)
     totals = summary.get("totals_in_scope", {})
-    return {"dataset": "seeder", "nodes": totals.get("nodes"), "edges": totals.get("edges"),
-            "vectors": params.vectors, "noise": params.noise, "timings_ms": {"total": round((time.perf_counter() - t0)
-                                                                                            * 1000)}}
+    return {"dataset": "seeder" if vectors == "clustered" else vectors, "nodes": totals.get("nodes"),
+            "edges": totals.get("edges"), "vectors": params.vectors, "noise": params.noise,
+            "timings_ms": {"total": round((time.perf_counter() - t0) * 1000)}}
 
 
 def seed(url: str, scope: str, events: int, topics: int) -> dict[str, Any]:
@@ -155,14 +164,16 @@ def _lit(text: str) -> str:
 # ------------------------------------------------------------------------------------------------------ cpu
 
 
-def _proc_table() -> dict[int, tuple[str, int, float]]:
-    """pid -> (command name, parent pid, CPU seconds used) from /proc (Linux); empty elsewhere."""
+def _proc_table(children: bool = True) -> dict[int, tuple[str, int, float]]:
+    """pid -> (command name, parent pid, CPU seconds used) from /proc (Linux); empty elsewhere. With `children`, a
+    process's reaped children count too (an API worker that exits during a case is not lost)."""
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     out: dict[int, tuple[str, int, float]] = {}
     try:
         pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
     except OSError:
         return out
+    last = 15 if children else 13
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -171,37 +182,99 @@ def _proc_table() -> dict[int, tuple[str, int, float]]:
             continue
         comm = data[data.index("(") + 1:data.rindex(")")]
         fields = data[data.rindex(")") + 2:].split()
-        out[pid] = (comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        out[pid] = (comm, int(fields[1]), sum(int(x) for x in fields[11:last]) / tick)
     return out
 
 
-class CpuMeter:
-    """CPU seconds spent during a case by the API's process tree, PostgreSQL's processes (the embedded server, or any
-    local one) and this benchmark (the load generator), read from /proc before and after. It shows where a
-    request's CPU goes and how busy the cores were: on 2 cores, throughput is bounded by 2 s / (CPU per request)."""
+def _cpu_of(pid: int) -> float:
+    """CPU seconds used by one process (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
-    def __init__(self, api_pid: int) -> None:
+
+def _tree(table: dict[int, tuple[str, int, float]], root: int) -> set[int]:
+    """root and all its descendants."""
+    tree = {root}
+    grew = True
+    while grew:
+        new = {pid for pid, (_, ppid, _) in table.items() if ppid in tree} - tree
+        tree |= new
+        grew = bool(new)
+    return tree
+
+
+METER_APP = "memload-bench-meter"
+_OTHER_BACKENDS_SQL = """
+SELECT pid FROM pg_stat_activity
+WHERE backend_type IN ('client backend', 'autovacuum worker', 'parallel worker', 'walsender')
+  AND NOT (datname = current_database() AND application_name = 'memload-api')
+"""
+
+
+class PgServer:
+    """The PostgreSQL server behind the benchmark's URL, when it runs on this machine: its postmaster pid and the
+    backends that are not the API's (other databases, other clients, this meter). On a shared machine another
+    server, or a seeder working in the same server, must not count as the API's database CPU."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn: Any = None
+        self.postmaster: int | None = None
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=METER_APP)
+            backend = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        except psycopg.Error:
+            return
+        parent = _proc_table().get(backend)
+        self.postmaster = parent[1] if parent is not None else None
+
+    def others(self) -> set[int]:
+        return {r[0] for r in self.conn.execute(_OTHER_BACKENDS_SQL).fetchall()} if self.conn else set()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class CpuMeter:
+    """CPU seconds spent during a case by the API's process tree, the database server's processes serving it (the
+    API's backends and the server's own background processes; every process named postgres when the server is not
+    local) and this benchmark (the load generator), read from /proc before and after. It shows where a request's CPU
+    goes and how busy the cores were: on 2 cores, throughput is bounded by 2 s / (CPU per request)."""
+
+    def __init__(self, api_pid: int, pg: PgServer | None = None) -> None:
         self.api_pid = api_pid
+        self.pg = pg if pg is not None and pg.postmaster is not None else None
         self.before = self._sample()
 
-    def _sample(self) -> dict[str, float]:
+    def _sample(self) -> dict[str, Any]:
         table = _proc_table()
-        api_tree = {self.api_pid}
-        grew = True
-        while grew:  # the uvicorn supervisor and its worker processes
-            new = {pid for pid, (_, ppid, _) in table.items() if ppid in api_tree} - api_tree
-            api_tree |= new
-            grew = bool(new)
+        api_tree = _tree(table, self.api_pid)  # the uvicorn supervisor and its worker processes
         me = os.getpid()
-        return {
+        out: dict[str, Any] = {
             "api": sum(t[2] for pid, t in table.items() if pid in api_tree),
-            "postgres": sum(t[2] for t in table.values() if t[0] == "postgres"),
             "load_generator": table[me][2] if me in table else 0.0,
         }
+        if self.pg is not None:
+            # per process, own time only: the postmaster's reaped children include other clients' backends
+            own = _proc_table(children=False)
+            others = self.pg.others()
+            out["postgres_pids"] = {pid: own[pid][2] for pid in _tree(own, self.pg.postmaster) if pid not in others}
+        else:
+            out["postgres"] = sum(t[2] for t in table.values() if t[0] == "postgres")
+        return out
 
     def result(self, requests: int, wall_s: float) -> dict[str, Any]:
         after = self._sample()
-        used = {k: max(0.0, after[k] - self.before[k]) for k in after}
+        used = {k: max(0.0, after[k] - self.before[k]) for k in ("api", "load_generator")}
+        if self.pg is not None:
+            pids = after["postgres_pids"]
+            used["postgres"] = sum(max(0.0, v - self.before["postgres_pids"].get(pid, 0.0)) for pid, v in pids.items())
+        else:
+            used["postgres"] = max(0.0, after["postgres"] - self.before["postgres"])
         total = sum(used.values())
         per = {k: round(v * 1000 / requests, 2) for k, v in used.items()} if requests else {}
         per["total"] = round(total * 1000 / requests, 2) if requests else 0.0
@@ -209,6 +282,65 @@ class CpuMeter:
         return {"cpu_ms_per_request": per,
                 "cpu_busy_fraction": round(total / (wall_s * cpus), 3) if wall_s else None,
                 "cpu_bound_rps": round(cpus * 1000 / per["total"], 1) if per.get("total") else None}
+
+
+def sql_floor(url: str, scope: str, query_text: str, limit: int, iterations: int) -> dict[str, Any]:
+    """PostgreSQL CPU of the recall's bare SQL: the statements the API sends for one recall_text (stage 1 at the
+    configured ef_search, stage 2, the node fetch, the audit row and COMMIT), on one connection configured as the
+    API's pool configures it, without HTTP or the API's Python. Read from /proc for that one backend: the database's
+    share of a recall that no change to the API can remove while the SQL and its plans stay as they are."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from memload.config import Settings
+    from memload.embedder import fake_embed_many
+    from memory_api import recall_sql as Q
+    from memory_api.db import session_settings
+    from memory_api.recall import edge_budgets, oversample, uuid_array
+
+    settings = Settings.from_env()
+    conn = psycopg.connect(url, application_name="memload-bench-floor")
+    try:
+        conn.autocommit = True
+        for name, value in session_settings(settings):
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        register_vector(conn)
+        conn.autocommit = False
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.commit()
+        vec = fake_embed_many([query_text])[0].astype(np.float32)
+        stage1 = Q.STAGE1_SQL.replace("%(q)s", "%(q)b")
+        p1 = {"q": vec, "scope": scope, "oversample": oversample(limit), "limit": limit, "agent": None, "team": None}
+        seed_ids = [r[0] for r in conn.execute(stage1, p1).fetchall()]
+        edge_budget, hop1, hop2 = edge_budgets(100)
+        p2 = {"seed_ids": uuid_array(seed_ids), "scope": scope, "min_w": 0.0, "min_c": 0.0, "hop1_budget": hop1,
+              "hop2_budget": hop2, "edge_budget": edge_budget}
+        edges = conn.execute(Q.STAGE2_HOP2_SQL, p2).fetchall()
+        ids = list(dict.fromkeys([*seed_ids, *(x for e in edges for x in (e[2], e[3]))]))[:200]
+        p3 = {"scope": scope, "ids": uuid_array(ids), "want_slots": False, "agent": None, "team": None}
+        pa = {"scope": scope, "endpoint": "recall_text", "agent": None, "team": None, "query_sha256": "0" * 64,
+              "seeds": len(seed_ids), "nodes": min(50, len(ids)), "edges": min(100, len(edges))}
+        conn.commit()
+        steps = {
+            "stage1": lambda: conn.execute(stage1, p1).fetchall(),
+            "stage2": lambda: conn.execute(Q.STAGE2_HOP2_SQL, p2).fetchall(),
+            "node_fetch": lambda: conn.execute(Q.NODES_SQL, p3).fetchall(),
+            "audit_commit": lambda: (conn.execute(Q.AUDIT_SQL, pa), conn.commit()),
+        }
+        used = dict.fromkeys(steps, 0.0)
+        for i in range(iterations + 10):  # the first 10 warm the caches and psycopg's prepared statements
+            for name, step in steps.items():
+                before = _cpu_of(backend)
+                step()
+                if i >= 10:  # /proc counts clock ticks: per step a 0 or a tick, unbiased over many iterations
+                    used[name] += _cpu_of(backend) - before
+        conn.execute("DELETE FROM memory_recall_audit WHERE scope = %s AND query_sha256 = %s", (scope, "0" * 64))
+        conn.commit()
+    finally:
+        conn.close()
+    per = {k: round(v * 1000 / iterations, 2) for k, v in used.items()}
+    return {"iterations": iterations, "seeds": len(seed_ids), "edges": len(edges), "nodes": len(ids),
+            "ef_search": settings.hnsw_ef_search, "postgres_cpu_ms": {**per, "total": round(sum(per.values()), 2)}}
 
 
 # ------------------------------------------------------------------------------------------------------ load
@@ -252,7 +384,7 @@ class Case:
 
 
 def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency: int, timeout_s: float,
-             deadline: float, api_pid: int | None = None) -> None:
+             deadline: float, api_pid: int | None = None, pg: PgServer | None = None) -> None:
     """`concurrency` threads share the body list (closed model, no pacing), each on one keep-alive connection."""
     next_i = iter(range(len(bodies)))
     it_lock = threading.Lock()
@@ -277,7 +409,7 @@ def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency:
         conn.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    meter = CpuMeter(api_pid) if api_pid is not None else None
+    meter = CpuMeter(api_pid, pg) if api_pid is not None else None
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -297,7 +429,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(url: str, port: int, workers: int = 1) -> subprocess.Popen:
+def start_api(url: str, port: int, workers: int = 1, checkout: Path = REPO) -> subprocess.Popen:
+    """`memload api` of `checkout` (this repository, or another revision's worktree to compare against): run from
+    that directory, its packages come first on the path."""
     big = "1000000"
     env = {**os.environ, "DATABASE_URL": url, "RECALL_RATE_LIMIT_RPS": big, "RECALL_RATE_LIMIT_BURST": big,
            "WRITE_RATE_LIMIT_RPS": big, "WRITE_RATE_LIMIT_BURST": big, "TENANT_RECALL_RPS": big,
@@ -307,7 +441,7 @@ def start_api(url: str, port: int, workers: int = 1) -> subprocess.Popen:
            "MEMLOAD_API_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "api", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", str(workers)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+                            cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -326,12 +460,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
                     help="a migrated database to use (default: a throwaway database on the embedded server)")
-    ap.add_argument("--dataset", choices=("seeder", "text"), default="seeder",
-                    help="seeder: the kit's clustered dataset (default); text: each node embeds its own text (worst "
-                         "case for HNSW)")
+    ap.add_argument("--dataset", choices=("seeder", "copy", "text"), default="seeder",
+                    help="seeder: the kit's clustered dataset (default); copy: the seeder with every node the same "
+                         "copied vector; text: each node embeds its own text (worst case for HNSW)")
     ap.add_argument("--api-workers", type=int, default=os.cpu_count() or 1,
                     help="uvicorn worker processes of the API (default: one per CPU; one Python process cannot use "
                          "the second core)")
+    ap.add_argument("--compare-dir", type=Path, default=None,
+                    help="also start the API of another checkout (e.g. a git worktree of the base revision) and run "
+                         "every case against both, alternating, on the same data")
+    ap.add_argument("--rounds", type=int, default=1, help="times each case runs per API (alternating with "
+                                                          "--compare-dir)")
+    ap.add_argument("--recall-only", action="store_true", help="skip the write case")
+    ap.add_argument("--scope", default=None,
+                    help="measure this already seeded scope of --database-url (not seeded, not purged; the recall "
+                         "audit rows the run adds are deleted; with --recall-only nothing is written to it) instead "
+                         "of seeding a new one")
+    ap.add_argument("--sql-floor", type=int, default=300, metavar="N",
+                    help="also measure the PostgreSQL CPU of the recall's bare SQL over N recalls (0: skip)")
     ap.add_argument("--events", type=int, default=9900)
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--recall-requests", type=int, default=600)
@@ -348,6 +494,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--api-workers: expected 1..16")
     if not (1 <= args.recall_concurrency <= 64 and 1 <= args.write_concurrency <= 64):
         ap.error("--recall-concurrency/--write-concurrency: expected 1..64")
+    if not 1 <= args.rounds <= 20:
+        ap.error("--rounds: expected 1..20")
+    if args.scope is not None and not args.database_url:
+        ap.error("--scope: needs --database-url (the database that holds the seeded scope)")
+    if not 0 <= args.sql_floor <= 100_000:
+        ap.error("--sql-floor: expected 0..100000")
+    if args.compare_dir is not None and not (args.compare_dir / "memory_api" / "recall.py").is_file():
+        ap.error(f"--compare-dir: {args.compare_dir} is not a memload checkout (no memory_api/recall.py)")
 
     import psycopg
 
@@ -355,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     from scripts import embedded_db
     from scripts.migrate import migrate
 
-    scope = f"bench_api_{uuid.uuid4().hex[:8]}"
+    scope = args.scope or f"bench_api_{uuid.uuid4().hex[:8]}"
+    audit_before = 0
     throwaway = None
     url = args.database_url
     admin = None
@@ -367,78 +522,101 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(f'CREATE DATABASE "{throwaway}"')
         url = server.replace("/memload?", f"/{throwaway}?")
         migrate(url)
-    proc = None
+    apis: dict[str, tuple[subprocess.Popen, int]] = {}
+    pg: PgServer | None = None
     try:
         port = free_port()
-        log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions, dataset "
-            f"{args.dataset})")
-        if args.dataset == "text":
+        if args.scope is not None:
+            with psycopg.connect(url) as conn:
+                audit_before = conn.execute("SELECT coalesce(max(id), 0) FROM memory_recall_audit").fetchone()[0]
+                n_nodes, n_edges = conn.execute(
+                    "SELECT (SELECT count(*) FROM memory_nodes WHERE scope = %(s)s),"
+                    " (SELECT count(*) FROM memory_edges WHERE scope = %(s)s)", {"s": scope}).fetchone()
+            if not n_nodes:
+                raise SystemExit(f"bench-api: --scope: {scope!r} has no nodes in this database")
+            seeded = {"dataset": "existing scope", "nodes": n_nodes, "edges": n_edges, "timings_ms": {"total": 0}}
+            apis["this"] = (start_api(url, port, args.api_workers), port)
+        elif args.dataset == "text":
+            log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions, text)")
             seeded = seed(url, scope, args.events, args.topics)
-            proc = start_api(url, port, args.api_workers)
+            apis["this"] = (start_api(url, port, args.api_workers), port)
         else:
-            proc = start_api(url, port, args.api_workers)
-            seeded = seed_with_seeder(url, f"http://127.0.0.1:{port}", scope, args.events, args.topics)
-        log(f"seeded {seeded['nodes']} nodes / {seeded['edges']} edges in {seeded['timings_ms']['total']} ms")
+            log(f"seeding {args.topics} topics + {args.events} events into scope {scope} (own partitions, dataset "
+                f"{args.dataset})")
+            apis["this"] = (start_api(url, port, args.api_workers), port)
+            seeded = seed_with_seeder(url, f"http://127.0.0.1:{port}", scope, args.events, args.topics,
+                                      "clustered" if args.dataset == "seeder" else "copy")
+        took = "" if args.scope else f" in {seeded['timings_ms']['total']} ms"
+        log(f"{'existing scope:' if args.scope else 'seeded'} {seeded['nodes']} nodes / {seeded['edges']} edges{took}")
+        if args.compare_dir is not None:
+            port2 = free_port()
+            apis["compare"] = (start_api(url, port2, args.api_workers, args.compare_dir.resolve()), port2)
+        pg = PgServer(url)
+        floor = None
+        if args.sql_floor and pg.postmaster is not None:
+            log(f"SQL floor: the recall's bare statements x{args.sql_floor} on one connection")
+            floor = sql_floor(url, scope, "memory graph perf", 20, args.sql_floor)
+            log(f"SQL floor: PostgreSQL CPU per recall {floor['postgres_cpu_ms']} ms (seeds {floor['seeds']}, edges "
+                f"{floor['edges']}, nodes {floor['nodes']}, ef_search {floor['ef_search']})")
         run_tag = f"{int(time.time() * 1000)}_{uuid.uuid4().hex[:6]}"
         recall_body = json.dumps({"scope": scope, "query_text": "memory graph perf", "limit": 20}).encode()
-        warm = Case("warmup")
-        run_case(warm, port, "/v1/memory/recall_text", [recall_body] * args.warmup, 1, 15, time.monotonic() + 60)
-        writes_warm = [json.dumps({"scope": scope, "input_text": f"warm {run_tag} #{i}", "auto_embed": False,
-                                   "nodes": [{"client_id": f"warm_{run_tag}_{i}", "type": "event"}]}).encode()
-                       for i in range(args.warmup)]
-        run_case(Case("warmup"), port, "/v1/memory/write", writes_warm, 1, 15, time.monotonic() + 60)
+        for label, (_, api_port) in apis.items():
+            run_case(Case("warmup"), api_port, "/v1/memory/recall_text", [recall_body] * args.warmup, 1, 15,
+                     time.monotonic() + 60)
+            if args.recall_only:
+                continue  # no write at all: an existing --scope is left unchanged
+            writes_warm = [json.dumps({"scope": scope, "input_text": f"warm {run_tag} {label} #{i}",
+                                       "auto_embed": False,
+                                       "nodes": [{"client_id": f"warm_{run_tag}_{label}_{i}", "type": "event"}]})
+                           .encode() for i in range(args.warmup)]
+            run_case(Case("warmup"), api_port, "/v1/memory/write", writes_warm, 1, 15, time.monotonic() + 60)
 
-        cases: dict[str, Case] = {}
         load_at_start = round(os.getloadavg()[0], 2)
         api_settings = Settings.from_env()
-        log(f"recall_text x{args.recall_requests} at concurrency {args.recall_concurrency} (constant query)")
-        cases["recall_text"] = Case("recall_text")
-        run_case(cases["recall_text"], port, "/v1/memory/recall_text", [recall_body] * args.recall_requests,
-                 args.recall_concurrency, 15, time.monotonic() + args.max_seconds, proc.pid)
-        log("recall_text at concurrency 1 (service time without queueing)")
-        cases["recall_text_c1"] = Case("recall_text_c1")
-        run_case(cases["recall_text_c1"], port, "/v1/memory/recall_text",
-                 [recall_body] * max(1, args.recall_requests // 4), 1, 15, time.monotonic() + args.max_seconds,
-                 proc.pid)
-        log("recall_text with distinct queries (every request misses the embedding cache)")
-        distinct = [json.dumps({"scope": scope, "query_text": f"perf topic #{i % args.topics + 1} q{i}",
-                                "limit": 20}).encode() for i in range(args.recall_requests)]
-        cases["recall_text_distinct"] = Case("recall_text_distinct")
-        run_case(cases["recall_text_distinct"], port, "/v1/memory/recall_text", distinct, args.recall_concurrency, 15,
-                 time.monotonic() + args.max_seconds, proc.pid)
-        log(f"write x{args.write_requests} at concurrency {args.write_concurrency}")
-        writes = [json.dumps({"scope": scope, "input_text": f"perf write {run_tag} #{i}", "auto_embed": False,
-                              "memory_lane": "shared",
-                              "nodes": [{"client_id": f"perf_write_{run_tag}_{i}", "type": "event",
-                                         "text_summary": f"perf write payload #{i}"}]}).encode()
-                  for i in range(args.write_requests)]
-        cases["write"] = Case("write")
-        run_case(cases["write"], port, "/v1/memory/write", writes, args.write_concurrency, 15,
-                 time.monotonic() + args.max_seconds, proc.pid)
+        rounds: list[dict[str, Any]] = []
+        cases: dict[str, Case] = {}
+        for r in range(args.rounds):
+            for label, (proc, api_port) in apis.items():
+                tag = f"{run_tag}_{r}_{label}"
+                if len(apis) > 1 or args.rounds > 1:
+                    log(f"round {r + 1}/{args.rounds}, API {label}")
+                cases = _run_cases(args, scope, recall_body, tag, proc, api_port, pg)
+                rounds.append({"round": r + 1, "api": label, "cases": {n: c.summary() for n, c in cases.items()}})
+        this_cases = [x for x in rounds if x["api"] == "this"][-1]["cases"]
         out = {
-            "ok": all(c.status.get("200", 0) == sum(c.status.values()) for c in cases.values()),
+            "ok": all(c["ok"] == c["total"] for x in rounds for c in x["cases"].values()),
             "scope": scope, "seed": seeded,
             "params": {k: getattr(args, k) for k in ("dataset", "api_workers", "events", "topics", "recall_requests",
                                                      "recall_concurrency", "write_requests", "write_concurrency",
-                                                     "warmup")},
+                                                     "warmup", "rounds")},
             "host": {"cpus": os.cpu_count(), "loadavg_1m_at_start": load_at_start,
-                     "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
+                     "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+                     "postgres_cpu_counted": "the API's backends and the server's background processes"
+                     if pg.postmaster else "every postgres process"},
             "api_settings": {k: getattr(api_settings, k) for k in ("hnsw_ef_search", "hnsw_iterative_scan",
                                                                    "hnsw_max_scan_tuples", "db_pool_max")},
-            "cases": {name: c.summary() for name, c in cases.items()},
+            "cases": this_cases,
+            "sql_floor": floor,
         }
-        out["targets_p95_ms"] = TARGETS_MS
-        out["meets_targets"] = {k: out["cases"][k]["latency_ms"]["p95"] <= v for k, v in TARGETS_MS.items()}
-        for name, c in out["cases"].items():
-            cpu = c.get("cpu_ms_per_request") or {}
-            log(f"{name}: p50/p95 {c['latency_ms']['p50']}/{c['latency_ms']['p95']} ms at {c['rps']} req/s; CPU per "
-                f"request {cpu.get('total')} ms (api {cpu.get('api')}, postgres {cpu.get('postgres')}, load generator "
-                f"{cpu.get('load_generator')}); cores {c.get('cpu_busy_fraction')} busy; CPU-bound ceiling "
-                f"{c.get('cpu_bound_rps')} req/s")
+        if len(rounds) > 1:
+            out["compare_dir"] = str(args.compare_dir) if args.compare_dir else None
+            out["rounds"] = rounds
+        out["targets_p95_ms"] = {k: v for k, v in TARGETS_MS.items() if k in this_cases}
+        out["meets_targets"] = {k: this_cases[k]["latency_ms"]["p95"] <= v for k, v in out["targets_p95_ms"].items()}
+        for x in rounds:
+            for name, c in x["cases"].items():
+                cpu = c.get("cpu_ms_per_request") or {}
+                who = f"[{x['api']} r{x['round']}] " if len(rounds) > 1 else ""
+                log(f"{who}{name}: p50/p95 {c['latency_ms']['p50']}/{c['latency_ms']['p95']} ms at {c['rps']} req/s; "
+                    f"CPU per request {cpu.get('total')} ms (api {cpu.get('api')}, postgres {cpu.get('postgres')}, "
+                    f"load generator {cpu.get('load_generator')}); cores {c.get('cpu_busy_fraction')} busy; "
+                    f"CPU-bound ceiling {c.get('cpu_bound_rps')} req/s")
         print(json.dumps(out, indent=2))
         return 0 if out["ok"] else 1
     finally:
-        if proc is not None:
+        if pg is not None:
+            pg.close()
+        for proc, _ in apis.values():
             proc.terminate()
             try:
                 proc.wait(10)
@@ -447,8 +625,44 @@ def main(argv: list[str] | None = None) -> int:
         if throwaway and admin:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{throwaway}" WITH (FORCE)')
+        elif args.scope is not None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("DELETE FROM memory_recall_audit WHERE id > %s AND scope = %s", (audit_before, scope))
         elif url:
             _drop_scope(url, scope)
+
+
+def _run_cases(args: argparse.Namespace, scope: str, recall_body: bytes, tag: str, proc: subprocess.Popen,
+               port: int, pg: PgServer) -> dict[str, Case]:
+    """recall_text at c=N (constant query), at c=1, with distinct queries, then writes (unless --recall-only)."""
+    cases: dict[str, Case] = {}
+    log(f"recall_text x{args.recall_requests} at concurrency {args.recall_concurrency} (constant query)")
+    cases["recall_text"] = Case("recall_text")
+    run_case(cases["recall_text"], port, "/v1/memory/recall_text", [recall_body] * args.recall_requests,
+             args.recall_concurrency, 15, time.monotonic() + args.max_seconds, proc.pid, pg)
+    log("recall_text at concurrency 1 (service time without queueing)")
+    cases["recall_text_c1"] = Case("recall_text_c1")
+    run_case(cases["recall_text_c1"], port, "/v1/memory/recall_text",
+             [recall_body] * max(1, args.recall_requests // 4), 1, 15, time.monotonic() + args.max_seconds,
+             proc.pid, pg)
+    log("recall_text with distinct queries (every request misses the embedding cache)")
+    distinct = [json.dumps({"scope": scope, "query_text": f"perf topic #{i % args.topics + 1} q{i} {tag}",
+                            "limit": 20}).encode() for i in range(args.recall_requests)]
+    cases["recall_text_distinct"] = Case("recall_text_distinct")
+    run_case(cases["recall_text_distinct"], port, "/v1/memory/recall_text", distinct, args.recall_concurrency, 15,
+             time.monotonic() + args.max_seconds, proc.pid, pg)
+    if args.recall_only:
+        return cases
+    log(f"write x{args.write_requests} at concurrency {args.write_concurrency}")
+    writes = [json.dumps({"scope": scope, "input_text": f"perf write {tag} #{i}", "auto_embed": False,
+                          "memory_lane": "shared",
+                          "nodes": [{"client_id": f"perf_write_{tag}_{i}", "type": "event",
+                                     "text_summary": f"perf write payload #{i}"}]}).encode()
+              for i in range(args.write_requests)]
+    cases["write"] = Case("write")
+    run_case(cases["write"], port, "/v1/memory/write", writes, args.write_concurrency, 15,
+             time.monotonic() + args.max_seconds, proc.pid, pg)
+    return cases
 
 
 def _drop_scope(url: str, scope: str) -> None:
