@@ -67,3 +67,14 @@ def scope_precision(conn: Any, scope_key: str) -> str:
     `conn` is a psycopg connection (sync). One catalog query; callers cache the answer per scope."""
     row = conn.execute(PRECISION_SQL, (nodes_partition(scope_key),)).fetchone()
     return HALFVEC if row is not None and row[0] == OPCLASS[HALFVEC] else VECTOR
+
+
+def follow(statement: str, precision: str, column: str = "n.embedding") -> str:
+    """`statement` with its k-NN `ORDER BY <column> <=> %(q)s::vector(1536)` rewritten to the expression an index of
+    `precision` is built on; the distance the statement selects stays the float32 one (same figures either way)."""
+    if precision == VECTOR:
+        return statement
+    old = f"ORDER BY {distance_sql(VECTOR, column)}"
+    if old not in statement:
+        raise ValueError(f"no k-NN ORDER BY on {column} in the statement")
+    return statement.replace(old, f"ORDER BY {distance_sql(precision, column)}")

@@ -167,3 +167,18 @@ def test_embedded_server_settings_from_the_machine(tmp_path: Path) -> None:
     embedded_db.write_conf(tmp_path, sizing)
     assert (tmp_path / "memload.conf").read_text() == "shared_buffers = '3GB'\n"  # a user's file is kept
     assert (tmp_path / "postgresql.conf").read_text().count("memload.auto.conf") == 1
+
+
+def test_explain_follows_a_halfvec_scope(src_url: str, tmp_path: Path) -> None:
+    scope = "tscale_explain"
+    seed(src_url, tmp_path, scope, source=SRC, events=5000, seed=7, precision=HALFVEC)  # HNSW enforced from 5,000
+    name, _ = ready_index(src_url, scope)
+    proc = run_cli("explain", "--scope", scope, "--lim", "10",
+                   env={"DATABASE_URL": src_url, "MEMLOAD_HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    s1 = doc["stages"]["stage1"]
+    assert doc["settings"]["index_precision"] == HALFVEC and s1["uses_hnsw"] is True, proc.stderr
+    assert doc["ok"] is True and doc["enforced"] is True
+    assert [u["index"] for u in s1["index_scans"] if u["method"] == "hnsw"] == [name]
+    assert "halfvec" in s1["statement"]
