@@ -49,15 +49,16 @@ def inspect_indexes(url: str) -> tuple[list[IndexState], dict[str, str]]:
                 " JOIN pg_class t ON t.oid = i.indrelid WHERE c.relname = %s",
                 (name,),
             ).fetchone()
+            expected_table = table
             if row is None and name in PER_PARTITION:
-                name, table = PER_PARTITION[name]
+                part_index, expected_table = PER_PARTITION[name]
                 row = conn.execute(
                     "SELECT am.amname, i.indisvalid, t.relname FROM pg_class c"
                     " JOIN pg_index i ON i.indexrelid = c.oid JOIN pg_am am ON am.oid = c.relam"
                     " JOIN pg_class t ON t.oid = i.indrelid WHERE c.relname = %s",
-                    (name,),
+                    (part_index,),
                 ).fetchone()
-            if row is None or row[2] != table:
+            if row is None or row[2] != expected_table:
                 states.append(IndexState(name, table, method, None, False))
             else:
                 states.append(IndexState(name, table, method, row[0], bool(row[1])))
