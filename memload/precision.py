@@ -56,7 +56,7 @@ def nodes_partition(scope_key: str) -> str:
 PRECISION_SQL = (
     "SELECT oc.opcname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid"
     " JOIN pg_am am ON am.oid = ic.relam JOIN pg_opclass oc ON oc.oid = i.indclass[0]"
-    " WHERE i.indrelid = to_regclass(%s) AND am.amname = 'hnsw'"
+    " WHERE i.indrelid = to_regclass(%(part)s) AND am.amname = 'hnsw'"
     " ORDER BY (oc.opcname = 'halfvec_cosine_ops') DESC LIMIT 1"
 )
 
@@ -65,8 +65,13 @@ def scope_precision(conn: Any, scope_key: str) -> str:
     """`halfvec` when the scope's own nodes partition has a halfvec HNSW index over its ready vectors, else `vector`.
 
     `conn` is a psycopg connection (sync). One catalog query; callers cache the answer per scope."""
-    row = conn.execute(PRECISION_SQL, (nodes_partition(scope_key),)).fetchone()
-    return HALFVEC if row is not None and row[0] == OPCLASS[HALFVEC] else VECTOR
+    row = conn.execute(PRECISION_SQL, {"part": nodes_partition(scope_key)}).fetchone()
+    return from_opclass(None if row is None else row[0])
+
+
+def from_opclass(opclass: str | None) -> str:
+    """The precision PRECISION_SQL's answer (an operator class name, or no row) stands for."""
+    return HALFVEC if opclass == OPCLASS[HALFVEC] else VECTOR
 
 
 def follow(statement: str, precision: str, column: str = "n.embedding") -> str:
