@@ -199,7 +199,7 @@ def _report(events: int, seeds: list[dict[str, Any]], ann: dict[str, Any], floor
     tm = {k: v / 1000 for k, v in seed["timings_ms"].items()}
     total = seed["elapsed_ms"] / 1000
     ratio = total / fl["total_s"]
-    hnsw_s = seed["index_build"]["seconds"].get("memory_nodes_embedding_ready_hot_warm_hnsw_idx", 0.0)
+    hnsw_s = seed["index_build"].get("hnsw_seconds") or 0.0
     rounds = ""
     if len(seeds) > 1:
         rounds = (" rounds: seed " + ", ".join(f"{s['elapsed_ms'] / 1000:.1f}" for s in seeds) + " s; floor "

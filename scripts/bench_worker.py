@@ -177,7 +177,7 @@ def run_case(server_url: str, *, nodes: int, nodes_per_row: int, batch_size: int
     with scratch_database(server_url) as url:
         with psycopg.connect(url, autocommit=True) as conn:
             if without_hnsw:  # diagnostic: the worker's own cost, without pgvector's per-row HNSW maintenance
-                conn.execute("DROP INDEX memory_nodes_embedding_ready_hot_warm_hnsw_idx")
+                conn.execute("DROP INDEX IF EXISTS memory_nodes_default_ready_hot_warm_hnsw")  # per partition
             t0 = time.perf_counter()
             backlog = build_embed_backlog(conn, "default", nodes, nodes_per_row, cluster=cluster)
             build_s = time.perf_counter() - t0

@@ -22,8 +22,13 @@ def _default_tenant() -> str:
     return os.environ.get("MEMORY_TENANT_ID") or "default"
 
 
-def _default_workers() -> int:
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+def _mem_arg(text: str) -> str:
+    from seeding.params import check_mem
+
+    try:
+        return check_mem(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
 def _tenant_arg(text: str) -> str:
@@ -85,10 +90,16 @@ def _register_seed(sub: argparse._SubParsersAction) -> None:
     add_option(p, "--query-set-out", env=e + "QUERY_SET_OUT", default=None,
                help="where to write the query set (default MEMLOAD_HOME/query_sets/<scope_key>.json)")
     add_option(p, "--out", env=e + "OUT", default=None, help="also write the JSON summary to this file")
-    add_option(p, "--maintenance-work-mem", env=e + "MAINTENANCE_WORK_MEM", default="2GB",
-               help="maintenance_work_mem for the index builds (the HNSW graph should fit in it)")
-    add_option(p, "--parallel-workers", env=e + "PARALLEL_WORKERS", default=_default_workers(),
-               type=bounded_int(0, 64), help="max_parallel_maintenance_workers for the index builds (cores − 1)")
+    add_option(p, "--maintenance-work-mem", env=e + "MAINTENANCE_WORK_MEM", default="auto", type=_mem_arg,
+               help="maintenance_work_mem for the index builds; auto = the estimated HNSW graph + 15%%, capped by "
+                    "this machine's available memory (a remote server: 2GB); the choice and why are in the JSON")
+    add_option(p, "--parallel-workers", env=e + "PARALLEL_WORKERS", default=None, type=bounded_int(0, 64),
+               help="max_parallel_maintenance_workers for the index builds; unset = cores − 1 (the leader builds too)")
+    add_option(p, "--precision", env=e + "PRECISION", default="halfvec", choices=("vector", "halfvec"),
+               help="the scope's ready hot/warm HNSW index on memload's partitioned layout: halfvec = "
+                    "(embedding::halfvec(1536)) halfvec_cosine_ops, half the graph and a faster build; vector = "
+                    "float32. The API, ann-check and explain follow the scope's index. A shared table's indexes "
+                    "are never changed")
     add_switch(p, "--progress", env=e + "PROGRESS", default=True, help="progress bar and index progress on stderr")
     add_option(p, "--command", env="SEED_COMMAND", default=None,
                help="seed with the target's own seeder: run this shell command and adopt the last JSON object it "
@@ -183,6 +194,7 @@ def run_seed_cmd(args: argparse.Namespace) -> int:
         seed=args.seed if args.seed is not None else secrets.randbelow(2**31), vectors=args.vectors,
         noise=args.noise, query_set_out=Path(args.query_set_out).resolve() if args.query_set_out else None,
         maintenance_work_mem=args.maintenance_work_mem, parallel_workers=args.parallel_workers,
+        precision=args.precision,
         progress=args.progress,
     ).validate()
     if args.command is not None:

@@ -24,8 +24,8 @@ from memload.errors import DatabaseUnavailable
 DB_NAME = "memload"
 STOP_WAIT_S = 300  # pg_ctl stop -t: the shutdown checkpoint of a loaded machine can take minutes
 
-# Tuned for a 2-core / 24 GiB machine running API, worker, Locust and the database together.
-SERVER_CONF = """\
+# The settings of the old fixed memload.conf (a file with exactly this text was memload's, not the user's).
+_OLD_SERVER_CONF = """\
 # written by memload (scripts/embedded_db.py); edit MEMLOAD_HOME/pgdata/memload.conf to tune
 max_connections = 200
 shared_buffers = '1GB'
@@ -39,6 +39,82 @@ random_page_cost = 1.1
 jit = off
 log_min_messages = warning
 """
+USER_CONF_TEXT = ("# memload.conf: your settings for the embedded server; they override memload.auto.conf (sized by\n"
+                  "# memload from this machine at every start). Restart to apply: memload db stop; memload db start\n")
+AUTO_CONF, USER_CONF = "memload.auto.conf", "memload.conf"
+MAX_CONNECTIONS = 200
+
+
+@dataclass(frozen=True)
+class ServerSizing:
+    """Memory settings of the embedded server, from this machine: it shares the box with the API, the worker and
+    Locust, so PostgreSQL takes a quarter of RAM as shared_buffers (at most 8GB: the rest is the OS page cache,
+    which effective_cache_size counts), and work_mem leaves room for every connection sorting at once."""
+
+    mem_mb: int
+    cores: int
+
+    @property
+    def shared_buffers_mb(self) -> int:
+        return max(128, min(8192, self.mem_mb // 4))
+
+    @property
+    def effective_cache_size_mb(self) -> int:
+        return max(256, self.mem_mb * 2 // 3)
+
+    @property
+    def work_mem_mb(self) -> int:
+        return max(4, min(64, (self.mem_mb - self.shared_buffers_mb) // (MAX_CONNECTIONS * 3)))
+
+    @property
+    def maintenance_work_mem_mb(self) -> int:
+        return max(64, min(2048, self.mem_mb // 16))
+
+    def settings(self) -> dict[str, str]:
+        return {"shared_buffers": f"{self.shared_buffers_mb}MB",
+                "effective_cache_size": f"{self.effective_cache_size_mb}MB",
+                "work_mem": f"{self.work_mem_mb}MB",
+                "maintenance_work_mem": f"{self.maintenance_work_mem_mb}MB",
+                "max_parallel_maintenance_workers": str(max(0, min(8, self.cores - 1)))}
+
+    def conf_text(self) -> str:
+        lines = [f"# written by memload at each start from this machine ({self.mem_mb} MB RAM, {self.cores} cores):",
+                 "# shared_buffers = RAM/4 (<= 8GB), effective_cache_size = 2/3 RAM, work_mem = what is left after",
+                 f"# shared_buffers / ({MAX_CONNECTIONS} connections x 3) (4..64MB), maintenance_work_mem = RAM/16 "
+                 "(<= 2GB; the seeder sizes its own HNSW builds). Override in memload.conf.",
+                 f"max_connections = {MAX_CONNECTIONS}"]
+        lines += [f"{k} = '{v}'" for k, v in self.settings().items()]
+        lines += ["max_wal_size = '4GB'", "checkpoint_timeout = '15min'", "random_page_cost = 1.1", "jit = off",
+                  "log_min_messages = warning"]
+        return "\n".join(lines) + "\n"
+
+
+def machine_sizing() -> ServerSizing:
+    mem_mb = 4096
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_mb = int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return ServerSizing(mem_mb, os.cpu_count() or 1)
+
+
+def write_conf(pgdata: Path, sizing: ServerSizing) -> None:
+    """memload.auto.conf (rewritten each start), then the user's memload.conf, both included by postgresql.conf."""
+    auto, user, main_conf = pgdata / AUTO_CONF, pgdata / USER_CONF, pgdata / "postgresql.conf"
+    auto.write_text(sizing.conf_text())
+    os.chmod(auto, 0o644)
+    if not user.exists() or user.read_text() == _OLD_SERVER_CONF:
+        user.write_text(USER_CONF_TEXT)
+        os.chmod(user, 0o644)
+    text = main_conf.read_text()
+    inc_auto, inc_user = f"include_if_exists = '{AUTO_CONF}'", f"include_if_exists = '{USER_CONF}'"
+    if inc_auto not in text:
+        text = text.replace(inc_user, inc_auto + "\n" + inc_user) if inc_user in text else text + "\n" + inc_auto
+    if inc_user not in text:
+        text += "\n" + inc_user + "\n"
+    main_conf.write_text(text)
 
 
 @dataclass(frozen=True)
@@ -90,17 +166,16 @@ def _read_postmaster(pgdata: Path) -> tuple[int, str] | None:
 def start(settings: Settings) -> str:
     """Start (or reuse) the embedded server, create the `memload` database, return its URL."""
     server = _server(settings)
-    conf = settings.pgdata / "memload.conf"
+    sizing = machine_sizing()
     with server._lock:  # pgserver's inter-process lock: concurrent starts are serialised
         server.ensure_pgdata_inited()
-        main_conf = settings.pgdata / "postgresql.conf"
-        if not conf.exists():
-            conf.write_text(SERVER_CONF)
-            os.chmod(conf, 0o644)
-        text = main_conf.read_text()
-        if "include_if_exists = 'memload.conf'" not in text:
-            main_conf.write_text(text + "\ninclude_if_exists = 'memload.conf'\n")
+        was_running = _read_postmaster(settings.pgdata) is not None
+        write_conf(settings.pgdata, sizing)
         server.ensure_postgres_running()
+    if not was_running:
+        print("[memload] embedded PostgreSQL sized from this machine: "
+              + ", ".join(f"{k}={v}" for k, v in sizing.settings().items())
+              + f" (see {settings.pgdata / AUTO_CONF})", file=sys.stderr)
     info = _read_postmaster(settings.pgdata)
     if info is None:
         raise DatabaseUnavailable(f"embedded PostgreSQL in {settings.pgdata} did not start (see its log file)")

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memload import contract
+from memload import contract, precision
 from memload.config import SQL_DIR, Settings
 from memload.errors import ExitCode, MemloadError
 from memload.identity import scope_key as make_scope_key
@@ -343,6 +343,11 @@ def run_explain(url: str, settings: Settings, opts: ExplainOptions) -> ExplainRe
     with connection(url, autocommit=True) as conn:
         used = _session(conn, settings, opts)
         ready, qvec, edges = _scope_facts(conn, key)
+        # The API orders stage 1 by the expression of the scope's own index (a halfvec index needs its cast).
+        prec = precision.scope_precision(conn, key) if settings.recall_scope_path else precision.VECTOR
+        used["index_precision"] = prec
+        if prec != precision.VECTOR:
+            s1_sql, s1_name = precision.follow(s1_sql, prec), f"{s1_name} (ORDER BY for a {prec} index)"
         report = ExplainReport(
             scope=opts.scope, tenant_id=tenant, scope_key=key, lim=opts.lim, oversample=oversample(opts.lim),
             ready_vectors=ready, min_vectors=opts.min_vectors, settings=used, server=_server(conn),

@@ -1,7 +1,8 @@
 """`memload ann-check`: recall@k of the HNSW path against exact search, VectorDBBench's quality metric.
 
 Both passes run the API's stage-1 shape (scope, hot/warm, ready, `ORDER BY embedding <=> q LIMIT n`) on the same
-partition; the index pass uses the API's `hnsw.ef_search` / `hnsw.iterative_scan` / `hnsw.max_scan_tuples`
+partition (the index pass ordered by `embedding::halfvec(1536)` when the scope's index is halfvec, as the API's);
+the index pass uses the API's `hnsw.ef_search` / `hnsw.iterative_scan` / `hnsw.max_scan_tuples`
 (Settings, i.e. HNSW_EF_SEARCH / HNSW_ITERATIVE_SCAN / HNSW_MAX_SCAN_TUPLES), the exact pass `SET LOCAL
 enable_indexscan = off` (and bitmap scans off), which leaves a sequential scan and a sort. The exact pass reads the
 scope's leaf partition directly (`FROM ONLY`): through the partitioned parent, PostgreSQL 18 keeps the *disabled*
@@ -26,14 +27,24 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from memload import precision
 from memload.db import connect
 from memload.errors import ConfigError, MemloadError
 from seeding.params import Tenancy
 
 READY = "embedding IS NOT NULL AND embedding_status = 'ready' AND tier IN ('hot', 'warm')"
 _KNN = (f"SELECT id, (embedding <=> %(q)s) AS d FROM {{rel}} WHERE scope = %(scope)s AND {READY} "
-        "ORDER BY embedding <=> %(q)s LIMIT %(n)s")
-ANN_SQL = _KNN.format(rel="memory_nodes")
+        "ORDER BY {order} LIMIT %(n)s")
+
+
+def ann_sql(prec: str) -> str:
+    """The index pass: ordered by the expression the scope's index is built on (a halfvec index is used only when
+    the ORDER BY repeats `embedding::halfvec(1536)`); the distance it reports stays the float32 one, comparable
+    with the exact pass."""
+    return _KNN.format(rel="memory_nodes", order=precision.distance_sql(prec))
+
+
+ANN_SQL = ann_sql(precision.VECTOR)
 ITERATIVE_SCANS = ("off", "relaxed_order", "strict_order")
 EXACT_MODES = ("sql", "numpy")
 _NUMPY_CHUNK = 16384
@@ -85,14 +96,16 @@ def run_ann_check(url: str, tenancy: Tenancy, hnsw: HnswSettings, *, queries: in
             "SELECT DISTINCT tableoid::regclass::text FROM memory_nodes WHERE scope = %s", (key,))]
         if len(leaves) != 1:
             raise ConfigError(f"--scope: rows of {key!r} are spread over {len(leaves)} partitions")
-        exact_sql = _KNN.format(rel="ONLY " + leaves[0])
+        exact_sql = _KNN.format(rel="ONLY " + leaves[0], order="embedding <=> %(q)s")
+        prec = precision.scope_precision(conn, key)
+        index_sql = ann_sql(prec)
         conn.commit()
         q0 = vectors[picked[0][1]]
-        index_used = _scanned_index(conn, hnsw.apply_local, ANN_SQL, key, q0, k)
+        index_used = _scanned_index(conn, hnsw.apply_local, index_sql, key, q0, k)
         exact_index = _scanned_index(conn, _exact_settings, exact_sql, key, q0, k)
         if exact_index is not None:
             raise MemloadError(f"the exact pass would scan index {exact_index}; refusing to report a recall")
-        ann, ann_ms = _pass(conn, ANN_SQL, picked, vectors, key, k, hnsw.apply_local)
+        ann, ann_ms = _pass(conn, index_sql, picked, vectors, key, k, hnsw.apply_local)
         if exact == "sql":
             truth, exact_ms = _pass(conn, exact_sql, picked, vectors, key, k, _exact_settings)
         else:
@@ -119,6 +132,7 @@ def run_ann_check(url: str, tenancy: Tenancy, hnsw: HnswSettings, *, queries: in
         "hnsw": {"ef_search": hnsw.ef_search, "iterative_scan": hnsw.iterative_scan,
                  "max_scan_tuples": hnsw.max_scan_tuples},
         "index_used": index_used,
+        "precision": prec,
         "exact": exact,
         "exact_plan": "seq scan + sort on " + leaves[0] if exact == "sql" else "numpy cosine top-k (float64)",
         "exact_cross_check": None if agreement is None else {

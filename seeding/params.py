@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from memload import precision
 from memload.contract import TENANT_ID_RE
 from memload.errors import ConfigError, SafetyRefusal
 from memload.identity import scope_key
@@ -23,6 +24,7 @@ NOISE_MIN, NOISE_MAX = 0.0, 10.0
 # recall@10 = 1.0 at 10^4 and ≥ 0.95 at 10^5 with ef_search 100; every event vector distinct.
 NOISE_DEFAULT = 0.5
 VECTOR_MODES = ("clustered", "copy")
+PRECISION_DEFAULT = precision.HALFVEC  # see the seed benchmark: recall@10 kept, the build about twice as fast
 _MEM_RE = re.compile(r"^[1-9][0-9]*(kB|MB|GB)$")
 
 
@@ -46,8 +48,8 @@ def check_scope(value: str, flag: str = "--scope") -> str:
 
 
 def check_mem(value: str, flag: str = "--maintenance-work-mem") -> str:
-    if not _MEM_RE.match(value):
-        raise ConfigError(f"{flag}: expected a PostgreSQL memory size like 512MB or 2GB, got {value!r}")
+    if value != "auto" and not _MEM_RE.match(value):
+        raise ConfigError(f"{flag}: expected auto or a PostgreSQL memory size like 512MB or 2GB, got {value!r}")
     return value
 
 
@@ -79,8 +81,9 @@ class SeedParams:
     vectors: str = "clustered"
     noise: float = NOISE_DEFAULT
     query_set_out: Path | None = None
-    maintenance_work_mem: str = "2GB"
-    parallel_workers: int = 1
+    maintenance_work_mem: str = "auto"  # auto: sized from the graph and the machine (seeding.build_sizing)
+    parallel_workers: int | None = None  # None: from the cores
+    precision: str = PRECISION_DEFAULT  # the scope's ready hot/warm HNSW index (partitioned layout only)
     progress: bool = True
 
     @property
@@ -101,9 +104,11 @@ class SeedParams:
             raise ConfigError(f"--noise: {self.noise} is out of range [{NOISE_MIN}, {NOISE_MAX}]")
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"--seed: {self.seed} is out of range [0, 2^63)")
-        if not 0 <= self.parallel_workers <= 64:
+        if self.parallel_workers is not None and not 0 <= self.parallel_workers <= 64:
             raise ConfigError(f"--parallel-workers: {self.parallel_workers} is out of range [0, 64]")
-        check_mem(self.maintenance_work_mem)
+        if self.maintenance_work_mem != "auto":
+            check_mem(self.maintenance_work_mem)
+        precision.check(self.precision, "--precision")
         if self.reset and not self.allow_reset_active_scope and self.target.scope_key == self.source.scope_key:
             raise SafetyRefusal(
                 f"--scope: refusing to reset the source scope {self.target.scope_key!r} (it is also --src-scope); "

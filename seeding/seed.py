@@ -24,6 +24,7 @@ the same seed on the same scope state reproduces ids, vectors and hash.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import uuid
@@ -42,9 +43,12 @@ from sqlalchemy.pool import NullPool
 
 from memload.config import Settings
 from memload.db import connect
+from memload.embedder import EMBEDDING_DIM
 from memload.errors import ConfigError, MemloadError
 from memload.identity import commit_hash, sha256_hex, stable_stringify
+from memload.precision import INDEX_FUNCTION, VECTOR, scope_precision
 from seeding import query_set
+from seeding.build_sizing import BuildPlan, ServerCpu, plan_build, server_is_local
 from seeding.layout import PARTITIONED, SHARED_TABLE, Layout, check_columns, detect
 from seeding.params import SeedParams
 from seeding.partitions import StandaloneTable, create_empty_partition, unattached_index_count
@@ -64,7 +68,7 @@ PHASE_HINTS = {
     "prepare": "DATABASE_URL names the database",
     "reset": "--reset / MEMLOAD_SEED_RESET, or a new --scope",
     "load": "--command / SEED_COMMAND seeds with the target's own seeder instead",
-    "index": "--maintenance-work-mem / MEMLOAD_SEED_MAINTENANCE_WORK_MEM",
+    "index": "--maintenance-work-mem / MEMLOAD_SEED_MAINTENANCE_WORK_MEM, --precision / MEMLOAD_SEED_PRECISION",
     "attach": "a new --scope, or --reset",
     "analyze": "DATABASE_URL names the database",
 }
@@ -109,6 +113,12 @@ class SeedRun:
     layout: Layout | None = None
     index_seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    build: BuildPlan | None = None
+    precision: str = VECTOR  # the scope's ready hot/warm index, read back from the catalog after the seed
+    hnsw_seconds: float | None = None
+    hnsw_cpu_s: float | None = None  # the server's CPU for the ready hot/warm HNSW build (leader + workers)
+    spilled_at: int | None = None  # pgvector's notice: the graph outgrew maintenance_work_mem after this many tuples
+    index_mb: float | None = None  # size of the ready hot/warm HNSW index
 
 
 def engine_for(url: str, application_name: str = APP_NAME) -> Any:
@@ -131,8 +141,12 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
         with engine.connect() as sa, sa.begin():
             raw: psycopg.Connection = sa.connection.driver_connection  # type: ignore[assignment]
             register_vector(raw)
-            raw.execute(f"SET LOCAL maintenance_work_mem = '{params.maintenance_work_mem}'")
-            raw.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(params.parallel_workers)}")
+            raw.add_notice_handler(lambda diag: _notice(run, diag))
+            run.build = plan_build(topics + events, EMBEDDING_DIM, params.precision,
+                                   requested_mem=params.maintenance_work_mem,
+                                   requested_workers=params.parallel_workers, local=server_is_local(raw))
+            raw.execute(f"SET LOCAL maintenance_work_mem = '{run.build.maintenance_work_mem}'")
+            raw.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(run.build.parallel_workers)}")
             raw.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             run.layout = layout = detect(raw)
             if layout.kind == SHARED_TABLE:
@@ -142,6 +156,12 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
             if layout.kind == PARTITIONED:
                 empty = _scope_is_empty(raw, target.scope_key)
                 run.load_path = "partition" if params.reset or empty else "append"
+                if params.precision != VECTOR and not _per_partition_ready_index(raw):
+                    raise ConfigError("--precision: this database keeps the ready HNSW index on the parent "
+                                      "(float32 only); run memload migrate, or use --precision vector")
+            elif params.precision != VECTOR:
+                log(f"--precision {params.precision} applies to memload's partitioned layout only: the target's "
+                    "own indexes are kept")
             parent_id, parent_hash = (None, "") if params.reset else _head_commit(sa, target.scope_key)
             ids = IdScheme(target.scope_key, params.seed, parent_hash, topics, events)
             input_sha = sha256_hex(stable_stringify(_input_payload(params)))
@@ -167,6 +187,10 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
             else:
                 _seed_append(run, sa, raw, factory, plan, commit_row)
             totals = _totals(raw, target.scope_key)
+            run.precision = scope_precision(raw, target.scope_key)
+            if layout.kind == PARTITIONED and run.precision != params.precision:
+                run.warnings.append(f"--precision {params.precision}: the scope's existing partition keeps its "
+                                    f"{run.precision} index (rows appended); --reset rebuilds it")
         log("committed")
     except DBAPIError as exc:
         raise _failure(run, exc.orig or exc) from None
@@ -205,8 +229,10 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
         "unknown_indexes": layout.unknown_indexes,
         "query_set": str(qs_path),
         "load_path": run.load_path,
-        "index_build": {"maintenance_work_mem": params.maintenance_work_mem,
-                        "parallel_workers": params.parallel_workers, "seconds": run.index_seconds},
+        "precision": run.precision,
+        "index_build": {**(run.build.as_json() if run.build else {}), "seconds": run.index_seconds,
+                        "hnsw_seconds": run.hnsw_seconds, "hnsw_cpu_s": run.hnsw_cpu_s,
+                        "spilled_at_tuples": run.spilled_at, "index_mb": run.index_mb},
         "warnings": run.warnings,
     }
 
@@ -234,7 +260,10 @@ def _seed_partition(run: SeedRun, sa: Connection, raw: psycopg.Connection, facto
         log("index: building btree/gin indexes, then HNSW (the slow part)")
         node_t.build_indexes(raw, around)
         edge_t.build_indexes(raw)
-        run.index_seconds = {**node_t.index_seconds, **edge_t.index_seconds}
+        if _per_partition_ready_index(raw):
+            _build_ready_index(run, raw, node_t.build_name, total)
+        run.index_seconds = {**node_t.index_seconds, **edge_t.index_seconds,
+                             **({READY_INDEX: run.hnsw_seconds} if run.hnsw_seconds is not None else {})}
         for tbl in (node_t, edge_t):
             if tbl.left_to_attach:
                 run.warnings.append(f"no twin built for {', '.join(tbl.left_to_attach)} (unexpected definition): "
@@ -281,6 +310,45 @@ def _seed_shared(run: SeedRun, sa: Connection, raw: psycopg.Connection, factory:
         sa.execute(insert(commits).values(**{k: v for k, v in commit_row.items() if k in commit_cols}))
         _copy_nodes(raw, "memory_nodes", factory, plan, run, layout.present("memory_nodes", NODE_COLUMNS))
         _copy_edges(raw, "memory_edges", factory, run, layout.present("memory_edges", EDGE_COLUMNS))
+
+
+READY_INDEX = "ready_hot_warm_hnsw"
+SPILL_RE = re.compile(r"no longer fits into maintenance_work_mem after ([0-9,]+) tuples")
+
+
+def _per_partition_ready_index(raw: psycopg.Connection) -> bool:
+    """The schema builds the ready hot/warm HNSW index per partition (the function memload's migration adds)."""
+    return bool(raw.execute(f"SELECT to_regproc('{INDEX_FUNCTION}') IS NOT NULL").fetchone()[0])
+
+
+def _build_ready_index(run: SeedRun, raw: psycopg.Connection, table: str, total: int) -> None:
+    """The recall path's HNSW index in the asked precision, watched (progress) and measured (seconds, server CPU)."""
+    p = run.params
+    label = f"{table} ready hot/warm (hnsw, {p.precision})"
+    log(f"index: {label}; build plan: {run.build.reason if run.build else '?'}")
+    cpu = ServerCpu(raw)
+    t0 = time.monotonic()
+    with IndexProgress(run.url, raw.info.backend_pid, label, total, enabled=p.progress):
+        raw.execute(f"SELECT {INDEX_FUNCTION}(%s, %s)", (table, p.precision))
+    run.hnsw_seconds = round(time.monotonic() - t0, 3)
+    run.hnsw_cpu_s = cpu.used()
+    row = raw.execute(
+        "SELECT sum(pg_relation_size(i.indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = %s::regclass AND am.amname = 'hnsw'",
+        (table,)).fetchone()
+    run.index_mb = round(int(row[0] or 0) / 1024 / 1024, 1)
+
+
+def _notice(run: SeedRun, diag: Any) -> None:
+    """pgvector says when the graph outgrows maintenance_work_mem: the build goes on, on disk, far slower."""
+    text = diag.message_primary or ""
+    m = SPILL_RE.search(text)
+    if m:
+        run.spilled_at = int(m.group(1).replace(",", ""))
+        run.warnings.append(f"HNSW graph outgrew maintenance_work_mem after {run.spilled_at:,} tuples: the rest "
+                            "was built on disk (slower); --maintenance-work-mem / MEMLOAD_SEED_MAINTENANCE_WORK_MEM")
+    if text:
+        log(f"server: {text}")
 
 
 def _check_shared_columns(layout: Layout) -> None:

@@ -277,9 +277,8 @@ def test_scope_partition_uses_its_hnsw_index_and_scope_path_prevents_starvation(
             "EXPLAIN " + STAGE1_SQL.replace("%(q)s", "%(qt)s"),
             {"qt": str(query.tolist()), "scope": own, "oversample": 100, "limit": 20, "agent": None, "team": None}))
         own_idx = conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_index x ON x.indexrelid = c.oid "
-            "WHERE p.relname = 'memory_nodes_embedding_ready_hot_warm_hnsw_idx' "
+            "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
+            "JOIN pg_am am ON am.oid = c.relam WHERE am.amname = 'hnsw' AND c.relname LIKE '%%ready_hot_warm%%' "
             "AND x.indrelid = memload_partition_name('memory_nodes', %s)::regclass", (own,)).fetchone()[0]
     plan = re.sub(r"'\[[^']*\]'", "'[...]'", plan)
     assert f"Index Scan using {own_idx}" in plan and "memory_nodes_default" not in plan, plan

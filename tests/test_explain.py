@@ -25,7 +25,7 @@ from scripts.explain import DEFAULT_MIN_VECTORS, PSQL_STATEMENTS, edge_budgets, 
 from tests.conftest import run_cli
 
 SCRIPT = REPO_ROOT / "sql" / "explain_baseline.sql"
-HOT_WARM_INDEX = "memory_nodes_embedding_ready_hot_warm_hnsw_idx"
+HOT_WARM_INDEX = "_ready_hot_warm_hnsw"  # suffix of each partition's ready hot/warm HNSW index
 TOPICS = 50
 USAGE_CODES = (ExitCode.USAGE, 2)  # memload's usage errors; 2 = argparse's own (a type check on the flag)
 
@@ -66,6 +66,7 @@ def load_scope(url: str, scope: str, events: int, *, attach: bool) -> None:
         if attach:
             conn.execute("SET maintenance_work_mem = '512MB'")
             conn.execute(f"ALTER TABLE memory_nodes ATTACH PARTITION \"{part}\" FOR VALUES IN ({_lit(scope)})")
+            conn.execute("SELECT memload_ready_hnsw_index(%s)", (part,))  # the ready HNSW index is per partition
         edge_cols = "scope, type, src_id, dst_id, weight, confidence, commit_id"
         with conn.cursor().copy(f"COPY memory_edges ({edge_cols}) FROM STDIN WITH (FORMAT BINARY)") as cp:
             cp.set_types(["text", "text", "uuid", "uuid", "float4", "float4", "uuid"])
@@ -176,7 +177,7 @@ def test_explain_uses_hnsw_on_a_large_scope(db_url: str, hnsw_scope: str, tmp_pa
     s1, s2 = summary["stages"]["stage1"], summary["stages"]["stage2"]
     assert s1["uses_hnsw"] is True
     hnsw = [u for u in s1["index_scans"] if u["method"] == "hnsw"]
-    assert hnsw[0]["parent_index"] == HOT_WARM_INDEX
+    assert hnsw[0]["index"].endswith(HOT_WARM_INDEX) and summary["settings"]["index_precision"] == "vector"
     assert s1["rows"] == 30 and s1["execution_ms"] > 0 and s1["buffers"].startswith("shared hit=")
     assert s2["rows"] > 0 and s2["execution_ms"] > 0  # the seeds' topics/events have edges
     # the reference stage 2 reads the seeds' neighbourhood (one probe per node), not the scope's 9,900 edges
@@ -211,10 +212,12 @@ def test_explain_force_index_and_plan_cache_mode_are_recorded(db_url: str, hnsw_
 
 
 def test_explain_detects_a_missing_hnsw_index(fresh_db_url: str, tmp_path: Path) -> None:
-    """The planted fault: the partitioned HNSW index of ready hot/warm vectors is dropped (with its partitions')."""
-    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
-        conn.execute(f"DROP INDEX {HOT_WARM_INDEX}")
+    """The planted fault: the scope partition's HNSW index of ready hot/warm vectors is dropped."""
     scope = "perf_noindex"
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute("SELECT memload_partition_ensure_scope(%s)", (scope,))
+        part = conn.execute("SELECT memload_partition_name('memory_nodes', %s)", (scope,)).fetchone()[0]
+        conn.execute(f'DROP INDEX "{part}{HOT_WARM_INDEX}"')
     load_scope(fresh_db_url, scope, DEFAULT_MIN_VECTORS - TOPICS, attach=False)
     out = tmp_path / "explain_noindex.txt"
     proc, summary = explain(fresh_db_url, "--scope", scope, "--out", str(out))

@@ -1,0 +1,150 @@
+"""How much memory and how many workers the seed's HNSW build gets, chosen from the data and the machine.
+
+pgvector builds the HNSW graph in `maintenance_work_mem`; once the graph outgrows it, the build goes on on disk,
+several times slower (measured here: 1,100 tuples/s in memory, 160–290 after the graph spilled at ~300,000 float32
+vectors of 1536 dimensions with 2GB). So the budget is the estimated graph size plus headroom, capped by the memory
+the machine has available minus a reserve; a parallel build (pgvector ≥ 0.6) reserves the whole budget as shared
+memory up front, so the cap matters. The sizing applies only when the server runs on this machine (unix socket or
+loopback, the backend's process visible here); a remote server's memory is unknown and keeps the fixed default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memload.precision import ELEMENT_BYTES
+
+AUTO = "auto"
+HNSW_M = 16  # the schema's WITH (m = 16, ef_construction = 64)
+# Per element beyond the vector: pgvector's element header, heap tids, neighbour arrays and m·(avgLevel+2)
+# candidates (HnswGetMaxInMemoryElements); calibrated on the spill measured at ~300,000 float32 1536-d vectors/2GB.
+ELEMENT_OVERHEAD_BYTES = 600
+HEADROOM = 1.15  # budget = estimate × this
+FALLBACK_MB = 2048  # a remote server, or no /proc/meminfo
+MIN_MB = 64
+RESERVE_FRACTION, RESERVE_MIN_MB = 0.15, 2048  # memory left to everything else during the build
+MiB = 1024 * 1024
+
+
+def estimated_graph_bytes(n: int, dim: int, precision: str, m: int = HNSW_M) -> int:
+    """The in-memory HNSW graph of n vectors (pgvector's own per-element arithmetic, plus allocator slack)."""
+    ml = 1.0 / math.log(m)
+    avg_level = -math.log(0.5) * ml
+    candidates = 16 * m * (avg_level + 2)
+    return int(n * (8 + ELEMENT_BYTES[precision] * dim + candidates + ELEMENT_OVERHEAD_BYTES))
+
+
+def available_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """MemAvailable in MiB (None when unknown)."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def total_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def server_is_local(conn: Any) -> bool:
+    """The server runs on this machine: reached by unix socket or loopback, and its backend process is visible."""
+    addr = conn.execute("SELECT host(inet_server_addr())").fetchone()[0]
+    if addr not in (None, "127.0.0.1", "::1"):
+        return False
+    try:
+        return Path(f"/proc/{conn.info.backend_pid}/comm").read_text().strip().startswith("postgres")
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    maintenance_work_mem: str
+    parallel_workers: int
+    estimated_graph_mb: int
+    available_mb: int | None
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"maintenance_work_mem": self.maintenance_work_mem, "parallel_workers": self.parallel_workers,
+                "estimated_graph_mb": self.estimated_graph_mb, "available_mb": self.available_mb,
+                "reason": self.reason}
+
+
+def plan_build(n: int, dim: int, precision: str, *, requested_mem: str, requested_workers: int | None,
+               local: bool, avail_mb: int | None = None, mem_total_mb: int | None = None,
+               cores: int | None = None) -> BuildPlan:
+    """`requested_mem` is `auto` or a PostgreSQL size (kept as given); `requested_workers` None = from the cores."""
+    est_mb = math.ceil(estimated_graph_bytes(n, dim, precision) / MiB)
+    cores = cores or os.cpu_count() or 1
+    # pgvector's leader builds too: cores − 1 workers keep every core busy and no more.
+    workers = requested_workers if requested_workers is not None else max(0, min(8, cores - 1))
+    wreason = (f"{workers} parallel worker(s) as asked" if requested_workers is not None
+               else f"{workers} parallel worker(s) + the leader = {cores} core(s)")
+    if requested_mem != AUTO:
+        return BuildPlan(requested_mem, workers, est_mb, avail_mb,
+                         f"maintenance_work_mem {requested_mem} as asked (graph ~{est_mb} MB); {wreason}")
+    if not local:
+        return BuildPlan(f"{FALLBACK_MB}MB", workers, est_mb, None,
+                         f"remote server, its memory unknown here: {FALLBACK_MB}MB (graph ~{est_mb} MB; set "
+                         f"--maintenance-work-mem to size it); {wreason}")
+    avail = avail_mb if avail_mb is not None else available_mb()
+    total = mem_total_mb if mem_total_mb is not None else total_mb()
+    want = max(MIN_MB, math.ceil(est_mb * HEADROOM))
+    if avail is None:
+        mb = min(want, FALLBACK_MB)
+        return BuildPlan(f"{mb}MB", workers, est_mb, None,
+                         f"available memory unknown: {mb}MB (graph ~{est_mb} MB); {wreason}")
+    reserve = max(RESERVE_MIN_MB, int(RESERVE_FRACTION * (total or avail)))
+    cap = max(MIN_MB, avail - reserve)
+    if want <= cap:
+        return BuildPlan(f"{want}MB", workers, est_mb, avail,
+                         f"graph ~{est_mb} MB fits: {want}MB (estimate × {HEADROOM}) of {avail} MB available; "
+                         f"{wreason}")
+    fits = int(n * cap / want) if want else n
+    return BuildPlan(f"{cap}MB", workers, est_mb, avail,
+                     f"graph ~{est_mb} MB does not fit: {cap}MB ({avail} MB available − {reserve} MB reserve); "
+                     f"pgvector goes on on disk (slower) after ~{fits:,} tuples; {wreason}")
+
+
+class ServerCpu:
+    """CPU seconds a local server spent from now on for this backend and the parallel workers it started.
+
+    The backend's own utime+stime, plus what its postmaster collected from reaped children (cutime+cstime): the
+    parallel workers exit when the build ends, and their CPU lands there. None when the server is not local."""
+
+    def __init__(self, conn: Any) -> None:
+        self.pid = conn.info.backend_pid
+        self.start = self._sample()
+
+    def _sample(self) -> float | None:
+        try:
+            own = _stat(self.pid)
+            parent = _stat(int(own[3]))
+        except (OSError, ValueError, IndexError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        return (int(own[13]) + int(own[14]) + int(parent[15]) + int(parent[16])) / tick
+
+    def used(self) -> float | None:
+        end = self._sample()
+        return None if end is None or self.start is None else round(end - self.start, 1)
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat from `state` on (index 0 = state), robust to spaces in the command name."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return ["", "", *text[text.rindex(")") + 2:].split()]
