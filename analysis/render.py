@@ -636,6 +636,11 @@ def f_planner_details(ctx: ReportContext) -> str:
               if sm.explain is not None and sm.explain.header.get("check")]
     if checks:
         blocks.insert(0, "\n".join(checks))
+    # whose queries these plans are: the target's own explain script, or memload's reference SQL
+    sources = [f"- SQL explained in `{sm.explain.path.name}`: {sm.explain.header['memload explain']}"
+               for sm in ctx.run.scales if sm.explain is not None and sm.explain.header.get("memload explain")]
+    if sources:
+        blocks.insert(0, "\n".join(sources))
     return "\n\n".join(blocks) if blocks else "_No explain_<scale>.txt in the run directory._"
 
 
