@@ -134,7 +134,7 @@ def _path_line(text: str) -> str:
     """The README's set-up line that puts the virtualenv's bin on PATH."""
     lines = [line for line in _fenced_bash(text) + re.findall(r"`([^`]+)`", text)
              if line.startswith("export PATH=") and ".venv/bin" in line]
-    assert lines[0], "README.md has no `export PATH=\"$PWD/.venv/bin:$PATH\"` line"
+    assert lines, "README.md has no `export PATH=\"$PWD/.venv/bin:$PATH\"` line"
     return lines[0]
 
 
