@@ -143,5 +143,6 @@ def test_matrix_without_the_targets_worker_or_with_a_broken_stage_is_partial(aio
     report = _report(out2)
     assert re.search(r"\*\*PARTIAL\*\*", _section(report, "Conclusion"))
     assert f"explain_{SCALE}" in _section(report, "Not Measured")
+    assert "Stage-1 uses the HNSW index: NOT MEASURED for the target — failed:" in _section(report, "Planner Notes")
     log = (out2 / "logs" / "matrix.log").read_text()
     assert "no_such_table_in_the_target" in log
