@@ -30,6 +30,8 @@ from tests.support.proxy import external_proxy
 pytestmark = pytest.mark.slow
 
 SCALE = 1000
+# gates out of reach of a busy machine: a verdict here must rest on what ran and what was credited, not on speed
+LENIENT_GATES = {"SLO_RECALL_P95_MS": "600000", "SLO_WRITE_P95_MS": "600000", "SLO_WORKER_MIN_JOBS_PER_SEC": "0.01"}
 # what would credit memload's own API or worker to the target
 MEMLOAD_OWN = ("hnsw_iterative_scan", "db_pool_max", "api_workers", "in_process", "in-process", "memload-reference",
                "x-memload-api", "memload reference SQL")
@@ -81,7 +83,7 @@ def test_matrix_measures_an_aionis_shaped_target_and_credits_it_nothing_of_memlo
     db, url = aionis_target
     out = tmp_path / "aionis_full"
     worker = shlex.join(stand_in_worker_command(db, None, "--once", "--batch-size", "50"))
-    proc = _run_matrix(db, url, out, EXPLAIN_SQL=str(EXPLAIN_SQL), WORKER_COMMAND=worker)
+    proc = _run_matrix(db, url, out, EXPLAIN_SQL=str(EXPLAIN_SQL), WORKER_COMMAND=worker, **LENIENT_GATES)
     assert proc.returncode == ExitCode.OK, proc.stderr[-4000:]
     assert "Traceback" not in proc.stderr
 
@@ -108,14 +110,16 @@ def test_matrix_measures_an_aionis_shaped_target_and_credits_it_nothing_of_memlo
     assert f"SQL explained in `explain_{SCALE}.txt`: target SQL {EXPLAIN_SQL}" in planner
     assert "memory_nodes_embedding_ready_hot_warm_hnsw_idx" in planner  # one of the target's own HNSW indexes
     assert "Every stage ran." in _section(report, "Not Measured")
-    assert "PARTIAL" not in _section(report, "Conclusion")
+    conclusion = _section(report, "Conclusion")
+    assert "**PASS**" in conclusion, conclusion  # every stage measured the target, within the (lenient) gates
+    # the target's own stage 2 reads every edge of the scope: its explain check fails, and the diagnosis says so
+    assert "Primary bottleneck: **index / planner**" in conclusion and "planner check FAILED: stage 2" in conclusion
 
 
 def test_matrix_without_the_targets_worker_or_with_a_broken_stage_is_partial(aionis_target, tmp_path: Path) -> None:
     db, url = aionis_target
     out = tmp_path / "aionis_partial"
-    # latency gates out of reach of a busy machine: the verdict must rest on what was not measured alone
-    gates = {"SLO_RECALL_P95_MS": "600000", "SLO_WRITE_P95_MS": "600000"}
+    gates = LENIENT_GATES
     proc = _run_matrix(db, url, out, EXPLAIN_SQL=str(EXPLAIN_SQL), **gates)
     assert proc.returncode == ExitCode.OK, proc.stderr[-4000:]
     manifest = json.loads((out / "manifest.json").read_text())
