@@ -589,11 +589,11 @@ def f_worker_details(ctx: ReportContext) -> str:
 # ------------------------------------------------------------------------------------------------ planner
 def f_hnsw_used(ctx: ReportContext) -> str:
     def one(sm: ScaleMetrics) -> str | None:
+        nm = next((n for n in ctx.run.not_measured if n.stage == f"explain_{sm.scale}"), None)
+        if nm is not None:  # before the missing file: a failed or skipped explain stage says why
+            return f"NOT MEASURED for the target — {nm.reason}"
         if sm.explain is None:
             return f"{NR} (no explain_{sm.scale}.txt)"
-        nm = next((n for n in ctx.run.not_measured if n.stage == f"explain_{sm.scale}"), None)
-        if nm is not None:
-            return f"NOT MEASURED for the target — {nm.reason}"
         used = sm.explain.hnsw_used
         if used is None:
             return "no stage-1 plan in the file"
@@ -636,6 +636,11 @@ def f_planner_details(ctx: ReportContext) -> str:
               if sm.explain is not None and sm.explain.header.get("check")]
     if checks:
         blocks.insert(0, "\n".join(checks))
+    # whose queries these plans are: the target's own explain script, or memload's reference SQL
+    sources = [f"- SQL explained in `{sm.explain.path.name}`: {sm.explain.header['memload explain']}"
+               for sm in ctx.run.scales if sm.explain is not None and sm.explain.header.get("memload explain")]
+    if sources:
+        blocks.insert(0, "\n".join(sources))
     return "\n\n".join(blocks) if blocks else "_No explain_<scale>.txt in the run directory._"
 
 

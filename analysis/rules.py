@@ -190,6 +190,11 @@ def _ann_starvation(run: RunMetrics, slo: SloTargets) -> list[Finding]:
 def _index_planner(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     out = []
     for sm in run.scales:
+        check = sm.explain.check if sm.explain is not None else None
+        if check is not None and not check[0] and _explain_is_targets(run, sm):
+            # `memload explain` judged the plans (stage-1 HNSW, stage-2 edge budget) and they failed
+            out.append(Finding("index_planner", sm.scale, "explain", f"planner check FAILED: {check[1]}"))
+            continue
         if sm.explain is not None and sm.explain.hnsw_used is False and _explain_is_targets(run, sm):
             small = sm.explain.hnsw_threshold
             if small is not None and small[0] < small[1]:
@@ -306,9 +311,11 @@ RULES: tuple[Rule, ...] = (
          "the query set belongs to this scope and the seed used distinct vectors", _ann_starvation),
     Rule("index_planner", "index / planner",
          "EXPLAIN stage 1 has a plan but no ANN index scan (an Index Scan ordered by a pgvector distance operator), "
-         "unless the explain header says the scope has fewer ready vectors than HNSW needs",
+         "unless the explain header says the scope has fewer ready vectors than HNSW needs; or the explain file's "
+         "planner check FAILED (e.g. stage 2 reads more edge rows than its budget)",
          "run `memload check-indexes`, ANALYZE the scope, check the stage-1 shape (ORDER BY embedding <=> $q LIMIT n)"
-         " and PGOPTIONS (enable_seqscan/enable_indexscan)", _index_planner),
+         " and PGOPTIONS (enable_seqscan/enable_indexscan); for stage 2, bound the edge query to the seeds' "
+         "neighbourhood", _index_planner),
     Rule("generator", "load generator (coordinated omission risk)",
          f"open model: any dropped request, or late requests ≥ {_pct(LATE_SHARE)} of intended → the generator could "
          "not hold the arrival rate",
