@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,16 +27,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from memload.net import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO / "locustfiles" / "generator_capacity.py"
 ENDPOINTS = ("recall", "write")
 SIDES = ("bare", "suite")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_health(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -125,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--users >= 1, --seconds >= 2, --rounds >= 1, --seeds >= 1")
     if not endpoints or set(endpoints) - set(ENDPOINTS):
         ap.error(f"--endpoints: a comma-separated list of {', '.join(ENDPOINTS)}")
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     target = subprocess.Popen([sys.executable, "-m", "benchmarks.static_target", "--port", str(port), "--seeds",
                                str(args.seeds)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -19,6 +19,7 @@ import json
 import uuid
 
 from memload.contract import HEALTH, RECALL, RECALL_TEXT, WRITE
+from memload.net import is_loopback_host
 
 SERVER_TIMING = b"total;dur=3.412, db;dur=2.087"
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, required=True, help="port to listen on")
     ap.add_argument("--seeds", type=int, default=10, help="seeds in the recall answer (default 10)")
     args = ap.parse_args(argv)
-    if args.host not in ("127.0.0.1", "::1", "localhost"):
+    if not is_loopback_host(args.host):
         ap.error("--host: loopback only (127.0.0.1 or ::1)")
     if args.seeds < 1:
         ap.error("--seeds: must be >= 1")

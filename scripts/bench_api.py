@@ -28,7 +28,6 @@ import http.client
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from memload.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS_MS = {"recall_text": 60.0, "write": 15.0}
@@ -422,11 +423,6 @@ def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency:
 
 # ------------------------------------------------------------------------------------------------------ main
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_api(url: str, port: int, workers: int = 1, checkout: Path = REPO) -> subprocess.Popen:

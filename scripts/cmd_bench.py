@@ -29,7 +29,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from urllib.parse import urlsplit
 
 from locustfiles.records import SUFFIX as RECORDS_SUFFIX
 from memload.errors import ConfigError, ExitCode, MemloadError
+from memload.net import free_port, is_loopback_host
 from scripts.common import log, print_json, settings_from_args
 from scripts.options import add_option, add_switch, bounded_float, bounded_int
 
@@ -56,7 +56,6 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
 }
 CASE_ORDER = ("recall_text", "recall", "write")
 RUN_SLACK_S = 60  # start-up, preflight, warm-up and wind-down on top of the cases' windows, for --max-run-s
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -210,7 +209,7 @@ def resolve_plan(args: argparse.Namespace) -> Plan:
         parts.port  # noqa: B018  (validates the port)
     except ValueError as exc:
         raise ConfigError(f"--base-url: {exc}") from None
-    if parts.hostname not in LOOPBACK and not args.allow_remote:
+    if not is_loopback_host(parts.hostname) and not args.allow_remote:
         raise ConfigError(f"--base-url: {parts.hostname} is not a loopback address (pass --allow-remote to load it)")
     if not args.scope.strip():
         raise ConfigError("--scope: must not be empty")
@@ -299,7 +298,7 @@ def run_locust(plan: Plan) -> tuple[int, float]:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("_summary.json", "_exact.json", "_pacing.csv", RECORDS_SUFFIX):
         Path(f"{prefix}{suffix}").unlink(missing_ok=True)
-    port = _free_port() if plan.workers else None
+    port = free_port() if plan.workers else None
     main_cmd, worker_cmds = locust_commands(plan, port)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -344,11 +343,6 @@ def _terminate(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_result(plan: Plan, summary: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

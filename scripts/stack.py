@@ -19,7 +19,6 @@ import atexit
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import IO, Any
 
 from memload.config import REPO_ROOT, Settings, canonical_env
 from memload.errors import ConfigError, MemloadError
+from memload.net import free_port, port_is_free
 
 PR_SET_PDEATHSIG = 1
 
@@ -55,20 +55,6 @@ def _die_with_parent() -> Callable[[], None]:
     return preexec
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -31,8 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from memload.errors import ConfigError
+from memload.net import is_loopback_host
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MAX_429_RETRIES = 20
 
 
@@ -59,7 +59,7 @@ def check_loopback(base_url: str, flag: str = "--base-url") -> None:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{flag}: expected an http://host:port URL, got {base_url!r}")
-    if parts.hostname not in LOOPBACK_HOSTS:
+    if not is_loopback_host(parts.hostname):
         raise ConfigError(f"{flag}: backlog writes go to loopback only (127.0.0.1/localhost), got {parts.hostname!r}")
 
 
