@@ -1,5 +1,5 @@
-"""Seeding: the peer's perf dataset built fast and atomically (`memload seed`), scope purge (`memload purge`) and the
-ANN quality check (`memload ann-check`). Issue 4; contract §6.
+"""Seeding: the Aionis kit's perf dataset built fast and atomically (`memload seed`), scope purge
+(`memload purge`) and the ANN quality check (`memload ann-check`).
 
 Modules by concern: `params` (flags, bounds, validation), `vectors` (clustered / copied vectors), `rows` (topology,
 ids, COPY rows), `schema` (SQLAlchemy Core tables, partition catalog), `partitions` (load-then-index-then-attach),

@@ -12,7 +12,7 @@ itself. Its plan is checked to contain no index scan before any figure is printe
 Queries: half are topic vectors (= fake_embed of the topic title, what `recall_text` sends), half random non-topic
 node vectors, sampled with `--seed`. The query's own node is excluded from both result lists (it would be a free hit
 at distance 0). Two figures: `recall_at_k` counts ids of the exact top k found by the index (strict), and
-`recall_at_k_distance` counts index results no farther than the exact k-th distance (tie-tolerant: on the peer's
+`recall_at_k_distance` counts index results no farther than the exact k-th distance (tie-tolerant: on the Aionis kit's
 identical-vector dataset every id is as good as any other).
 """
 

@@ -1,4 +1,4 @@
-"""What a seed run is asked to do: the peer's flags, bounds and defaults (contract §6), plus ours.
+"""What a seed run is asked to do: the Aionis kit's perf-seed flags, bounds and defaults, plus ours.
 
 Validation lives here (not only in argparse) so the library entry point refuses the same inputs as the CLI, with a
 message that names the flag.
@@ -29,7 +29,7 @@ _MEM_RE = re.compile(r"^[1-9][0-9]*(kB|MB|GB)$")
 
 
 def default_topics(events: int) -> int:
-    """The peer's default topic count: max(50, min(5000, floor(E/100)))."""
+    """The Aionis kit's default topic count: max(50, min(5000, floor(E/100)))."""
     return max(50, min(5000, events // 100))
 
 

@@ -1,4 +1,4 @@
-"""Remove every row of one scope (contract §6 `scope-purge`), fast when the scope has partitions of its own.
+"""Remove every row of one scope (the Aionis kit's `scope-purge`), fast when the scope has partitions of its own.
 
 Order is FK-safe: outbox → rule_feedback → rule_defs → recall_audit → edges → nodes → commits.
 * `partition` strategy: DETACH the scope's partition, then DROP it (milliseconds at 10^5 rows). A DROP alone is
@@ -10,8 +10,8 @@ Order is FK-safe: outbox → rule_feedback → rule_defs → recall_audit → ed
 * The non-partitioned side tables (rule_feedback, rule_defs, recall_audit) are always DELETEd; they hold few rows,
   so `--fail-on-delete` and `--mode partition` judge only the four partitioned tables.
 
-Unlike the peer, `--fail-on-delete` refuses *before* deleting anything, and a partitioned table with no rows and no
-partition of the scope is simply skipped (the peer threw in partition mode even then).
+Unlike the Aionis kit's purge, `--fail-on-delete` refuses *before* deleting anything, and a partitioned table
+with no rows and no partition of the scope is simply skipped (the Aionis kit's purge throws in partition mode even then).
 """
 
 from __future__ import annotations

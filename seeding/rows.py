@@ -1,4 +1,4 @@
-"""The peer's perf-seed topology and values (contract §6), as COPY rows with deterministic ids.
+"""The Aionis kit's perf-seed topology and values, as COPY rows with deterministic ids.
 
 T topics ('perf topic #k', 'synthetic perf topic #k', salience/importance 0.4, confidence 0.9), E events (no title,
 'synthetic perf event #k', 0.5/0.5/0.8), all hot, ready, `embedding_model` 'perf:seed', shared lane. Event k belongs

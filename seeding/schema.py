@@ -102,7 +102,7 @@ IDENT_MAX = 63
 
 
 def partition_name(table: str, scope_key: str) -> str:
-    """Same as SQL memload_partition_name(): <table>_p_<md5(scope_key)[:16]> (the peer's naming)."""
+    """Same as SQL memload_partition_name(): <table>_p_<md5(scope_key)[:16]> (the Aionis kit's naming)."""
     import hashlib
 
     return f"{table}_p_{hashlib.md5(scope_key.encode('utf-8')).hexdigest()[:16]}"

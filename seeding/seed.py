@@ -1,4 +1,4 @@
-"""`memload seed`: the peer's perf-seed (contract §6) with distinct clustered vectors, built fast and atomically.
+"""`memload seed`: the Aionis kit's perf-seed with distinct clustered vectors, built fast and atomically.
 
 One transaction holds the whole seed — reset included — so a failed or killed seed leaves the scope exactly as it
 was (PostgreSQL DDL is transactional). Three load paths:

@@ -1,4 +1,5 @@
-"""The seeded vectors: clustered around the fake embeddings of the topic titles, or the peer's single copied vector.
+"""The seeded vectors: clustered around the fake embeddings of the topic titles, or one copied vector
+(the Aionis kit's seeder copies a single vector into every node).
 
 Clustered: topic k's centroid is `fake_embed("perf topic #k")`, exactly what `recall_text` with that title embeds
 through the fake provider, so the question lands on its topic and the topic's events. Event k (topic
