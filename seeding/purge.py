@@ -11,7 +11,8 @@ Order is FK-safe: outbox → rule_feedback → rule_defs → recall_audit → ed
   so `--fail-on-delete` and `--mode partition` judge only the four partitioned tables.
 
 Unlike the Aionis kit's purge, `--fail-on-delete` refuses *before* deleting anything, and a partitioned table
-with no rows and no partition of the scope is simply skipped (the Aionis kit's purge throws in partition mode even then).
+with no rows and no partition of the scope is simply skipped (the Aionis kit's purge throws in partition mode
+even then).
 """
 
 from __future__ import annotations
