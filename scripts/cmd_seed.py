@@ -101,7 +101,7 @@ def _register_seed(sub: argparse._SubParsersAction) -> None:
                     "float32. The API, ann-check and explain follow the scope's index. A shared table's indexes "
                     "are never changed")
     add_switch(p, "--progress", env=e + "PROGRESS", default=True, help="progress bar and index progress on stderr")
-    add_option(p, "--command", env="SEED_COMMAND", default=None,
+    add_option(p, "--command", env="SEED_COMMAND", default=None, dest="seed_command",
                help="seed with the target's own seeder: run this shell command and adopt the last JSON object it "
                     "prints (e.g. 'npm run -s job:perf-seed -- --scope {scope} --events {events} --topics {topics}'); "
                     "placeholders: {scope} {tenant_id} {scope_key} {src_scope} {src_tenant_id} {events} {topics} "
@@ -197,7 +197,7 @@ def run_seed_cmd(args: argparse.Namespace) -> int:
         precision=args.precision,
         progress=args.progress,
     ).validate()
-    if args.command is not None:
+    if args.seed_command is not None:
         summary = _run_command(args, params, settings)
     else:
         summary = run_seed(_url(settings), params, settings)
@@ -228,7 +228,7 @@ def _run_command(args: argparse.Namespace, params: Any, settings: Settings) -> d
 
     log_path = _command_log_path(args, settings, params.target.scope_key)
     log(f"running the target's seeder (log: {log_path})")
-    summary = run_command_seed(args.command, params, log_path, timeout_s=args.command_timeout_s)
+    summary = run_command_seed(args.seed_command, params, log_path, timeout_s=args.command_timeout_s)
     if not settings.database_url:
         summary["warnings"].append("no DATABASE_URL: no query set written for the seeded scope")
         return summary

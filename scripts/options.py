@@ -73,6 +73,7 @@ def add_option(
     type: Callable[[str], Any] | None = str,
     choices: Sequence[Any] | None = None,
     flag_aliases: Sequence[str] = (),
+    dest: str | None = None,
 ) -> None:
     """A valued option `flag` whose default comes from `$env` when set."""
     raw = os.environ.get(env)
@@ -84,6 +85,7 @@ def add_option(
         type=_naming_env(type or str, list(choices) if choices is not None else None),
         choices=choices,
         help=f"{help} [env {env}; default: {default}]",
+        **({"dest": dest} if dest else {}),
     )
 
 
