@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from memload.bench_settings import Setting, SettingValueError, convert
 from memload.config import parse_bool
 from memload.errors import ConfigError, ExitCode
 
@@ -149,3 +150,30 @@ def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
 
     parse.__name__ = f"float[{lo}..{hi}]"
     return parse
+
+
+def setting_type(setting: Setting) -> Callable[[str], Any]:
+    """argparse type of a table setting (memload.bench_settings): its kind and bounds, its own error message."""
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(setting, text)
+        except SettingValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = setting.kind
+    return parse
+
+
+def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, setting: Setting, *,
+                default: Any = ..., help: str | None = None) -> None:
+    """The option of a table setting: flag, env twin, type, bounds and help all from its one declaration."""
+    value = setting.default if default is ... else default
+    text = help or setting.help
+    if setting.kind == "bool":
+        add_switch(parser, setting.flag, env=setting.env, default=bool(value), help=text)
+    elif setting.kind == "choice":
+        add_option(parser, setting.flag, env=setting.env, default=value, choices=setting.choices, help=text)
+    else:
+        add_option(parser, setting.flag, env=setting.env, default=value, help=text,
+                   type=str if setting.kind == "str" else setting_type(setting))
