@@ -32,7 +32,7 @@ RECALL_ENDPOINTS = ("recall_text", "recall", "mixed")
 SCOPE_ENV = "MEMLOAD_SCOPE"
 SCOPE_DEFAULT = "perf"
 SCOPE_ENV_ALIASES: dict[str, str] = {
-    "seed": "MEMLOAD_SEED_SCOPE", "purge": "MEMLOAD_PURGE_SCOPE", "ann-check": "MEMLOAD_ANN_SCOPE",
+    "seed": "MEMLOAD_SEED_SCOPE", "ann-check": "MEMLOAD_ANN_SCOPE",
     "explain": "MEMLOAD_EXPLAIN_SCOPE",
 }
 

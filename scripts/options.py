@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from memload.bench_settings import Setting, SettingValueError, convert
+from memload.bench_settings import SCOPE_DEFAULT, Setting, SettingValueError, convert, scope_envs
 from memload.config import parse_bool
 from memload.errors import ConfigError, ExitCode
 
@@ -74,17 +74,23 @@ def add_option(
     type: Callable[[str], Any] | None = str,
     choices: Sequence[Any] | None = None,
     flag_aliases: Sequence[str] = (),
+    env_aliases: Sequence[str] = (),
 ) -> None:
-    """A valued option `flag` whose default comes from `$env` when set."""
-    raw = os.environ.get(env)
-    value: Any = EnvValue(raw, env) if raw not in (None, "") else default
+    """A valued option `flag` whose default comes from `$env` when set (else from the first `env_aliases` set)."""
+    value: Any = default
+    for name in (env, *env_aliases):
+        raw = os.environ.get(name)
+        if raw not in (None, ""):
+            value = EnvValue(raw, name)
+            break
+    also = f" or {', '.join(env_aliases)}" if env_aliases else ""
     parser.add_argument(
         flag,
         *flag_aliases,
         default=value,
         type=_naming_env(type or str, list(choices) if choices is not None else None),
         choices=choices,
-        help=f"{help} [env {env}; default: {default}]",
+        help=f"{help} [env {env}{also}; default: {default}]",
     )
 
 
@@ -177,3 +183,11 @@ def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, setti
     else:
         add_option(parser, setting.flag, env=setting.env, default=value, help=text,
                    type=str if setting.kind == "str" else setting_type(setting))
+
+
+def add_scope(parser: argparse.ArgumentParser | argparse._ArgumentGroup, command: str, *, help: str,
+              type: Callable[[str], Any] | None = str) -> None:
+    """`--scope` of `command`: the one scope setting (MEMLOAD_SCOPE, default memload.bench_settings.SCOPE_DEFAULT),
+    with the command's own older variable read first."""
+    env, *aliases = scope_envs(command)
+    add_option(parser, "--scope", env=env, env_aliases=aliases, default=SCOPE_DEFAULT, type=type, help=help)
