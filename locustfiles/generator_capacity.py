@@ -26,11 +26,13 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from locustfiles.bodies import recall_text_body, write_body
 from locustfiles.memory_users import RecallUser, WriteUser
 from locustfiles.options import FALLBACK_QUERY
+from memload.bench_settings import BY_NAME
 from memload.contract import RECALL_TEXT, WRITE
 
 __all__ = ["Alternating", "BareRecallUser", "BareWriteUser", "RecallUser", "WriteUser"]
 
-TENANT, SCOPE, LIMIT = "default", "default", 20  # the suite's defaults: both sides send the same bytes
+TENANT, SCOPE, LIMIT = (BY_NAME["tenant_id"].default, BY_NAME["scope"].default,  # the suite's defaults: both
+                        BY_NAME["recall_limit"].default)  # sides send the same bytes
 BARE_RECALL, BARE_WRITE = "recall_text (bare)", "write (bare)"
 JSON_HEADERS = {"content-type": "application/json"}
 _bare_writes = itertools.count(1)

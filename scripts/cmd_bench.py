@@ -38,22 +38,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from locustfiles.records import SUFFIX as RECORDS_SUFFIX
+from memload.bench_settings import BY_NAME, PROFILES, bench_settings
 from memload.errors import ConfigError, ExitCode, MemloadError
 from memload.net import free_port, is_loopback_host
 from scripts.common import log, print_json, settings_from_args
-from scripts.options import add_option, add_switch, bounded_float, bounded_int
+from scripts.options import add_setting
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfiles" / "memory_users.py"
-PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
-# The seed document's job defaults and its profiles' mode/concurrency presets; explicit flags win. Cases are
-# time-based unless a request count is given (no preset forces one: a few hundred requests make no p99).
-DEFAULTS = {"mode": "all", "warmup": 20, "duration_s": 30.0, "recall_concurrency": 12, "write_concurrency": 4}
+# The seed document's job defaults and its profiles' mode/concurrency presets (memload.bench_settings); explicit flags
+# win. Cases are time-based unless a request count is given (no preset forces one: a few hundred requests make no p99).
+_PRESET = ("mode", "warmup", "duration_s", "recall_concurrency", "write_concurrency", "embed_on_write")
+DEFAULTS = {name: BY_NAME[name].default for name in _PRESET if name != "embed_on_write"}
 PROFILE_PRESETS: dict[str, dict[str, Any]] = {
-    "balanced": {},
-    "recall_slo": {"mode": "recall", "recall_concurrency": 6},
-    "write_slo": {"mode": "write", "warmup": 10, "write_concurrency": 2},
-    "worker_slo": {"recall_concurrency": 4, "embed_on_write": True},
-}
+    p: {n: v for n in _PRESET if (v := BY_NAME[n].profile_value(p)) is not ...} for p in PROFILES}
 CASE_ORDER = ("recall_text", "recall", "write")
 RUN_SLACK_S = 60  # start-up, preflight, warm-up and wind-down on top of the cases' windows, for --max-run-s
 
@@ -62,73 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="the Aionis kit's perf benchmark (recall then write) on Locust, exact latencies, JSON to stdout",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_option(p, "--base-url", env="BASE_URL", default=None,
-               help="server to load (loopback unless --allow-remote); default http://127.0.0.1:$PORT (3001)")
-    add_option(p, "--scope", env="MEMLOAD_SCOPE", default="default", help="memory scope")
-    add_option(p, "--tenant-id", env="MEMLOAD_TENANT_ID", default="default", help="tenant id")
-    add_option(p, "--profile", env="PERF_PROFILE", default="balanced", choices=PROFILES,
-               help="the Aionis kit's profile: presets for the flags not given")
-    add_option(p, "--mode", env="BENCH_MODE", default=None, choices=("all", "recall", "write"),
-               help="cases to run (all = recall then write) [profile default: all]")
-    add_option(p, "--warmup", env="BENCH_WARMUP", default=None, type=bounded_int(0, 100_000),
-               help="sequential recall_text warmup calls, excluded from the stats [profile default: 20]")
-    add_option(p, "--duration-s", env="BENCH_DURATION_S", default=DEFAULTS["duration_s"],
-               type=bounded_float(0.1, 86_400.0),
-               help="seconds each case runs after the warm-up (time-based, the default mode)")
-    add_option(p, "--recall-requests", env="RECALL_REQUESTS", default=None, type=bounded_int(1, 100_000_000),
-               help="recall requests in total: makes the recall case count-based [default: time-based]")
-    add_option(p, "--recall-concurrency", env="RECALL_CONCURRENCY", default=None, type=bounded_int(1, 10_000),
-               help="recall users [profile default: 12]")
-    add_option(p, "--write-requests", env="WRITE_REQUESTS", default=None, type=bounded_int(1, 100_000_000),
-               help="write requests in total: makes the write case count-based [default: time-based]")
-    add_option(p, "--write-concurrency", env="WRITE_CONCURRENCY", default=None, type=bounded_int(1, 10_000),
-               help="write users [profile default: 4]")
-    add_option(p, "--timeout-ms", env="BENCH_TIMEOUT_MS", default=15000, type=bounded_int(1, 3_600_000),
-               help="per-request timeout")
-    add_option(p, "--pace-ms", env="BENCH_PACE_MS", default=0.0, type=bounded_float(0.0, 3_600_000.0),
-               help="wait of each user before every request (the adaptive wait never goes below it)")
-    add_option(p, "--fail-on-transport-error-rate", env="BENCH_FAIL_ON_TRANSPORT_ERROR_RATE", default=0.01,
-               type=bounded_float(0.0, 1.0),
-               help="transport-error gate: ok=false and exit 2 when a case's transport error rate exceeds it "
-                    "(1 = off)")
-    add_option(p, "--max-5xx-rate", env="BENCH_MAX_5XX_RATE", default=0.01, type=bounded_float(0.0, 1.0),
-               help="server-error gate: ok=false and exit 2 when a case's share of 5xx answers (and 2xx answers "
-                    "whose body breaks the contract) exceeds it (1 = off)")
-    add_switch(p, "--allow-empty-scope", env="MEMLOAD_ALLOW_EMPTY_SCOPE", default=False,
-               help="measure even when the preflight recall finds no memories in --scope (default: exit 1)")
-    add_switch(p, "--embed-on-write", env="EMBED_ON_WRITE", default=False,
-               help="auto_embed=true on writes [worker_slo: on]")
-    add_option(p, "--adaptive", env="MEMLOAD_ADAPTIVE", default="on", choices=("on", "off"),
-               help="429-aware adaptive waits (AIMD, honours Retry-After); off = the Aionis kit's fixed pacing")
-    add_option(p, "--query-set", env="MEMLOAD_QUERY_SET", default=None,
-               help="query set JSON of the seeder; default MEMLOAD_HOME/query_sets/<scope key>.json if present, "
-                    "else the Aionis kit's constant query")
-    add_option(p, "--recall-endpoint", env="MEMLOAD_RECALL_ENDPOINT", default="recall_text",
-               choices=("recall_text", "recall", "mixed"), help="recall case endpoint(s)")
-    add_option(p, "--recall-limit", env="MEMLOAD_RECALL_LIMIT", default=20, type=bounded_int(1, 200),
-               help="`limit` of recall requests")
-    add_option(p, "--arrival-rate", env="MEMLOAD_ARRIVAL_RATE", default=None, type=bounded_float(0.001, 1e6),
-               help="open model: requests/s per case on a fixed schedule, latency from the intended start")
-    add_option(p, "--slo-recall-p95-ms", env="SLO_RECALL_P95_MS", default=None, type=bounded_float(0.0, 1e9),
-               help="SLO: recall p95 must be strictly below (exit 3 otherwise)")
-    add_option(p, "--slo-write-p95-ms", env="SLO_WRITE_P95_MS", default=None, type=bounded_float(0.0, 1e9),
-               help="SLO: write p95 must be strictly below (exit 3 otherwise)")
-    add_option(p, "--slo-max-error-rate", env="SLO_MAX_ERROR_RATE", default=None, type=bounded_float(0.0, 1.0),
-               help="SLO: failed/total of every case (429s included) must not exceed (exit 3 otherwise)")
-    add_option(p, "--csv", env="MEMLOAD_BENCH_CSV", default=None,
-               help="prefix of Locust's CSV files and the suite's files; default MEMLOAD_HOME/bench/<time>/locust")
-    add_option(p, "--out", env="MEMLOAD_BENCH_OUT", default=None, help="also write the JSON result to this file")
-    add_option(p, "--workers", env="MEMLOAD_BENCH_WORKERS", default=0, type=bounded_int(0, 64),
-               help="distributed: a Locust master plus this many `--worker` processes (0 = one process)")
-    add_option(p, "--processes", env="MEMLOAD_BENCH_PROCESSES", default=0, type=bounded_int(-1, 64),
-               help="Locust's --processes (forked workers; -1 = one per core; 0 = off)")
-    add_option(p, "--max-run-s", env="MEMLOAD_BENCH_MAX_RUN_S", default=900, type=bounded_int(1, 86_400),
-               help="hard time limit of the whole Locust run (a run cut short exits 1)")
-    add_switch(p, "--allow-remote", env="MEMLOAD_ALLOW_REMOTE", default=False,
-               help="allow a non-loopback --base-url")
-    add_switch(p, "--verify-writes", env="MEMLOAD_VERIFY_WRITES", default=False,
-               help="after the run, check in the database (DATABASE_URL) that every acknowledged write is there with "
-                    f"its commit and no rejected one is (exit {int(ExitCode.WRITES_LOST)} otherwise)")
+    for setting in bench_settings():
+        if setting.profiles and setting.kind != "bool":  # None: the profile preset applies unless given
+            add_setting(p, setting, default=None, help=f"{setting.help} [profile default: {setting.default}]")
+        else:
+            add_setting(p, setting)
     p.set_defaults(func=run_bench)
 
 

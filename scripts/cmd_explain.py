@@ -15,7 +15,7 @@ from pathlib import Path
 from memload.contract import RECALL_INT_BOUNDS, TENANT_ID_RE
 from memload.errors import ConfigError
 from scripts.common import print_json, settings_from_args
-from scripts.options import add_option, add_switch, bounded_int
+from scripts.options import add_option, add_scope, add_switch, bounded_int
 
 _LIM_MIN, _LIM_MAX = RECALL_INT_BOUNDS["limit"][1], RECALL_INT_BOUNDS["limit"][2]
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_option(p, "--max-edge-rows", env="MEMLOAD_EXPLAIN_MAX_EDGE_ROWS", default=None, type=bounded_int(1, 10**9),
                help="stage 2 fails when one of its edge scans reads every edge of a scope holding more edges than "
                     "this (unset = hop1 + hop2 + edge budgets of the recall defaults, 1500)")
-    add_option(p, "--scope", env="MEMLOAD_EXPLAIN_SCOPE", default="perf", help="scope to explain")
+    add_scope(p, "explain", help="scope to explain")
     add_option(p, "--tenant-id", env="MEMLOAD_EXPLAIN_TENANT_ID", default=None,
                help="tenant of the scope (unset = MEMORY_TENANT_ID, the default tenant)")
     add_option(p, "--lim", env="MEMLOAD_EXPLAIN_LIM", default=30, type=bounded_int(_LIM_MIN, _LIM_MAX),

@@ -13,7 +13,7 @@ from typing import Any
 from memload.config import Settings
 from memload.errors import ConfigError, SafetyRefusal
 from scripts.common import print_json, settings_from_args
-from scripts.options import add_option, add_switch, bounded_float, bounded_int
+from scripts.options import add_option, add_scope, add_switch, bounded_float, bounded_int
 
 EVENTS_MIN, EVENTS_MAX = 100, 1_000_000  # seeding.params holds the same bounds; kept here so --help stays import-free
 
@@ -63,7 +63,7 @@ def _register_seed(sub: argparse._SubParsersAction) -> None:
                     "rows are COPYed into the live tables, whose indexes stay. --command runs the target's own "
                     "seeder instead and adopts its JSON. JSON summary on stdout, progress on stderr.")
     e = "MEMLOAD_SEED_"
-    add_option(p, "--scope", env=e + "SCOPE", default="perf", type=_scope_arg, help="target scope")
+    add_scope(p, "seed", type=_scope_arg, help="target scope")
     add_option(p, "--tenant-id", env=e + "TENANT_ID", default=_default_tenant(), type=_tenant_arg,
                help="target tenant (default: $MEMORY_TENANT_ID)")
     add_option(p, "--src-scope", env=e + "SRC_SCOPE", default=os.environ.get("MEMORY_SCOPE") or "default",
@@ -121,6 +121,7 @@ def _register_purge(sub: argparse._SubParsersAction) -> None:
                     "recall_audit → edges → nodes → commits; a scope's own partitions are detached and dropped. "
                     "--list changes nothing: it shows each scope's rows and size on disk. JSON summary on stdout.")
     e = "MEMLOAD_PURGE_"
+    # destructive: only its own variable, never the shared MEMLOAD_SCOPE, and no default
     add_option(p, "--scope", env=e + "SCOPE", default=None, type=_scope_arg, help="scope to purge (required)")
     add_option(p, "--tenant-id", env=e + "TENANT_ID", default=_default_tenant(), type=_tenant_arg, help="tenant")
     add_option(p, "--mode", env=e + "MODE", default="auto", choices=("auto", "partition", "delete"),
@@ -150,7 +151,7 @@ def _register_ann_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ann-check", help="recall@k of the HNSW path against exact search on sampled queries",
                        description="Prints JSON with recall@k and the hnsw settings used (the API's).")
     e = "MEMLOAD_ANN_"
-    add_option(p, "--scope", env=e + "SCOPE", default="perf", type=_scope_arg, help="scope to check")
+    add_scope(p, "ann-check", type=_scope_arg, help="scope to check")
     add_option(p, "--tenant-id", env=e + "TENANT_ID", default=_default_tenant(), type=_tenant_arg, help="tenant")
     add_option(p, "--queries", env=e + "QUERIES", default=200, type=bounded_int(1, 10_000), help="sampled queries")
     add_option(p, "--k", env=e + "K", default=10, type=bounded_int(1, 1000), help="neighbours per query")

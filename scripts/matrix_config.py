@@ -16,33 +16,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from memload.bench_settings import BY_ENV, PROFILES, SettingValueError, convert, matrix_profile_defaults
 from memload.config import parse_bool
 from memload.contract import TENANT_ID_RE
 from memload.errors import ConfigError
 from memload.limits import BENCHMARK_RATE_LIMITS  # noqa: F401  (its home; scripts.matrix imports it from here)
 from scripts.options import bounded_float, bounded_int
 
-PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
-
 # Profile defaults (the Aionis kit's profiles), applied for real: the Aionis kit's matrix script sets pace and
-# retries before the profile, so its profile values never apply.
-PROFILE_DEFAULTS: dict[str, dict[str, str]] = {
-    "balanced": {},
-    "recall_slo": {
-        "BENCH_MODE": "recall", "RECALL_CONCURRENCY": "6", "RUN_EXPLAIN": "false",
-        "RUN_WORKER_BENCHMARK": "false", "BENCH_PACE_MS": "50", "MAX_RATE_LIMIT_RETRIES": "10",
-        "AUTO_ADAPT_RATE_LIMIT": "true", "BENCH_FAIL_ON_TRANSPORT_ERROR_RATE": "0",
-    },
-    "write_slo": {
-        "BENCH_MODE": "write", "BENCH_WARMUP": "10", "WRITE_CONCURRENCY": "2",
-        "RUN_EXPLAIN": "false", "RUN_WORKER_BENCHMARK": "false", "BENCH_PACE_MS": "150",
-        "MAX_RATE_LIMIT_RETRIES": "10", "AUTO_ADAPT_RATE_LIMIT": "true", "BENCH_FAIL_ON_TRANSPORT_ERROR_RATE": "0",
-    },
-    "worker_slo": {
-        "BENCH_MODE": "recall", "RECALL_CONCURRENCY": "4", "BENCH_PACE_MS": "40",
-        "MAX_RATE_LIMIT_RETRIES": "10", "WORKER_BACKLOG_WRITES": "200", "RUN_WORKER_BENCHMARK": "true",
-    },
-}
+# retries before the profile, so its profile values never apply. Declared with each setting in memload.bench_settings.
+PROFILE_DEFAULTS: dict[str, dict[str, str]] = {p: matrix_profile_defaults(p) for p in PROFILES}
 
 
 @dataclass(frozen=True)
@@ -51,6 +34,21 @@ class Var:
     default: str
     parse: Callable[[str, str], Any]
     help: str
+
+
+def _table(name: str) -> Var:
+    """A benchmark setting's variable, as declared in memload.bench_settings (one bound, one default, one help)."""
+    setting = BY_ENV[name]
+
+    def parse(var: str, raw: str) -> Any:
+        if raw == "" and setting.matrix_default_raw() == "":
+            return None
+        try:
+            return convert(setting, raw)
+        except SettingValueError as exc:
+            raise ConfigError(f"{var}: {exc}") from None
+
+    return Var(name, setting.matrix_default_raw(), parse, setting.help)
 
 
 def _named(parse: Callable[[str], Any]) -> Callable[[str, str], Any]:
@@ -148,7 +146,7 @@ VARS: list[Var] = [
     Var("SCALES", "100000", _scales,
         'event counts, space- or comma-separated (the 10^6 ramp: "100000 300000 1000000")'),
     Var("TOPIC_RATIO", "100", _int(1, 100_000), "topics = scale / TOPIC_RATIO"),
-    Var("PERF_PROFILE", "balanced", _choice(*PROFILES), "balanced | recall_slo | write_slo | worker_slo"),
+    _table("PERF_PROFILE"),
     Var("BASE_URL", "", _url, "target API; empty = start the local stack"),
     Var("TENANT_ID", "default", _tenant, "tenant of the perf scopes"),
     Var("SRC_TENANT_ID", "default", _tenant, "tenant of the source scope"),
@@ -161,31 +159,31 @@ VARS: list[Var] = [
     Var("RESET_PURGE_ALLOW_FALLBACK_DELETE", "false", _bool, "partition mode may fall back to DELETE"),
     Var("RESET_PURGE_FAIL_ON_DELETE", "true", _bool, "refuse (before deleting) when purge would DELETE"),
     Var("PERF_OFFLINE_WINDOW", "false", _bool, "required for any reset of a fixed scope"),
-    Var("BENCH_MODE", "all", _choice("all", "recall", "write"), "benchmark cases"),
-    Var("BENCH_WARMUP", "20", _int(0, 10_000), "sequential warmup recalls"),
-    Var("EMBED_ON_WRITE", "false", _bool, "auto_embed on benchmark writes"),
-    Var("BENCH_DURATION_S", "30", _int(1, 86_400), "seconds each benchmark case runs after warm-up"),
-    Var("RECALL_REQUESTS", "", _opt_int(1, 10_000_000), "recall requests per attempt; empty = time-based"),
-    Var("RECALL_CONCURRENCY", "12", _int(1, 1000), "recall users"),
-    Var("WRITE_REQUESTS", "", _opt_int(1, 10_000_000), "write requests per attempt; empty = time-based"),
-    Var("WRITE_CONCURRENCY", "4", _int(1, 1000), "write users"),
+    _table("BENCH_MODE"),
+    _table("BENCH_WARMUP"),
+    _table("EMBED_ON_WRITE"),
+    _table("BENCH_DURATION_S"),
+    _table("RECALL_REQUESTS"),
+    _table("RECALL_CONCURRENCY"),
+    _table("WRITE_REQUESTS"),
+    _table("WRITE_CONCURRENCY"),
     Var("REPEAT", "1", _int(1, 100), "benchmark runs per scale (benchmark_<scale>_rep<k>.json; for compare)"),
-    Var("BENCH_PACE_MS", "0", _int(0, 60_000), "sleep per request per user (ms)"),
-    Var("BENCH_TIMEOUT_MS", "15000", _int(100, 600_000), "request timeout (ms)"),
-    Var("BENCH_FAIL_ON_TRANSPORT_ERROR_RATE", "", _opt_float(0.0, 1.0), "transport-error gate; empty = off"),
-    Var("RUN_EXPLAIN", "true", _bool, "run EXPLAIN after each scale"),
-    Var("RUN_WORKER_BENCHMARK", "true", _bool, "run the worker benchmark"),
+    _table("BENCH_PACE_MS"),
+    _table("BENCH_TIMEOUT_MS"),
+    _table("BENCH_FAIL_ON_TRANSPORT_ERROR_RATE"),
+    _table("RUN_EXPLAIN"),
+    _table("RUN_WORKER_BENCHMARK"),
     Var("WORKER_ITERATIONS", "8", _int(1, 1000), "worker benchmark iterations"),
-    Var("WORKER_BACKLOG_WRITES", "120", _int(0, 1_000_000), "auto_embed writes made before the worker benchmark"),
+    _table("WORKER_BACKLOG_WRITES"),
     Var("WORKER_BACKLOG_CONCURRENCY", "1", _int(1, 64), "concurrency of the backlog writes"),
     Var("WORKER_SCOPE", "", _text, "worker_slo: scope of the backlog (default: first scale's scope)"),
-    Var("AUTO_ADAPT_RATE_LIMIT", "false", _bool, "re-run the benchmark with halved concurrency on 429s"),
-    Var("MAX_RATE_LIMIT_RETRIES", "4", _int(0, 100), "adaptive attempts after the first"),
+    _table("AUTO_ADAPT_RATE_LIMIT"),
+    _table("MAX_RATE_LIMIT_RETRIES"),
     Var("PACE_STEP_MS", "25", _int(0, 10_000), "pace added per adaptive step (× 4/3/2/1 by 429 ratio)"),
     Var("PACE_MAX_MS", "2000", _int(0, 60_000), "pace cap"),
-    Var("SLO_RECALL_P95_MS", "300", _float(0.001, 1e7), "recall p95 target (ms)"),
-    Var("SLO_WRITE_P95_MS", "500", _float(0.001, 1e7), "write p95 target (ms)"),
-    Var("SLO_MAX_ERROR_RATE", "0", _float(0.0, 1.0), "max error ratio"),
+    _table("SLO_RECALL_P95_MS"),
+    _table("SLO_WRITE_P95_MS"),
+    _table("SLO_MAX_ERROR_RATE"),
     Var("SLO_WORKER_MIN_JOBS_PER_SEC", "50", _float(0.0, 1e9), "worker throughput target"),
     Var("MATRIX_TAG", "", _ident_or_empty, "run tag; default timestamp"),
     Var("OUT_DIR", "", _text, "artifact directory; default artifacts/perf/<MATRIX_TAG>"),

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from memload.bench_settings import SCOPE_DEFAULT, Setting, SettingValueError, convert, scope_envs
 from memload.config import parse_bool
 from memload.errors import ConfigError, ExitCode
 
@@ -73,18 +74,24 @@ def add_option(
     type: Callable[[str], Any] | None = str,
     choices: Sequence[Any] | None = None,
     flag_aliases: Sequence[str] = (),
+    env_aliases: Sequence[str] = (),
     dest: str | None = None,
 ) -> None:
-    """A valued option `flag` whose default comes from `$env` when set."""
-    raw = os.environ.get(env)
-    value: Any = EnvValue(raw, env) if raw not in (None, "") else default
+    """A valued option `flag` whose default comes from `$env` when set (else from the first `env_aliases` set)."""
+    value: Any = default
+    for name in (env, *env_aliases):
+        raw = os.environ.get(name)
+        if raw not in (None, ""):
+            value = EnvValue(raw, name)
+            break
+    also = f" or {', '.join(env_aliases)}" if env_aliases else ""
     parser.add_argument(
         flag,
         *flag_aliases,
         default=value,
         type=_naming_env(type or str, list(choices) if choices is not None else None),
         choices=choices,
-        help=f"{help} [env {env}; default: {default}]",
+        help=f"{help} [env {env}{also}; default: {default}]",
         **({"dest": dest} if dest else {}),
     )
 
@@ -151,3 +158,38 @@ def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
 
     parse.__name__ = f"float[{lo}..{hi}]"
     return parse
+
+
+def setting_type(setting: Setting) -> Callable[[str], Any]:
+    """argparse type of a table setting (memload.bench_settings): its kind and bounds, its own error message."""
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(setting, text)
+        except SettingValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = setting.kind
+    return parse
+
+
+def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, setting: Setting, *,
+                default: Any = ..., help: str | None = None) -> None:
+    """The option of a table setting: flag, env twin, type, bounds and help all from its one declaration."""
+    value = setting.default if default is ... else default
+    text = help or setting.help
+    if setting.kind == "bool":
+        add_switch(parser, setting.flag, env=setting.env, default=bool(value), help=text)
+    elif setting.kind == "choice":
+        add_option(parser, setting.flag, env=setting.env, default=value, choices=setting.choices, help=text)
+    else:
+        add_option(parser, setting.flag, env=setting.env, default=value, help=text,
+                   type=str if setting.kind == "str" else setting_type(setting))
+
+
+def add_scope(parser: argparse.ArgumentParser | argparse._ArgumentGroup, command: str, *, help: str,
+              type: Callable[[str], Any] | None = str) -> None:
+    """`--scope` of `command`: the one scope setting (MEMLOAD_SCOPE, default memload.bench_settings.SCOPE_DEFAULT),
+    with the command's own older variable read first."""
+    env, *aliases = scope_envs(command)
+    add_option(parser, "--scope", env=env, env_aliases=aliases, default=SCOPE_DEFAULT, type=type, help=help)
