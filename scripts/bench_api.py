@@ -59,7 +59,7 @@ def pct(sorted_ms: list[float], q: float) -> float:
 
 
 def seed_with_seeder(url: str, base_url: str, scope: str, events: int, topics: int,
-                     vectors: str = "clustered") -> dict[str, Any]:
+                     vectors: str = "clustered", precision: str | None = None) -> dict[str, Any]:
     """The kit's seeder (`memload seed` in process) into a new scope; its source vector is written through the API.
     vectors: clustered (the default dataset) or copy (every node the source's vector, as the seed document's SQL)."""
     from memload.config import Settings
@@ -73,12 +73,14 @@ def seed_with_seeder(url: str, base_url: str, scope: str, events: int, topics: i
     params = SeedParams(target=Tenancy.resolve(scope, tenant, tenant, flags=("--scope", "--tenant-id")),
                         source=Tenancy.resolve(settings.memory_scope, tenant, tenant,
                                                flags=("--src-scope", "--src-tenant-id")),
-                        events=events, topics=topics, seed=1, progress=False, vectors=vectors)
+                        events=events, topics=topics, seed=1, progress=False, vectors=vectors,
+                        **({"precision": precision} if precision else {}))
     t0 = time.perf_counter()
     summary = run_seed(url, params, settings)
     totals = summary.get("totals_in_scope", {})
     return {"dataset": "seeder" if vectors == "clustered" else vectors, "nodes": totals.get("nodes"),
             "edges": totals.get("edges"), "vectors": params.vectors, "noise": params.noise,
+            "precision": params.precision,
             "timings_ms": {"total": round((time.perf_counter() - t0) * 1000)}}
 
 
@@ -456,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
                     help="a migrated database to use (default: a throwaway database on the embedded server)")
+    ap.add_argument("--precision", choices=("vector", "halfvec"), default=None,
+                    help="the seeded scope's HNSW index precision (default: the seeder's); vector to compare with a "
+                         "revision whose recall predates halfvec indexes")
     ap.add_argument("--dataset", choices=("seeder", "copy", "text"), default="seeder",
                     help="seeder: the kit's clustered dataset (default); copy: the seeder with every node the same "
                          "copied vector; text: each node embeds its own text (worst case for HNSW)")
@@ -541,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.dataset})")
             apis["this"] = (start_api(url, port, args.api_workers), port)
             seeded = seed_with_seeder(url, f"http://127.0.0.1:{port}", scope, args.events, args.topics,
-                                      "clustered" if args.dataset == "seeder" else "copy")
+                                      "clustered" if args.dataset == "seeder" else "copy", args.precision)
         took = "" if args.scope else f" in {seeded['timings_ms']['total']} ms"
         log(f"{'existing scope:' if args.scope else 'seeded'} {seeded['nodes']} nodes / {seeded['edges']} edges{took}")
         if args.compare_dir is not None:
