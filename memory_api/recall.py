@@ -8,6 +8,7 @@ Aionis, the audit row is still written, so every recall leaves exactly one).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -15,6 +16,7 @@ import numpy as np
 import psycopg
 
 from memload import contract as C
+from memload import precision
 from memload.config import Settings
 from memload.identity import sha256_hex
 from memory_api import db
@@ -26,7 +28,14 @@ log = logging.getLogger("memory_api.recall")
 # The query vector travels in pgvector's binary format (%b): the text form costs ~0.7 ms per recall (psycopg formats
 # 1536 floats, PostgreSQL parses them back), measured side by side on one connection. The SQL stays written with %s
 # in recall_sql (one source for the API, `memload explain` and sql/explain_baseline.sql).
-_STAGE1_SQL = Q.STAGE1_SQL.replace("%(q)s", "%(q)b")
+# A seeded scope's ready HNSW index is float32 `vector` or `halfvec`: stage 1 orders by the expression its index is
+# built on, or PostgreSQL scans every vector of the scope. One statement per precision, chosen per scope.
+_STAGE1_BY_PRECISION = {p: precision.follow(Q.STAGE1_SQL, p).replace("%(q)s", "%(q)b")
+                        for p in (precision.VECTOR, precision.HALFVEC)}
+# How long a scope's precision is trusted before the catalog is asked again: a scope reseeded while the API runs
+# (the matrix does that) is followed within this time; until then recall stays exact, only slower.
+PRECISION_TTL_S = 5.0
+_precision_cache: dict[str, tuple[float, str]] = {}
 _STAGE1_UNSCOPED_SQL = Q.STAGE1_UNSCOPED_SQL.replace("%(q)s", "%(q)b")
 
 _NODE_COLS = (
@@ -160,7 +169,10 @@ async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings,
     own transaction; in a caller's transaction (pipeline mode) the audit row commits with it."""
     p = q.params
     limit = p["limit"]
-    stage1 = _STAGE1_SQL if s.recall_scope_path else _STAGE1_UNSCOPED_SQL
+    if s.recall_scope_path:
+        stage1 = _STAGE1_BY_PRECISION[await scope_precision(conn, q.scope_key)]
+    else:
+        stage1 = _STAGE1_UNSCOPED_SQL
     rows = await db.fetchall(conn, stage1, {"q": q.vector, "scope": q.scope_key, "oversample": oversample(limit),
                                             "limit": limit, "agent": q.agent, "team": q.team})
     seeds = [dict(zip(_SEED_COLS, r, strict=True)) for r in rows]
@@ -289,6 +301,19 @@ def _with_draft_topics(core: list[str], core_set: set[str], seed_set: set[str], 
     adds = candidates[: min(budget, len(removable))]
     drop = set(removable[: len(adds)])
     return [i for i in core if i not in drop] + adds
+
+
+async def scope_precision(conn: psycopg.AsyncConnection, scope_key: str) -> str:
+    """The precision of the scope's ready HNSW index (`vector` when the scope has no partition of its own), cached
+    for PRECISION_TTL_S per scope."""
+    now = time.monotonic()
+    hit = _precision_cache.get(scope_key)
+    if hit is not None and now - hit[0] < PRECISION_TTL_S:
+        return hit[1]
+    rows = await db.fetchall(conn, precision.PRECISION_SQL, {"part": precision.nodes_partition(scope_key)})
+    found = precision.from_opclass(rows[0][0] if rows else None)
+    _precision_cache[scope_key] = (now, found)
+    return found
 
 
 async def _debug_embeddings(conn: psycopg.AsyncConnection, scope: str, seed_ids: list[str]) -> list[dict[str, Any]]:

@@ -295,6 +295,7 @@ def sql_floor(url: str, scope: str, query_text: str, limit: int, iterations: int
     import psycopg
     from pgvector.psycopg import register_vector
 
+    from memload import precision
     from memload.config import Settings
     from memload.embedder import fake_embed_many
     from memory_api import recall_sql as Q
@@ -312,7 +313,8 @@ def sql_floor(url: str, scope: str, query_text: str, limit: int, iterations: int
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         conn.commit()
         vec = fake_embed_many([query_text])[0].astype(np.float32)
-        stage1 = Q.STAGE1_SQL.replace("%(q)s", "%(q)b")
+        prec = precision.scope_precision(conn, scope)  # the statement the API sends for this scope
+        stage1 = precision.follow(Q.STAGE1_SQL, prec).replace("%(q)s", "%(q)b")
         p1 = {"q": vec, "scope": scope, "oversample": oversample(limit), "limit": limit, "agent": None, "team": None}
         seed_ids = [r[0] for r in conn.execute(stage1, p1).fetchall()]
         edge_budget, hop1, hop2 = edge_budgets(100)

@@ -182,3 +182,49 @@ def test_explain_follows_a_halfvec_scope(src_url: str, tmp_path: Path) -> None:
     assert doc["ok"] is True and doc["enforced"] is True
     assert [u["index"] for u in s1["index_scans"] if u["method"] == "hnsw"] == [name]
     assert "halfvec" in s1["statement"]
+
+
+def _index_pages_read(url: str, index_name: str) -> int:
+    """Buffer reads of an index (pgvector's HNSW scans do not count in idx_scan; their page reads count here)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes WHERE indexrelname = %s",
+                           (index_name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_api_recall_follows_a_halfvec_scope(src_url: str, tmp_path: Path, start_api) -> None:
+    """The API's stage 1 orders a halfvec scope by the halfvec expression: its ready index serves the recall (with the
+    float32 ordering PostgreSQL would read every vector of the scope)."""
+    import asyncio
+    import time
+    import urllib.request
+
+    from memload import contract as C
+    from memory_api import recall as R
+
+    scope = "tscale_api"
+    seed(src_url, tmp_path, scope, source=SRC, events=1000, seed=5, precision=HALFVEC)
+    name, _ = ready_index(src_url, scope)
+
+    async def statement_and_plan() -> tuple[str, str]:
+        async with await psycopg.AsyncConnection.connect(src_url, autocommit=True) as conn:
+            prec = await R.scope_precision(conn, scope)
+            q = "[" + ",".join(["0.01"] * 1536) + "]"
+            sql = R._STAGE1_BY_PRECISION[prec].replace("%(q)b", "%(q)s")
+            cur = await conn.execute("EXPLAIN " + sql, {"q": q, "scope": scope, "oversample": 50, "limit": 10,
+                                                         "agent": None, "team": None})
+            return prec, "\n".join(r[0] for r in await cur.fetchall())
+
+    prec, plan = asyncio.run(statement_and_plan())
+    assert prec == HALFVEC and f"Index Scan using {name}" in plan, plan
+
+    before = _index_pages_read(src_url, name)
+    api = start_api(src_url)
+    body = json.dumps({"scope": scope, "query_text": "perf topic #3", "limit": 10}).encode()
+    req = urllib.request.Request(api.base_url + C.RECALL_TEXT, body, {"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 200 and json.loads(r.read())["seeds"]
+    deadline = time.monotonic() + 60  # a backend's index statistics reach the views when it next flushes them
+    while _index_pages_read(src_url, name) == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _index_pages_read(src_url, name) > before, "the API's recall did not scan the scope's halfvec index"
