@@ -43,7 +43,7 @@ from memload.net import free_port, is_loopback_host
 from scripts.common import log, print_json, settings_from_args
 from scripts.options import add_option, add_switch, bounded_float, bounded_int
 
-LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfiles" / "memory_users.py"
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "memory_users.py"
 PROFILES = ("balanced", "recall_slo", "write_slo", "worker_slo")
 # The seed document's job defaults and its profiles' mode/concurrency presets; explicit flags win. Cases are
 # time-based unless a request count is given (no preset forces one: a few hundred requests make no p99).

@@ -1,6 +1,6 @@
 """Benchmark of the reference API: recall_text at concurrency 12 and write at concurrency 4.
 
-    .venv/bin/python -m scripts.bench_api [--dataset seeder|copy|text] [--api-workers N] [--events 9900 --topics 100]
+    .venv/bin/python -m benchmarks.bench_api [--dataset seeder|copy|text] [--api-workers N] [--events 9900 --topics 100]
         [--compare-dir ../base-checkout --rounds 2 --recall-only]
 
 1. Creates a throwaway database on the embedded server (or uses --database-url, which must be migrated) and a fresh
