@@ -1,4 +1,5 @@
-"""`memload`: the kit's command line. Each subcommand lives in its own module with a `register(subparsers)`.
+"""`memload`: the kit's command line. Each subcommand lives in its own module of `scripts/commands/` with a
+`register(subparsers)`; the services they drive (stack, matrix, EXPLAIN runner, ...) stay in `scripts/`.
 
 Registering must stay cheap: command modules import heavy things (Locust, pandas, the API) inside their handlers,
 so `memload --help` is instant and Locust's gevent monkey-patching never reaches the orchestration process.
