@@ -3,8 +3,8 @@
 seed → load → collect → analyse → report: `locustfiles/` speaks only HTTP (never imports the API or a database
 driver), `analysis/` reads files only, `memory_api/` imports none of the tooling, only `scripts/` starts processes,
 and the fake embedder exists once. The installed packages never import the developers' benchmarks or the tests
-(neither is installed), and the `memload` subcommands live in `scripts/commands/`,
-the services they drive in `scripts/`.
+(neither is installed); the `memload` subcommands live in `scripts/commands/`, the services they drive in
+`scripts/`.
 """
 
 from __future__ import annotations
