@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import artifacts as art
-from analysis.explain import ExplainInfo, parse_explain
+from analysis.explain_parser import ExplainInfo, parse_explain
 from analysis.jsonio import dig
 from analysis.locust_csv import LocustRun, read_locust_run
 

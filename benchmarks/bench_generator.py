@@ -22,32 +22,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from memload.net import free_port
+from scripts import stack
 
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO / "locustfiles" / "generator_capacity.py"
 ENDPOINTS = ("recall", "write")
 SIDES = ("bare", "suite")
 
-
-
-def _wait_health(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"static target exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url}/health did not answer within {timeout}s")
 
 
 def run_turns(base_url: str, target_pid: int, users: int, seconds: int, rounds: int,
@@ -123,17 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--endpoints: a comma-separated list of {', '.join(ENDPOINTS)}")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    target = subprocess.Popen([sys.executable, "-m", "benchmarks.static_target", "--port", str(port), "--seeds",
-                               str(args.seeds)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = stack.spawn("static target", [sys.executable, "-m", "benchmarks.static_target", "--port", str(port),
+                                           "--seeds", str(args.seeds)],
+                         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_health(base_url, target)
+        stack.wait_healthy(base_url, [target], 30.0, what="static target")
         turns, check = run_turns(base_url, target.pid, args.users, args.seconds, args.rounds, endpoints)
     finally:
-        target.terminate()
-        try:
-            target.wait(10)
-        except subprocess.TimeoutExpired:
-            target.kill()
+        stack.stop_child(target, 10.0)
     for t in turns:
         share = t["target_cpu_share"]
         print(f"[generator] {t['endpoint']:6s} {t['side']:5s} {t['requests']:7d} req  cpu {t['cpu_s']:6.2f} s"

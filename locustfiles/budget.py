@@ -11,18 +11,26 @@ recall request has completed. A pool that learns its class is exhausted and has 
 `done`; a class is over when its tokens are all granted and every process that got some reported done. Since a
 worker flushes its stats before reporting done, the master has every sample when the last class ends.
 
-The transport (direct calls locally, Locust custom messages between master and workers) is injected.
+The transport is injected: `BudgetLink` wires both sides to a Locust runner (direct calls on the local runner,
+custom messages between master and workers), so the protocol lives in this module alone.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import gevent
 import gevent.event
 
 TIME_BATCH = 64  # tokens per grant for a duration budget: they are void at the window's end anyway
+MSG_TOKENS_REQ = "memload_tokens_req"
+MSG_TOKENS_GRANT = "memload_tokens_grant"
+MSG_DONE = "memload_done"
+
+log = logging.getLogger("memload")
 
 
 class TokenPool:
@@ -186,3 +194,84 @@ class TokenDispenser:
         if len(self.finished) == len(self.classes) and not self.all_done:
             self.all_done = True
             self._on_all_done()
+
+
+class BudgetLink:
+    """One process's end of the budget protocol on a Locust runner of role `master`, `worker` or `local`.
+
+    The master owns the dispenser, a worker a pool, the local runner both (joined by direct calls). A worker asks
+    with `MSG_TOKENS_REQ`, gets `MSG_TOKENS_GRANT`, and reports `MSG_DONE` after `flush` (its stats go first, so the
+    master has every sample when it learns the class is done). `local_users(cls)` sizes a worker's batches;
+    `on_all_done` fires once every budgeted class is over.
+    """
+
+    def __init__(self, runner: Any, role: str, local_users: Callable[[str], int], flush: Callable[[], None],
+                 on_all_done: Callable[[], None]) -> None:
+        self.runner = runner
+        self.role = role
+        self._local_users = local_users
+        self._flush = flush
+        self._on_all_done = on_all_done
+        self.pool: TokenPool | None = None
+        self.dispenser: TokenDispenser | None = None
+
+    def register(self) -> None:
+        """init: listen for the messages this role receives."""
+        if self.role == "master":
+            self.runner.register_message(MSG_TOKENS_REQ, self._on_tokens_req)
+            self.runner.register_message(MSG_DONE, self._on_done_msg)
+        elif self.role == "worker":
+            self.runner.register_message(MSG_TOKENS_GRANT, self._on_grant_msg)
+
+    def start(self, budgets: dict[str, int], durations: dict[str, float], sequential: bool) -> None:
+        """test_start: a fresh dispenser (master/local) and pool (worker/local) for this run's budgets."""
+        limited = set(budgets) | set(durations)
+        self.pool, self.dispenser = None, None
+        if self.role != "worker":
+            self.dispenser = TokenDispenser(budgets, sequential, self._grant, self._class_done, self._on_all_done,
+                                            durations=durations)
+        if self.role == "worker":
+            self.pool = TokenPool(limited, self._request_remote, self._worker_done, self._local_users)
+        elif self.role == "local":
+            dispenser = self.dispenser
+            assert dispenser is not None
+            self.pool = TokenPool(limited, lambda c, n: dispenser.on_request("local", c, n),
+                                  lambda c: dispenser.on_done("local", c), lambda c: 1)
+
+    def take(self, cls: str) -> bool:
+        return self.pool.take(cls) if self.pool is not None else True
+
+    def complete(self, cls: str) -> None:
+        if self.pool is not None:
+            self.pool.complete(cls)
+
+    # --- transport ---
+    def _grant(self, node: str, cls: str, n: int, until: float | None = None) -> None:
+        if self.role == "master":
+            self.runner.send_message(MSG_TOKENS_GRANT, {"cls": cls, "n": n, "until": until}, client_id=node)
+        elif self.pool is not None:
+            self.pool.on_grant(cls, n, until)
+
+    def _request_remote(self, cls: str, n: int) -> None:
+        self.runner.send_message(MSG_TOKENS_REQ, {"cls": cls, "n": n})
+
+    def _worker_done(self, cls: str) -> None:
+        """Flush this worker's stats first (message order is kept), then tell the master the class is done here."""
+        self._flush()
+        self.runner.send_message(MSG_DONE, {"cls": cls})
+
+    def _on_tokens_req(self, environment: Any, msg: Any, **_: Any) -> None:
+        if self.dispenser is not None:
+            self.dispenser.on_request(msg.node_id, msg.data["cls"], int(msg.data["n"]))
+
+    def _on_done_msg(self, environment: Any, msg: Any, **_: Any) -> None:
+        if self.dispenser is not None:
+            self.dispenser.on_done(msg.node_id, msg.data["cls"])
+
+    def _on_grant_msg(self, environment: Any, msg: Any, **_: Any) -> None:
+        if self.pool is not None:
+            self.pool.on_grant(msg.data["cls"], int(msg.data["n"]), msg.data.get("until"))
+
+    @staticmethod
+    def _class_done(cls: str) -> None:
+        log.info("memload: %s requests done", cls)

@@ -1,10 +1,10 @@
 """The suite's per-process state and its wiring into Locust's event hooks.
 
 One `Suite` lives on each Locust environment (local runner, master or worker). It owns the pacing controllers,
-the open-model schedules, the request budget (pool and/or dispenser), the exact-latency recorder and, on the
-master/local runner, the merged aggregate that is written next to Locust's CSV files at quit:
-`<csv prefix>_exact.json`, `<csv prefix>_pacing.csv` and `<csv prefix>_summary.json` (what `memload bench` reads),
-and, streamed during the run, `<csv prefix>_requests.csv` (one row per measured request; workers ship theirs).
+the open-model schedules, the request budget (pool and/or dispenser, joined by `locustfiles.budget.BudgetLink`),
+the exact-latency recorder and, on the master/local runner, the merged aggregate that `locustfiles.artifacts`
+writes next to Locust's CSV files at quit, and, streamed during the run, `<csv prefix>_requests.csv` (one row per
+measured request; workers ship theirs). The web UI's Pacing tab is `locustfiles.webui`.
 Everything that depends on options happens at `test_start`, because workers get the master's options only then.
 The master (or local runner) runs the preflight there, before any user starts; its verdict reaches the workers in
 the options of the spawn message (`memload_refused`, `memload_expect_seeds`).
@@ -12,22 +12,19 @@ the options of the spawn message (`memload_refused`, `memload_expect_seeds`).
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import logging
-import os
 import secrets
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import __version__ as LOCUST_VERSION
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles.budget import TokenDispenser, TokenPool
+from locustfiles.artifacts import write_artifacts
+from locustfiles.budget import BudgetLink, TokenDispenser, TokenPool
 from locustfiles.exact_stats import Aggregate, Recorder
 from locustfiles.open_model import ArrivalSchedule
 from locustfiles.options import (
@@ -43,22 +40,16 @@ from locustfiles.pacing import PacingController
 from locustfiles.preflight import EXIT_KIND, run_preflight
 from locustfiles.records import CATEGORY, RecordsWriter
 from locustfiles.validation import Verdict
+from locustfiles.webui import extend_web_ui
 from memload.contract import RECALL_TEXT
 from memload.errors import ExitCode
 
 log = logging.getLogger("memload")
 
 SUITE_ATTR = "memload_suite"
-MSG_TOKENS_REQ = "memload_tokens_req"
-MSG_TOKENS_GRANT = "memload_tokens_grant"
-MSG_DONE = "memload_done"
 REPORT_KEY = "memload"
 FINISH_DELAY_S = 1.2  # > Locust's 1 s CSV write interval, so the CSV files hold the final counts
 TICK_S = 1.0
-PACING_TAB = "memload-pacing"
-PACING_COLUMNS = (("endpoint_class", "Endpoint class"), ("adaptive", "Adaptive"), ("users", "Users"),
-                  ("pace_ms", "Pace (ms)"), ("max_pace_ms", "Max pace (ms)"), ("blocked_ms", "Retry-After hold (ms)"),
-                  ("count_429", "429s"), ("count_ok", "Successes"), ("estimated_rate", "Granted rate (req/s)"))
 
 
 def suite_of(environment: Any) -> Suite:
@@ -75,8 +66,7 @@ class Suite:
         self.aggregate = Aggregate()
         self.controllers: dict[str, PacingController] = {}
         self.schedules: dict[str, ArrivalSchedule] = {}
-        self.pool: TokenPool | None = None
-        self.dispenser: TokenDispenser | None = None
+        self._budget: BudgetLink | None = None
         self.queries: list[tuple[str, int]] = [(FALLBACK_QUERY, 0)]
         self._query_seq = itertools.count()
         self._write_seq = itertools.count(1)
@@ -107,14 +97,25 @@ class Suite:
     def role(self) -> str:
         return "master" if self.is_master else "worker" if self.is_worker else "local"
 
+    # --- request budget (see locustfiles.budget) ---
+    @property
+    def budget(self) -> BudgetLink:
+        if self._budget is None:
+            self._budget = BudgetLink(self.env.runner, self.role, self._local_users, self._flush_stats,
+                                      self._all_done)
+        return self._budget
+
+    @property
+    def pool(self) -> TokenPool | None:
+        return self._budget.pool if self._budget is not None else None
+
+    @property
+    def dispenser(self) -> TokenDispenser | None:
+        return self._budget.dispenser if self._budget is not None else None
+
     # --- lifecycle ---
     def on_init(self) -> None:
-        runner = self.env.runner
-        if self.is_master:
-            runner.register_message(MSG_TOKENS_REQ, self._on_tokens_req)
-            runner.register_message(MSG_DONE, self._on_done_msg)
-        elif self.is_worker:
-            runner.register_message(MSG_TOKENS_GRANT, self._on_grant_msg)
+        self.budget.register()
         if not self.is_worker:
             self._select_user_classes()
 
@@ -171,19 +172,11 @@ class Suite:
         else:
             self.refused = bool(getattr(opts, "memload_refused", False))
         expect_seeds = int(getattr(opts, "memload_expect_seeds", 0) or 0) if opts is not None else 0
-        self.pool, self.dispenser = None, None
-        if not self.is_worker:
-            self.dispenser = TokenDispenser(budgets, cfg.sequential, self._grant, self._class_done, self._all_done,
-                                            durations=durations)
+        self.budget.start(budgets, durations, cfg.sequential)
         if not self.is_master:
             self.queries = load_queries(cfg.query_set, cfg.scope, cfg.tenant_id)
             if not cfg.query_set and expect_seeds:  # the scope has memories: a recall with no seeds is an anomaly
                 self.queries = [(FALLBACK_QUERY, 1)]
-            if self.is_worker:
-                self.pool = TokenPool(limited, self._request_remote, self._worker_done, self._local_users)
-            else:
-                self.pool = TokenPool(limited, lambda c, n: self.dispenser.on_request("local", c, n),  # type: ignore[union-attr]
-                                      lambda c: self.dispenser.on_done("local", c), lambda c: 1)  # type: ignore[union-attr]
             self._ticker = gevent.spawn(self._tick_loop)
         if not self.is_worker and cfg.warmup > 0 and not self.refused:
             self._run_warmup(cfg)
@@ -251,42 +244,15 @@ class Suite:
         if self.records is not None:
             self.records.flush()
 
-    # --- budget transport ---
-    def _grant(self, node: str, cls: str, n: int, until: float | None = None) -> None:
-        if self.is_master:
-            self.env.runner.send_message(MSG_TOKENS_GRANT, {"cls": cls, "n": n, "until": until}, client_id=node)
-        elif self.pool is not None:
-            self.pool.on_grant(cls, n, until)
-
-    def _request_remote(self, cls: str, n: int) -> None:
-        self.env.runner.send_message(MSG_TOKENS_REQ, {"cls": cls, "n": n})
-
     def _local_users(self, cls: str) -> int:
         counts = self.env.runner.user_classes_count
         return sum(n for name, n in counts.items()
                    if getattr(self.env.user_classes_by_name.get(name), "endpoint_class", None) == cls)
 
-    def _worker_done(self, cls: str) -> None:
-        """Flush this worker's stats first (message order is kept), then tell the master the class is done here."""
-        runner = self.env.runner
+    def _flush_stats(self) -> None:
+        """A worker's last pacing tick and stats, sent before it reports a class done."""
         self._tick()
-        runner._send_stats()
-        runner.send_message(MSG_DONE, {"cls": cls})
-
-    def _on_tokens_req(self, environment: Any, msg: Any, **_: Any) -> None:
-        if self.dispenser is not None:
-            self.dispenser.on_request(msg.node_id, msg.data["cls"], int(msg.data["n"]))
-
-    def _on_done_msg(self, environment: Any, msg: Any, **_: Any) -> None:
-        if self.dispenser is not None:
-            self.dispenser.on_done(msg.node_id, msg.data["cls"])
-
-    def _on_grant_msg(self, environment: Any, msg: Any, **_: Any) -> None:
-        if self.pool is not None:
-            self.pool.on_grant(msg.data["cls"], int(msg.data["n"]), msg.data.get("until"))
-
-    def _class_done(self, cls: str) -> None:
-        log.info("memload: %s requests done", cls)
+        self.env.runner._send_stats()
 
     def _all_done(self) -> None:
         if self._finishing:
@@ -308,11 +274,10 @@ class Suite:
         return self.controllers[cls]
 
     def take(self, cls: str) -> bool:
-        return self.pool.take(cls) if self.pool is not None else True
+        return self.budget.take(cls)
 
     def complete(self, cls: str) -> None:
-        if self.pool is not None:
-            self.pool.complete(cls)
+        self.budget.complete(cls)
 
     def next_query(self) -> tuple[str, int]:
         return self.queries[next(self._query_seq) % len(self.queries)]
@@ -380,7 +345,7 @@ class Suite:
                               CATEGORY[verdict.category], server_ms, db_ms))
 
     def report_delta(self) -> dict[str, Any]:
-        self._snapshot_states()
+        self.snapshot_states()
         return Recorder.delta_to_wire(self.recorder.take_delta())
 
     def merge_report(self, client_id: str, wire: dict[str, Any] | None) -> None:
@@ -405,30 +370,12 @@ class Suite:
             pace, c429, cok = ctl.take_tick()
             if ctl.users or c429 or cok:
                 self.recorder.pacing_rows.append((ts, name, pace, c429, cok))
-        self._snapshot_states()
+        self.snapshot_states()
 
-    def _snapshot_states(self) -> None:
+    def snapshot_states(self) -> None:
         for name, ctl in self.controllers.items():
             if ctl.users or ctl.count_ok or ctl.count_429:
                 self.recorder.pacing_state[name] = ctl.snapshot()
-
-    def pacing_table(self) -> list[dict[str, Any]]:
-        """Rows of the web UI's Pacing tab (merged over workers on a master)."""
-        if not self.is_master:
-            self._snapshot_states()
-            return [dict(self.recorder.pacing_state[c]) for c in sorted(self.recorder.pacing_state)]
-        rows = []
-        for cls, by_source in sorted(self.aggregate.pacing_state.items()):
-            states = list(by_source.values())
-            rows.append({
-                "endpoint_class": cls, "adaptive": states[0].get("adaptive"),
-                "users": sum(s["users"] for s in states), "pace_ms": max(s["pace_ms"] for s in states),
-                "max_pace_ms": max(s["max_pace_ms"] for s in states),
-                "blocked_ms": max(s["blocked_ms"] for s in states),
-                "count_429": sum(s["count_429"] for s in states), "count_ok": sum(s["count_ok"] for s in states),
-                "estimated_rate": sum(s["estimated_rate"] or 0 for s in states) or None,
-            })
-        return rows
 
     # --- warmup ---
     def _run_warmup(self, cfg: SuiteConfig) -> None:
@@ -462,53 +409,6 @@ class Suite:
                        "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3)}
         log.info("memload: warmup %s", self.warmup)
 
-    # --- artifacts ---
-    def write_artifacts(self) -> None:
-        """On quit (master/local): exact.json, pacing.csv and summary.json next to Locust's CSV files."""
-        prefix = getattr(self.env.parsed_options, "csv_prefix", None)
-        if not prefix or self.cfg is None:
-            return
-        cfg = self.cfg
-        Path(prefix).parent.mkdir(parents=True, exist_ok=True)
-        latency_from = "intended_start" if cfg.open_model else "send"
-        Path(f"{prefix}_exact.json").write_text(json.dumps(self.aggregate.exact_document(latency_from), indent=1))
-        with open(f"{prefix}_pacing.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["timestamp", "endpoint_class", "pace_ms", "count_429", "count_ok"])
-            w.writerows(self.aggregate.pacing_csv_rows())
-        if self.records is not None:
-            self.records.close()
-        summary = self.summary()
-        Path(f"{prefix}_summary.json").write_text(json.dumps(summary, indent=1))
-
-    def summary(self) -> dict[str, Any]:
-        cfg = self.cfg
-        assert cfg is not None
-        runner = self.env.runner
-        return {
-            "locust_version": LOCUST_VERSION,
-            "role": self.role,
-            "workers": len(getattr(runner, "worker_indexes", {})) if self.is_master else 0,
-            "host": self.env.host,
-            "auth_mode": self.auth_mode,
-            "options": cfg.as_dict(),
-            "budgets": self.dispenser.budgets if self.dispenser else {},
-            "durations": self.dispenser.durations if self.dispenser else {},
-            "preflight": self.preflight,
-            "records": {"file": self.records.path.name if self.records else None,
-                        "rows": self.aggregate.record_count},
-            "completed": self.completed,
-            "stop_reason": self.stop_reason,
-            "started_at": self.started_at,
-            "query_count": len(self.queries) if not self.is_master else None,
-            "warmup": self.warmup,
-            "cases": {name: cs.summary() for name, cs in sorted(self.aggregate.cases.items())},
-            "pacing": self.aggregate.pacing_summary(),
-            "per_source": {src: {ep: dict(c) for ep, c in sorted(eps.items())}
-                           for src, eps in sorted(self.aggregate.per_source.items())},
-            "pid": os.getpid(),
-        }
-
 
 def install(events: Any) -> None:
     """Register the suite's options and listeners on Locust's event hooks (called by each locustfile once)."""
@@ -532,7 +432,7 @@ def install(events: Any) -> None:
                 log.error("memload: %s", exc)
                 raise SystemExit(int(ExitCode.USAGE)) from None
         if web_ui is not None:
-            _extend_web_ui(suite, web_ui)
+            extend_web_ui(suite, web_ui)
 
     @events.test_start.add_listener
     def _start(environment: Any, **_: Any) -> None:
@@ -566,25 +466,7 @@ def install(events: Any) -> None:
         suite = suite_of(environment)
         if not suite.is_worker:
             suite.end()
-            suite.write_artifacts()
+            write_artifacts(suite)
 
 
 _current_env: list[Any] = [None]
-
-
-def _extend_web_ui(suite: Suite, web_ui: Any) -> None:
-    """A "Pacing (429)" tab: current pace, Retry-After hold, 429 and success counts per endpoint class."""
-    from flask import request
-
-    web_ui.template_args["extended_tabs"] = [{"title": "Pacing (429)", "key": PACING_TAB}]
-    web_ui.template_args["extended_tables"] = [
-        {"key": PACING_TAB, "structure": [{"key": k, "title": t} for k, t in PACING_COLUMNS]}]
-
-    @web_ui.app.after_request
-    def _add_pacing(response: Any) -> Any:
-        if request.path != "/stats/requests" or response.status_code != 200 or not response.is_json:
-            return response
-        data = response.get_json()
-        data["extended_stats"] = [{"key": PACING_TAB, "data": suite.pacing_table()}]
-        response.set_data(json.dumps(data))
-        return response

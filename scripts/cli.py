@@ -1,4 +1,5 @@
-"""`memload`: the kit's command line. Each subcommand lives in its own module with a `register(subparsers)`.
+"""`memload`: the kit's command line. Each subcommand lives in its own module of `scripts/commands/` with a
+`register(subparsers)`; the services they drive (stack, matrix, EXPLAIN runner, ...) stay in `scripts/`.
 
 Registering must stay cheap: command modules import heavy things (Locust, pandas, the API) inside their handlers,
 so `memload --help` is instant and Locust's gevent monkey-patching never reaches the orchestration process.
@@ -14,16 +15,16 @@ from memload.errors import EXIT_CODES_TEXT, ExitCode, MemloadError
 from scripts.options import CliParser, add_option
 
 COMMAND_MODULES = [
-    "scripts.cmd_db",
-    "scripts.check_indexes",
-    "scripts.cmd_seed",
-    "scripts.cmd_api",
-    "scripts.cmd_matrix",
-    "scripts.cmd_report",
-    "scripts.cmd_worker",
-    "scripts.cmd_up",
-    "scripts.cmd_explain",
-    "scripts.cmd_bench",
+    "scripts.commands.db",
+    "scripts.commands.check_indexes",
+    "scripts.commands.seed",
+    "scripts.commands.api",
+    "scripts.commands.matrix",
+    "scripts.commands.report",
+    "scripts.commands.worker",
+    "scripts.commands.up",
+    "scripts.commands.explain",
+    "scripts.commands.bench",
 ]
 
 

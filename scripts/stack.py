@@ -5,6 +5,11 @@
     with LocalStack(settings, port=0, worker=True, log_dir=run_dir) as stack:
         ... stack.base_url, stack.database_url ...
 
+A caller that has its own database and needs the API alone (a benchmark, a test, a second checkout's API to compare
+against) uses `start_api(database_url, port=..., workers=..., checkout=...)`; any other child that answers
+`GET /health` is started with `spawn` and awaited with `wait_healthy`. Every path shares the process-group, die-with-
+parent and stop rules below.
+
 Every child runs in a process group of its own (so Ctrl-C in a terminal reaches only this process, which then stops
 the children in order: worker first, so it finishes its current job, then the API) and, on Linux, is told to die
 with this process even if it is SIGKILLed (PR_SET_PDEATHSIG; Linux ties it to the *thread* that started the child,
@@ -53,8 +58,6 @@ def _die_with_parent() -> Callable[[], None]:
             os._exit(1)
 
     return preexec
-
-
 
 
 @dataclass
@@ -195,62 +198,171 @@ class LocalStack:
             stderr: Any = subprocess.STDOUT
         else:  # foreground: children's output goes to our stderr, so our stdout carries only the two result lines
             stdout, stderr = sys.stderr.fileno(), sys.stderr.fileno()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "scripts.cli", *args], cwd=REPO_ROOT, env=self._env(name), stdin=subprocess.DEVNULL,
-            stdout=stdout, stderr=stderr, start_new_session=True, preexec_fn=_die_with_parent(),
-        )
-        self.children.append(Child(name, proc, log_path, log_file))
-        self._log(f"{name} started (pid {proc.pid})" + (f", log {log_path}" if log_path else ""))
+        child = spawn(name, [sys.executable, "-m", "scripts.cli", *args], env=self._env(name), stdout=stdout,
+                      stderr=stderr)
+        child.log_path, child.log_file = log_path, log_file
+        self.children.append(child)
+        self._log(f"{name} started (pid {child.pid})" + (f", log {log_path}" if log_path else ""))
 
     def _wait_healthy(self, should_abort: Callable[[], bool]) -> None:
-        url = self.base_url + "/health"
-        deadline = time.monotonic() + self.startup_timeout_s
-        last: object = None
-        while time.monotonic() < deadline:
-            if should_abort():
-                raise StackError("startup interrupted")
-            dead = self.dead_child()
-            if dead is not None:
-                raise StackError(f"{dead.name} exited with code {dead.proc.returncode} during startup"
-                                 + self._tail(dead))
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        self._log(f"API healthy at {self.base_url}")
-                        return
-            except Exception as exc:  # not listening yet
-                last = exc
-            time.sleep(0.1)
-        raise StackError(f"API did not answer {url} within {self.startup_timeout_s:.0f}s ({last})")
+        wait_healthy(self.base_url, self.children, self.startup_timeout_s, should_abort)
+        self._log(f"API healthy at {self.base_url}")
 
     @staticmethod
     def _tail(child: Child, lines: int = 15) -> str:
-        if child.log_path is None or not child.log_path.exists():
-            return ""
-        text = child.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
-        return "\n" + "\n".join(text) if text else ""
+        return _tail(child, lines)
 
     def _stop_child(self, child: Child) -> None:
-        pgid = child.pid  # start_new_session: the child leads its own group
-        was_running = child.alive()
-        killed = False
-        if was_running:
-            _signal_group(pgid, signal.SIGTERM)
-            try:
-                child.proc.wait(self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                self._log(f"{child.name} (pid {child.pid}) ignored SIGTERM for {self.stop_timeout_s:.0f}s: SIGKILL")
-                _signal_group(pgid, signal.SIGKILL)
-                killed = True
-                child.proc.wait(5)
-        # anything its children left behind in the group
-        if _group_alive(pgid):
-            _signal_group(pgid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while _group_alive(pgid) and time.monotonic() < deadline:
-                time.sleep(0.05)
+        stop_child(child, self.stop_timeout_s, self._log)
+
+
+@dataclass
+class ApiServer:
+    """One `memload api` child started by `start_api`; `stop()` (or leaving the `with` block) ends its group."""
+
+    child: Child
+    host: str
+    port: int
+    env: dict[str, str]
+    stop_timeout_s: float = 15.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        return self.child.proc
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def log(self) -> str:
+        """What the API wrote so far (empty unless it was started with a log file)."""
+        path = self.child.log_path
+        return path.read_text(errors="replace") if path is not None and path.exists() else ""
+
+    def stop(self) -> None:
+        stop_child(self.child, self.stop_timeout_s, lambda msg: None)
+        if self.child.log_file is not None:
+            self.child.log_file.close()
+            self.child.log_file = None
+
+    def __enter__(self) -> ApiServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_api(
+    database_url: str,
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    workers: int | None = None,
+    checkout: Path = REPO_ROOT,
+    env: Mapping[str, str] | None = None,
+    api_args: Sequence[str] = (),
+    log_path: Path | None = None,
+    startup_timeout_s: float = 60.0,
+    stop_timeout_s: float = 15.0,
+) -> ApiServer:
+    """Start `memload api` of `checkout` on `database_url` (already migrated) and return once `/health` answers.
+
+    `checkout` is this repository or another revision's worktree (run from that directory, its packages come first
+    on the path). `port=0` picks a free port; a fixed port must be free, so a server already listening there is never
+    mistaken for this one. `env` overrides this process's environment (alias names beat the Aionis names they stand
+    for). Output goes to `log_path` (appended), else stdout is dropped and stderr shared with this process.
+    """
+    if port == 0:
+        port = free_port(host)
+    elif not port_is_free(host, port):
+        raise ConfigError(f"--port: {host}:{port} is already in use (another API?); pick another port")
+    full_env = canonical_env(os.environ)
+    full_env.update(canonical_env(env or {}))
+    full_env.update({"DATABASE_URL": database_url, "PORT": str(port), "HOST": host})
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    args = ["api", "--host", host, "--port", str(port), *(["--workers", str(workers)] if workers else []), *api_args]
+    log_file = log_path.open("a") if log_path is not None else None
+    child = spawn("api", [sys.executable, "-m", "scripts.cli", *args], cwd=checkout, env=full_env,
+                  stdout=log_file if log_file is not None else subprocess.DEVNULL,
+                  stderr=subprocess.STDOUT if log_file is not None else None)
+    child.log_path, child.log_file = log_path, log_file
+    api = ApiServer(child, host, port, full_env, stop_timeout_s)
+    try:
+        wait_healthy(api.base_url, [child], startup_timeout_s)
+    except BaseException:
+        api.stop()
+        raise
+    return api
+
+
+def spawn(name: str, argv: Sequence[str], *, cwd: Path = REPO_ROOT, env: Mapping[str, str] | None = None,
+          stdout: Any = None, stderr: Any = None) -> Child:
+    """Start `argv` as a child of the stack: in a process group of its own, told to die with this process, no stdin.
+    `stdout`/`stderr` as for `subprocess.Popen` (None: shared with this process)."""
+    proc = subprocess.Popen(
+        list(argv), cwd=cwd, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL, stdout=stdout,
+        stderr=stderr, start_new_session=True, preexec_fn=_die_with_parent(),
+    )
+    return Child(name, proc, None, None)
+
+
+def wait_healthy(base_url: str, children: Sequence[Child], timeout_s: float,
+                 should_abort: Callable[[], bool] = lambda: False, what: str = "API") -> None:
+    """Poll `base_url/health` until it answers 200. Fails fast when one of `children` exits (with the tail of its
+    log), when `should_abort()` turns true, or after `timeout_s`."""
+    url = base_url + "/health"
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        if should_abort():
+            raise StackError("startup interrupted")
+        dead = next((c for c in children if not c.alive()), None)
+        if dead is not None:
+            raise StackError(f"{dead.name} exited with code {dead.proc.returncode} during startup" + _tail(dead))
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except Exception as exc:  # not listening yet
+            last = exc
+        time.sleep(0.1)
+    raise StackError(f"{what} did not answer {url} within {timeout_s:.0f}s ({last})")
+
+
+def stop_child(child: Child, timeout_s: float = 15.0, log: Callable[[str], None] | None = None) -> None:
+    """End the child's whole process group: SIGTERM, SIGKILL after `timeout_s`, then whatever it left behind."""
+    log = log or (lambda msg: None)
+    pgid = child.pid  # start_new_session: the child leads its own group
+    was_running = child.alive()
+    killed = False
+    if was_running:
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            child.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log(f"{child.name} (pid {child.pid}) ignored SIGTERM for {timeout_s:.0f}s: SIGKILL")
             _signal_group(pgid, signal.SIGKILL)
-        self._log(stop_message(child.name, child.proc.returncode, was_running=was_running, killed=killed))
+            killed = True
+            child.proc.wait(5)
+    # anything its children left behind in the group
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_group(pgid, signal.SIGKILL)
+    log(stop_message(child.name, child.proc.returncode, was_running=was_running, killed=killed))
+
+
+def _tail(child: Child, lines: int = 15) -> str:
+    if child.log_path is None or not child.log_path.exists():
+        return ""
+    text = child.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
+    return "\n" + "\n".join(text) if text else ""
 
 
 def stop_message(name: str, returncode: int | None, *, was_running: bool, killed: bool = False) -> str:

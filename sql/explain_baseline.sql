@@ -16,7 +16,7 @@
 --   stage 2: the API's 2-hop edge query (memory_api.recall_sql.STAGE2_HOP2_SQL) on stage 1's seeds, with the
 --            default budgets (hop1 = hop2 = 500, edges = 500);
 -- in the format of `memload explain --out` (explain_<scale>.txt). The PREPAREd statements below are the API's
--- statements with $n placeholders; tests/test_explain.py fails if they drift apart, and `python -m scripts.explain`
+-- statements with $n placeholders; tests/test_explain.py fails if they drift apart, and `python -m scripts.explain_runner`
 -- rewrites them from memory_api/recall_sql.py.
 --
 -- Differences from the Aionis kit's script, on purpose:

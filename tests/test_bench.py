@@ -19,7 +19,7 @@ from memload.embedder import fake_embed
 from memload.errors import ExitCode
 from scripts.cli import build_parser
 from scripts.cli import main as cli_main
-from scripts.cmd_bench import locust_commands, resolve_plan
+from scripts.commands.bench import locust_commands, resolve_plan
 from tests.conftest import run_cli
 
 HIGH_LIMITS = {"tenant_recall_rps": "100000", "tenant_recall_burst": "100000", "tenant_write_rps": "100000",

@@ -1,6 +1,7 @@
-"""`scripts/bench_api.py` as a before/after tool: an already seeded scope (--scope), a second checkout's API on the same
-data (--compare-dir), alternating rounds, and the PostgreSQL CPU of the recall's bare SQL (--sql-floor). Checks that
-what it prints is complete and consistent and that it leaves the scope as it found it, not how fast anything is."""
+"""`benchmarks/bench_api.py` as a before/after tool: an already seeded scope (--scope), a second checkout's API on the
+same data (--compare-dir), alternating rounds, and the PostgreSQL CPU of the recall's bare SQL (--sql-floor).
+Checks that what it prints is complete and consistent and that it leaves the scope as it found it, not how fast
+anything is."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.test_seed import add_source_vector, seed
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "scripts.bench_api", *args], cwd=REPO_ROOT, env=dict(os.environ),
+    return subprocess.run([PYTHON, "-m", "benchmarks.bench_api", *args], cwd=REPO_ROOT, env=dict(os.environ),
                           capture_output=True, text=True, timeout=600)
 
 

@@ -20,7 +20,7 @@ from memload.bench_settings import (
     matrix_settings,
 )
 from memload.errors import ConfigError
-from scripts import cmd_bench
+from scripts.commands import bench as cmd_bench
 from scripts.cli import build_parser
 from scripts.matrix_config import PROFILE_DEFAULTS, VARS, resolve
 

@@ -1,4 +1,5 @@
-"""Smoke runs of the benchmarks (scripts/bench_api.py, scripts/bench_worker.py, benchmarks/bench_generator.py).
+"""Smoke runs of the benchmarks (benchmarks/bench_api.py, benchmarks/bench_outbox_drain.py,
+benchmarks/bench_generator.py).
 
 They print the issue's figures; these tests keep them runnable and check that what they print is complete and
 consistent (a benchmark that silently loses a case or its CPU split would mislead), not how fast anything is.
@@ -21,7 +22,7 @@ def _run(module: str, *args: str, env: dict[str, str] | None = None) -> subproce
 
 
 def test_bench_api_prints_every_case_with_its_cpu_split(db_url: str) -> None:
-    proc = _run("scripts.bench_api", "--database-url", db_url, "--events", "200", "--topics", "2",
+    proc = _run("benchmarks.bench_api", "--database-url", db_url, "--events", "200", "--topics", "2",
                 "--recall-requests", "24", "--write-requests", "40", "--warmup", "2", "--api-workers", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
@@ -54,12 +55,12 @@ def test_bench_api_prints_every_case_with_its_cpu_split(db_url: str) -> None:
 
 
 def test_bench_api_refuses_a_bad_flag_naming_it(db_url: str) -> None:
-    proc = _run("scripts.bench_api", "--database-url", db_url, "--api-workers", "0")
+    proc = _run("benchmarks.bench_api", "--database-url", db_url, "--api-workers", "0")
     assert proc.returncode == 2 and "--api-workers" in proc.stderr
 
 
 def test_bench_worker_drains_the_backlog_with_two_loops(db_url: str) -> None:
-    proc = _run("scripts.bench_worker", "--nodes", "60", "--nodes-per-row", "10", "--workers", "2",
+    proc = _run("benchmarks.bench_outbox_drain", "--nodes", "60", "--nodes-per-row", "10", "--workers", "2",
                 env={"DATABASE_URL": db_url})
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)

@@ -2,7 +2,9 @@
 
 seed → load → collect → analyse → report: `locustfiles/` speaks only HTTP (never imports the API or a database
 driver), `analysis/` reads files only, `memory_api/` imports none of the tooling, only `scripts/` starts processes,
-and the fake embedder exists once.
+and the fake embedder exists once. The installed packages never import the developers' benchmarks or the tests
+(neither is installed); the `memload` subcommands live in `scripts/commands/`, the services they drive in
+`scripts/`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import pytest
 from memload.config import REPO_ROOT
 
 TOOLING = {"scripts", "seeding", "locustfiles", "analysis"}
+INSTALLED = ["memload", "memory_api", "seeding", "locustfiles", "analysis", "scripts"]
+NOT_INSTALLED = {"benchmarks", "tests"}
 
 RULES: dict[str, set[str]] = {
     # package -> top-level modules it must not import
@@ -24,7 +28,9 @@ RULES: dict[str, set[str]] = {
     "memory_api": TOOLING | {"locust"},
     "seeding": {"memory_api", "locustfiles", "analysis", "scripts", "locust", "subprocess"},
     "memload": TOOLING | {"memory_api", "locust", "subprocess"},
+    "scripts": set(),
 }
+RULES = {package: banned | NOT_INSTALLED for package, banned in RULES.items()}
 
 
 def _imports(path: Path) -> set[str]:
@@ -52,3 +58,26 @@ def test_the_fake_embedder_exists_once() -> None:
     hits = [p.relative_to(REPO_ROOT) for pkg in ("memload", "memory_api", "seeding", "scripts", "locustfiles")
             for p in (REPO_ROOT / pkg).rglob("*.py") if "0x6D2B79F5" in p.read_text()]
     assert [str(h) for h in hits] == ["memload/embedder.py"]
+
+
+def test_the_installed_packages_are_the_ones_checked() -> None:
+    """pyproject.toml installs exactly the packages this module checks: `benchmarks/` and `tests/` stay out."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert sorted(pyproject["tool"]["setuptools"]["packages"]["find"]["include"]) == sorted(f"{p}*" for p in INSTALLED)
+    assert sorted(RULES) == sorted(INSTALLED)
+
+
+def test_cli_commands_and_services_live_apart() -> None:
+    """Every `memload` subcommand module is in `scripts/commands/`; no command module is left in `scripts/`, and
+    `scripts/` holds no developer benchmark (`bench_*.py` belong in `benchmarks/`)."""
+    from scripts.cli import COMMAND_MODULES
+
+    assert all(m.startswith("scripts.commands.") for m in COMMAND_MODULES), COMMAND_MODULES
+    listed = {m.rsplit(".", 1)[1] for m in COMMAND_MODULES}
+    on_disk = {p.stem for p in (REPO_ROOT / "scripts" / "commands").glob("*.py")} - {"__init__"}
+    assert on_disk == listed
+    stray = sorted(p.name for p in (REPO_ROOT / "scripts").glob("*.py")
+                   if p.name.startswith(("cmd_", "bench_")) or "def register(" in p.read_text())
+    assert stray == []

@@ -32,9 +32,9 @@ from analysis.compare import (
 )
 from memload.config import Settings
 from memload.errors import ConfigError, ExitCode
-from scripts import cmd_report
 from scripts import matrix as matrix_mod
-from scripts.cmd_bench import DEFAULTS as BENCH_DEFAULTS
+from scripts.commands import report as cmd_report
+from scripts.commands.bench import DEFAULTS as BENCH_DEFAULTS
 from scripts.matrix import Matrix
 from scripts.matrix_config import resolve
 from tests.conftest import run_cli

@@ -1,6 +1,6 @@
 """`memload explain` and sql/explain_baseline.sql on the real embedded server.
 
-The HNSW scope holds 5,000 ready vectors (the "large enough" threshold, scripts.explain.DEFAULT_MIN_VECTORS) in a
+The HNSW scope holds 5,000 ready vectors (the "large enough" threshold, scripts.explain_runner.DEFAULT_MIN_VECTORS) in a
 partition of its own. The node partition is COPY-loaded as a plain table and then attached, so its HNSW index is
 built in bulk (~5-10 s here): inserting into an existing HNSW index ran at ~140 rows/s on this 2-core machine.
 """
@@ -17,11 +17,11 @@ import numpy as np
 import psycopg
 import pytest
 
-from analysis.explain import parse_explain
+from analysis.explain_parser import parse_explain
 from memload.config import REPO_ROOT
 from memload.errors import ExitCode
 from scripts.embedded_db import psql_command
-from scripts.explain import DEFAULT_MIN_VECTORS, PSQL_STATEMENTS, edge_budgets, sync_psql_script, to_positional
+from scripts.explain_runner import DEFAULT_MIN_VECTORS, PSQL_STATEMENTS, edge_budgets, sync_psql_script, to_positional
 from tests.conftest import run_cli
 
 SCRIPT = REPO_ROOT / "sql" / "explain_baseline.sql"
@@ -123,7 +123,7 @@ def test_psql_script_runs_the_api_statements(prepared: str, constant: str) -> No
     api = getattr(recall_sql, constant)
     script = _prepared_bodies(SCRIPT.read_text())[prepared]
     assert _normalise(script) == _normalise(api), (
-        f"sql/explain_baseline.sql {prepared} drifted from {constant}: run `python -m scripts.explain`")
+        f"sql/explain_baseline.sql {prepared} drifted from {constant}: run `python -m scripts.explain_runner`")
     # and the placeholders correspond one to one: the same name always is the same $n, in order of appearance
     names = re.findall(r"%\((\w+)\)s", api)
     numbers = re.findall(r"\$(\d+)", script)

@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analysis.explain import parse_explain
+from analysis.explain_parser import parse_explain
 from memload.errors import ExitCode
-from scripts.explain import edge_rows_read, plan_blocks
+from scripts.explain_runner import edge_rows_read, plan_blocks
 from tests.conftest import run_cli
 from tests.support.aionis import EXPLAIN_SQL
 

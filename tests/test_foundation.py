@@ -10,7 +10,7 @@ import pytest
 from memload.config import MIGRATIONS_DIR, Settings
 from memload.errors import ExitCode, MigrationError
 from scripts import embedded_db
-from scripts.check_indexes import REQUIRED_INDEXES, inspect_indexes
+from scripts.commands.check_indexes import REQUIRED_INDEXES, inspect_indexes
 from scripts.migrate import migrate
 from tests.conftest import run_cli
 

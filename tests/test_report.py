@@ -376,7 +376,7 @@ def test_unknown_template_field_is_named(tmp_path: Path) -> None:
 
 def test_bench_synthetic_run_is_a_valid_full_history_run(tmp_path: Path) -> None:
     """The benchmark's synthetic one-hour run (here 2 minutes) has Locust's shape and renders every plot."""
-    from scripts.bench_report import synthesize
+    from benchmarks.bench_report import synthesize
 
     synthesize(tmp_path, seconds=120)
     rows = list(csv.DictReader((tmp_path / "locust_100000_stats_history.csv").open()))

@@ -19,7 +19,7 @@ import pytest
 
 from memload.config import REPO_ROOT, Settings
 from memload.errors import ConfigError, ExitCode
-from scripts.stack import LocalStack
+from scripts.stack import LocalStack, StackError, start_api
 from tests.conftest import PYTHON, free_port
 
 
@@ -160,6 +160,35 @@ def test_local_stack_context_manager(fresh_db_url: str, tmp_path: Path) -> None:
         busy.listen()
         with pytest.raises(ConfigError, match="--port"):
             LocalStack(settings, port=busy.getsockname()[1], log=lambda _m: None).start()
+
+
+def test_start_api_alone_answers_then_stops_its_whole_group(db_url: str, tmp_path: Path) -> None:
+    """The API by itself on a given database, port and worker count: healthy on return, env overrides reach it, and
+    `stop()` leaves no process of its group; a busy fixed port is refused, a child that dies is reported."""
+    port = free_port()
+    log_path = tmp_path / "api.log"
+    env = {"MEMORY_AUTH_MODE": "api_key", "MEMORY_API_KEYS_JSON": '{"k1": {"tenant_id": "default"}}'}
+    with start_api(db_url, port=port, workers=2, env=env, log_path=log_path) as api:
+        assert api.base_url == f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(api.base_url + "/health", timeout=5) as resp:
+            assert resp.status == 200
+        req = urllib.request.Request(api.base_url + "/v1/memory/write", data=b"{}",
+                                     headers={"content-type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as denied:  # env reached the API: auth is on
+            urllib.request.urlopen(req, timeout=5)
+        assert denied.value.code == 401
+        group = [api.pid, *(c.pid for c in psutil.Process(api.pid).children(recursive=True))]
+        assert len(group) >= 3  # uvicorn's supervisor and its two workers
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            with pytest.raises(ConfigError, match="--port"):
+                start_api(db_url, port=busy.getsockname()[1])
+    assert _gone(group)
+    assert "memory API on" in api.log()
+
+    with pytest.raises(StackError, match="api exited with code"):
+        start_api(db_url, api_args=["--workers", "0"], log_path=tmp_path / "bad.log", startup_timeout_s=30)
 
 
 def test_children_die_with_a_sigkilled_up(fresh_db_url: str) -> None:

@@ -1,7 +1,7 @@
 """The outbox worker against the real server: embedding, topic clustering, dead-lettering, claims, crash safety.
 
-Rows are written with SQL (scripts/bench_worker.py helpers, the same shape the API writes), so these tests do not
-depend on the API. Each test works in its own scope (or its own database when it runs an all-scopes worker).
+Rows are written with SQL (benchmarks/bench_outbox_drain.py helpers, the same shape the API writes), so these tests do
+not depend on the API. Each test works in its own scope (or its own database when it runs an all-scopes worker).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
+from benchmarks.bench_outbox_drain import build_embed_backlog, create_commit, enqueue, insert_pending_nodes
 from memload.config import REPO_ROOT
 from memload.embedder import PROVIDER_NAME, fake_embed
 from memload.errors import ExitCode
 from memory_api.worker import OutboxWorker, WorkerConfig
-from scripts.bench_worker import build_embed_backlog, create_commit, enqueue, insert_pending_nodes
 from tests.conftest import PYTHON, run_cli
 
 CONTRACT_FIELDS = {"ok", "mode", "scope", "claimed", "processed", "topic_cluster_runs", "embed_backfill_runs",

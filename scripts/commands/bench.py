@@ -44,7 +44,7 @@ from memload.net import free_port, is_loopback_host
 from scripts.common import log, print_json, settings_from_args
 from scripts.options import add_setting
 
-LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfiles" / "memory_users.py"
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "memory_users.py"
 # The seed document's job defaults and its profiles' mode/concurrency presets (memload.bench_settings); explicit flags
 # win. Cases are time-based unless a request count is given (no preset forces one: a few hundred requests make no p99).
 _PRESET = ("mode", "warmup", "duration_s", "recall_concurrency", "write_concurrency", "embed_on_write")

@@ -6,7 +6,7 @@ per-request records (`_requests.csv`, ≈62 req/s: ≈220,000 rows for an hour, 
 seed/benchmark/adapt JSON, an EXPLAIN text, worker_baseline.json and manifest.json.
 Target: report including plots in ≤ 3 s. Prints JSON (the timings) on stdout.
 
-    .venv/bin/python -m scripts.bench_report [--seconds 3600] [--repeat 3] [--keep DIR]
+    .venv/bin/python -m benchmarks.bench_report [--seconds 3600] [--repeat 3] [--keep DIR]
 """
 
 from __future__ import annotations

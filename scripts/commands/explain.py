@@ -21,7 +21,7 @@ _LIM_MIN, _LIM_MAX = RECALL_INT_BOUNDS["limit"][1], RECALL_INT_BOUNDS["limit"][2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from scripts.explain import DEFAULT_MIN_VECTORS, PLAN_CACHE_MODES
+    from scripts.explain_runner import DEFAULT_MIN_VECTORS, PLAN_CACHE_MODES
 
     p = sub.add_parser(
         "explain",
@@ -71,7 +71,7 @@ def _validate(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _validate(args)
     from scripts.embedded_db import resolve_database_url
-    from scripts.explain import ExplainOptions, PlanCheckFailed, key_lines, render_text, run_explain, summary
+    from scripts.explain_runner import ExplainOptions, PlanCheckFailed, key_lines, render_text, run_explain, summary
 
     settings = settings_from_args(args)
     opts = ExplainOptions(

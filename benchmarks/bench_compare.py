@@ -6,7 +6,7 @@ seeds), so the expected verdict is "no significant change". Prints JSON: the wal
 command (Python start-up included) and, in process, the wall and CPU time of loading the records and of the
 bootstrap (CPU time is the figure a busy neighbour disturbs least).
 
-    .venv/bin/python -m scripts.bench_compare [--records 100000] [--repeat 3] [--keep DIR]
+    .venv/bin/python -m benchmarks.bench_compare [--records 100000] [--repeat 3] [--keep DIR]
 """
 
 from __future__ import annotations

@@ -594,7 +594,7 @@ def summary(report: ExplainReport) -> dict[str, Any]:
 def sync_psql_script(path: Path = PSQL_SCRIPT) -> bool:
     """Rewrite the PREPARE statements of sql/explain_baseline.sql from memory_api.recall_sql; True if it changed.
 
-    Run `python -m scripts.explain` after editing the recall SQL (tests/test_explain.py fails until then). The
+    Run `python -m scripts.explain_runner` after editing the recall SQL (tests/test_explain.py fails until then). The
     parameter order of the script's EXECUTE calls is documented next to each PREPARE; check it when names change.
     """
     from memory_api import recall_sql

@@ -1,6 +1,6 @@
 """Benchmark of the reference API: recall_text at concurrency 12 and write at concurrency 4.
 
-    .venv/bin/python -m scripts.bench_api [--dataset seeder|copy|text] [--api-workers N] [--events 9900 --topics 100]
+    .venv/bin/python -m benchmarks.bench_api [--dataset seeder|copy|text] [--api-workers N] [--events 9900 --topics 100]
         [--compare-dir ../base-checkout --rounds 2 --recall-only]
 
 1. Creates a throwaway database on the embedded server (or uses --database-url, which must be migrated) and a fresh
@@ -28,11 +28,9 @@ import http.client
 import json
 import math
 import os
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -40,7 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from memload.errors import MemloadError
 from memload.net import free_port
+from scripts import stack
+from scripts.stack import ApiServer
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS_MS = {"recall_text": 60.0, "write": 15.0}
@@ -429,31 +430,20 @@ def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency:
 
 
 
-def start_api(url: str, port: int, workers: int = 1, checkout: Path = REPO) -> subprocess.Popen:
-    """`memload api` of `checkout` (this repository, or another revision's worktree to compare against): run from
-    that directory, its packages come first on the path."""
+def start_api(url: str, port: int, workers: int = 1, checkout: Path = REPO) -> ApiServer:
+    """`memload api` of `checkout` (this repository, or another revision's worktree to compare against) with rate
+    limits far above the offered load, started the stack's way."""
     big = "1000000"
-    env = {**os.environ, "DATABASE_URL": url, "RECALL_RATE_LIMIT_RPS": big, "RECALL_RATE_LIMIT_BURST": big,
+    env = {"RECALL_RATE_LIMIT_RPS": big, "RECALL_RATE_LIMIT_BURST": big,
            "WRITE_RATE_LIMIT_RPS": big, "WRITE_RATE_LIMIT_BURST": big, "TENANT_RECALL_RPS": big,
            "TENANT_RECALL_BURST": big, "TENANT_WRITE_RPS": big, "TENANT_WRITE_BURST": big,
            "RECALL_TEXT_EMBED_RATE_LIMIT_RPS": big, "RECALL_TEXT_EMBED_RATE_LIMIT_BURST": big,
            "TENANT_RECALL_TEXT_EMBED_RATE_LIMIT_RPS": big, "TENANT_RECALL_TEXT_EMBED_RATE_LIMIT_BURST": big,
            "MEMLOAD_API_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "api", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", str(workers)],
-                            cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"bench-api: API exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("bench-api: API did not answer /health within 30 s")
+    try:
+        return stack.start_api(url, port=port, workers=workers, checkout=checkout, env=env, startup_timeout_s=30)
+    except MemloadError as exc:
+        raise SystemExit(f"bench-api: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -525,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(f'CREATE DATABASE "{throwaway}"')
         url = server.replace("/memload?", f"/{throwaway}?")
         migrate(url)
-    apis: dict[str, tuple[subprocess.Popen, int]] = {}
+    apis: dict[str, tuple[ApiServer, int]] = {}
     pg: PgServer | None = None
     try:
         port = free_port()
@@ -619,12 +609,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if pg is not None:
             pg.close()
-        for proc, _ in apis.values():
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for api, _ in apis.values():
+            api.stop()
         if throwaway and admin:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{throwaway}" WITH (FORCE)')
@@ -635,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             _drop_scope(url, scope)
 
 
-def _run_cases(args: argparse.Namespace, scope: str, recall_body: bytes, tag: str, proc: subprocess.Popen,
+def _run_cases(args: argparse.Namespace, scope: str, recall_body: bytes, tag: str, proc: ApiServer,
                port: int, pg: PgServer) -> dict[str, Case]:
     """recall_text at c=N (constant query), at c=1, with distinct queries, then writes (unless --recall-only)."""
     cases: dict[str, Case] = {}

@@ -1,6 +1,6 @@
 """Worker throughput benchmark: drain a backlog of N `embed_nodes` nodes and print nodes/s.
 
-    .venv/bin/python -m scripts.bench_worker --nodes 5000 --nodes-per-row 1 --nodes-per-row 20
+    .venv/bin/python -m benchmarks.bench_outbox_drain --nodes 5000 --nodes-per-row 1 --nodes-per-row 20
 
 Each case runs on a scratch database created on the same server (embedded unless DATABASE_URL is set), migrated,
 filled with pending event nodes + outbox rows written directly with SQL (exactly what the API writes), drained by
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     from scripts.embedded_db import resolve_database_url
     from scripts.options import add_option, add_switch, bounded_int
 
-    p = argparse.ArgumentParser(prog="python -m scripts.bench_worker", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_outbox_drain", description=__doc__.splitlines()[0])
     add_option(p, "--nodes", env="BENCH_WORKER_NODES", type=bounded_int(1, 200_000), default=5000,
                help="pending nodes in the backlog")
     p.add_argument("--nodes-per-row", type=bounded_int(1, 1000), action="append",

@@ -1,4 +1,4 @@
-"""Seeding benchmark: `python -m scripts.bench_seed [--quick]` prints seconds per phase for E events (10^5; 10^4
+"""Seeding benchmark: `python -m benchmarks.bench_seed [--quick]` prints seconds per phase for E events (10^5; 10^4
 with --quick) with distinct clustered vectors and the HNSW index ready, against two references on the same box:
 
 * the floor: raw binary COPY of the very same vectors into a bare `(id bigint, embedding vector(1536))` table plus
@@ -140,7 +140,7 @@ def insert_rates(url: str, p: SeedParams, source: np.ndarray, sample: int) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m scripts.bench_seed", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_seed", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10^4 events instead of 10^5")
     ap.add_argument("--events", type=int, default=None, help="override the event count")
     ap.add_argument("--insert-sample", type=int, default=500, help="events per SQLAlchemy INSERT sample")
