@@ -20,8 +20,8 @@ from memload.bench_settings import (
     matrix_settings,
 )
 from memload.errors import ConfigError
-from scripts.commands import bench as cmd_bench
 from scripts.cli import build_parser
+from scripts.commands import bench as cmd_bench
 from scripts.matrix_config import PROFILE_DEFAULTS, VARS, resolve
 
 
