@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from memload.contract import HEALTH
 from memload.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,12 +43,12 @@ def _wait_health(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> Non
         if proc.poll() is not None:
             raise RuntimeError(f"static target exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+            with urllib.request.urlopen(url + HEALTH, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"{url}/health did not answer within {timeout}s")
+    raise RuntimeError(f"{url}{HEALTH} did not answer within {timeout}s")
 
 
 def run_turns(base_url: str, target_pid: int, users: int, seconds: int, rounds: int,

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from memload.client import WRITE, ApiClient, RequestFailed
+from memload.client import HEALTH, WRITE, ApiClient, RequestFailed
 from memload.config import REPO_ROOT, Settings
 from memload.embedder import fake_embed
 from memload.errors import DatabaseUnavailable, ExitCode, MemloadError
@@ -423,13 +423,13 @@ class Matrix:
 
     def _probe(self) -> None:
         """GET /health before the first phase: record who the target is; a dead target ends the run (exit 2)."""
-        with self.state.phase("target_probe", hint="BASE_URL: the memory API must answer GET /health there; fix "
+        with self.state.phase("target_probe", hint=f"BASE_URL: the memory API must answer GET {HEALTH} there; fix "
                               "BASE_URL, or unset it to let the matrix start the local stack"):
             self.target = probe_target(self.base_url, timeout_s=PROBE_TIMEOUT_S, started_here=self.stack is not None)
             if self.target["probe_error"]:
                 raise StopRun(f"the target is not answering: {self.target['probe_error']}",
                               exit_code=ExitCode.TARGET_FAILING)
-            _say(f"target {self.base_url}: {self.target['kind']} (GET /health → {self.target['health_status']}"
+            _say(f"target {self.base_url}: {self.target['kind']} (GET {HEALTH} → {self.target['health_status']}"
                  + (f", {self.target['headers']}" if self.target["headers"] else "") + ")")
 
     def _tear_down(self) -> None:

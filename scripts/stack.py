@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from memload.config import REPO_ROOT, Settings, canonical_env
+from memload.contract import HEALTH
 from memload.errors import ConfigError, MemloadError
 from memload.net import free_port, port_is_free
 
@@ -203,7 +204,7 @@ class LocalStack:
         self._log(f"{name} started (pid {proc.pid})" + (f", log {log_path}" if log_path else ""))
 
     def _wait_healthy(self, should_abort: Callable[[], bool]) -> None:
-        url = self.base_url + "/health"
+        url = self.base_url + HEALTH
         deadline = time.monotonic() + self.startup_timeout_s
         last: object = None
         while time.monotonic() < deadline:
