@@ -28,6 +28,7 @@ from analysis.metrics import (
     RunMetrics,
     ScaleMetrics,
 )
+from memload.contract import HEALTH
 
 NR = "not recorded"
 _FIELD_RE = re.compile(r"\{\{\s*([a-z0-9_]+)\s*\}\}")
@@ -213,7 +214,7 @@ def f_target(ctx: ReportContext) -> str:
     lines.append(f"- Base URL: {url + f' ({src})' if url else NR}")
     kind = ctx.run.target_kind
     lines.append("- Kind: " + {
-        "reference": "memload's reference API (it identified itself: `server: memload-reference` in /health, "
+        "reference": f"memload's reference API (it identified itself: `server: memload-reference` in {HEALTH}, "
                      "`x-memload-api` header)",
         "external": "external server (not memload's reference API): only what the target itself answered is shown "
                     "about it; memload's own settings and components are not credited to it",
@@ -222,7 +223,7 @@ def f_target(ctx: ReportContext) -> str:
         status = t.get("health_status")
         health = t.get("health")
         body = json_inline(health) if health is not None else "no body"
-        lines.append("- `/health`: " + (f"HTTP {status}, {body}" if status is not None else NR))
+        lines.append(f"- `{HEALTH}`: " + (f"HTTP {status}, {body}" if status is not None else NR))
         headers = t.get("headers") if isinstance(t.get("headers"), dict) else {}
         lines.append("- Identifying headers: " + (", ".join(f"`{k}: {v}`" for k, v in headers.items())
                                                    if headers else "none sent"))
@@ -231,7 +232,7 @@ def f_target(ctx: ReportContext) -> str:
     pre = [(sm.scale, sm.benchmark.preflight) for sm in ctx.run.scales if sm.benchmark and sm.benchmark.preflight]
     for scale, p in pre:
         h = p.get("health") if isinstance(p.get("health"), dict) else {}
-        lines.append(f"- Benchmark preflight (scale {scale}): /health HTTP {h.get('status', NR)}, scope "
+        lines.append(f"- Benchmark preflight (scale {scale}): {HEALTH} HTTP {h.get('status', NR)}, scope "
                      + {True: "has recallable memories", False: "EMPTY (no recallable memories)",
                         None: "not checked"}.get(p.get("scope_nonempty"), "not checked")
                      + f", {p.get('seeds_seen', 0)} seeds seen")

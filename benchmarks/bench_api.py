@@ -38,6 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from memload.client import (
+    RECALL_TEXT,
+    WRITE,
+    json_headers,
+    recall_text_body,
+    write_body,
+)
 from memload.errors import MemloadError
 from memload.net import free_port
 from scripts import stack
@@ -394,6 +401,7 @@ def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency:
     """`concurrency` threads share the body list (closed model, no pacing), each on one keep-alive connection."""
     next_i = iter(range(len(bodies)))
     it_lock = threading.Lock()
+    headers = json_headers()
 
     def worker() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
@@ -404,7 +412,7 @@ def run_case(case: Case, port: int, path: str, bodies: list[bytes], concurrency:
                 break
             t0 = time.perf_counter()
             try:
-                conn.request("POST", path, body=bodies[i], headers={"content-type": "application/json"})
+                conn.request("POST", path, body=bodies[i], headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 case.record((time.perf_counter() - t0) * 1000, str(resp.status), resp.getheader("server-timing"))
@@ -552,17 +560,15 @@ def main(argv: list[str] | None = None) -> int:
             log(f"SQL floor: PostgreSQL CPU per recall {floor['postgres_cpu_ms']} ms (seeds {floor['seeds']}, edges "
                 f"{floor['edges']}, nodes {floor['nodes']}, ef_search {floor['ef_search']})")
         run_tag = f"{int(time.time() * 1000)}_{uuid.uuid4().hex[:6]}"
-        recall_body = json.dumps({"scope": scope, "query_text": "memory graph perf", "limit": 20}).encode()
+        tenant = Settings.from_env().memory_tenant_id  # the API's default tenant: the scope is stored as named
+        recall_body = recall_text_body(tenant, scope, "memory graph perf", 20)
         for label, (_, api_port) in apis.items():
-            run_case(Case("warmup"), api_port, "/v1/memory/recall_text", [recall_body] * args.warmup, 1, 15,
+            run_case(Case("warmup"), api_port, RECALL_TEXT, [recall_body] * args.warmup, 1, 15,
                      time.monotonic() + 60)
             if args.recall_only:
                 continue  # no write at all: an existing --scope is left unchanged
-            writes_warm = [json.dumps({"scope": scope, "input_text": f"warm {run_tag} {label} #{i}",
-                                       "auto_embed": False,
-                                       "nodes": [{"client_id": f"warm_{run_tag}_{label}_{i}", "type": "event"}]})
-                           .encode() for i in range(args.warmup)]
-            run_case(Case("warmup"), api_port, "/v1/memory/write", writes_warm, 1, 15, time.monotonic() + 60)
+            writes_warm = [write_body(tenant, scope, f"warm_{run_tag}_{label}", i, False) for i in range(args.warmup)]
+            run_case(Case("warmup"), api_port, WRITE, writes_warm, 1, 15, time.monotonic() + 60)
 
         load_at_start = round(os.getloadavg()[0], 2)
         api_settings = Settings.from_env()
@@ -573,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
                 tag = f"{run_tag}_{r}_{label}"
                 if len(apis) > 1 or args.rounds > 1:
                     log(f"round {r + 1}/{args.rounds}, API {label}")
-                cases = _run_cases(args, scope, recall_body, tag, proc, api_port, pg)
+                cases = _run_cases(args, tenant, scope, recall_body, tag, proc, api_port, pg)
                 rounds.append({"round": r + 1, "api": label, "cases": {n: c.summary() for n, c in cases.items()}})
         this_cases = [x for x in rounds if x["api"] == "this"][-1]["cases"]
         out = {
@@ -621,35 +627,31 @@ def main(argv: list[str] | None = None) -> int:
             _drop_scope(url, scope)
 
 
-def _run_cases(args: argparse.Namespace, scope: str, recall_body: bytes, tag: str, proc: ApiServer,
-               port: int, pg: PgServer) -> dict[str, Case]:
+def _run_cases(args: argparse.Namespace, tenant: str, scope: str, recall_body: bytes, tag: str,
+               proc: ApiServer, port: int, pg: PgServer) -> dict[str, Case]:
     """recall_text at c=N (constant query), at c=1, with distinct queries, then writes (unless --recall-only)."""
     cases: dict[str, Case] = {}
     log(f"recall_text x{args.recall_requests} at concurrency {args.recall_concurrency} (constant query)")
     cases["recall_text"] = Case("recall_text")
-    run_case(cases["recall_text"], port, "/v1/memory/recall_text", [recall_body] * args.recall_requests,
+    run_case(cases["recall_text"], port, RECALL_TEXT, [recall_body] * args.recall_requests,
              args.recall_concurrency, 15, time.monotonic() + args.max_seconds, proc.pid, pg)
     log("recall_text at concurrency 1 (service time without queueing)")
     cases["recall_text_c1"] = Case("recall_text_c1")
-    run_case(cases["recall_text_c1"], port, "/v1/memory/recall_text",
+    run_case(cases["recall_text_c1"], port, RECALL_TEXT,
              [recall_body] * max(1, args.recall_requests // 4), 1, 15, time.monotonic() + args.max_seconds,
              proc.pid, pg)
     log("recall_text with distinct queries (every request misses the embedding cache)")
-    distinct = [json.dumps({"scope": scope, "query_text": f"perf topic #{i % args.topics + 1} q{i} {tag}",
-                            "limit": 20}).encode() for i in range(args.recall_requests)]
+    distinct = [recall_text_body.__wrapped__(tenant, scope, f"perf topic #{i % args.topics + 1} q{i} {tag}", 20)
+                for i in range(args.recall_requests)]  # (not through the body cache: each is sent once)
     cases["recall_text_distinct"] = Case("recall_text_distinct")
-    run_case(cases["recall_text_distinct"], port, "/v1/memory/recall_text", distinct, args.recall_concurrency, 15,
+    run_case(cases["recall_text_distinct"], port, RECALL_TEXT, distinct, args.recall_concurrency, 15,
              time.monotonic() + args.max_seconds, proc.pid, pg)
     if args.recall_only:
         return cases
     log(f"write x{args.write_requests} at concurrency {args.write_concurrency}")
-    writes = [json.dumps({"scope": scope, "input_text": f"perf write {tag} #{i}", "auto_embed": False,
-                          "memory_lane": "shared",
-                          "nodes": [{"client_id": f"perf_write_{tag}_{i}", "type": "event",
-                                     "text_summary": f"perf write payload #{i}"}]}).encode()
-              for i in range(args.write_requests)]
+    writes = [write_body(tenant, scope, tag, i, False) for i in range(args.write_requests)]
     cases["write"] = Case("write")
-    run_case(cases["write"], port, "/v1/memory/write", writes, args.write_concurrency, 15,
+    run_case(cases["write"], port, WRITE, writes, args.write_concurrency, 15,
              time.monotonic() + args.max_seconds, proc.pid, pg)
     return cases
 

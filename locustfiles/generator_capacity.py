@@ -23,10 +23,10 @@ from typing import Any
 import locust  # noqa: F401  (first: gevent monkey-patching)
 from locust import FastHttpUser, LoadTestShape, events, task
 
-from locustfiles.bodies import recall_text_body, write_body
 from locustfiles.memory_users import RecallUser, WriteUser
 from locustfiles.options import FALLBACK_QUERY
 from memload.bench_settings import BY_NAME
+from memload.client import recall_text_body, write_body
 from memload.contract import RECALL_TEXT, WRITE
 
 __all__ = ["Alternating", "BareRecallUser", "BareWriteUser", "RecallUser", "WriteUser"]

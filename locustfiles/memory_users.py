@@ -6,8 +6,9 @@
 Speaks only HTTP (no import of the reference API): any Aionis-compatible server can be measured. Options of the
 suite (`--scope`, `--tenant-id`, `--duration-s`, `--allow-empty-scope`, `--pace-ms`, `--adaptive`, `--query-set`,
 `--recall-requests`, `--arrival-rate`, ...; see `locust -f locustfiles/memory_users.py --help`, group "memload suite
-options") all have MEMLOAD_* env twins; Locust's own `--profile` picks the Aionis kit's profile. Auth headers come from
-PERF_API_KEY (x-api-key) and PERF_AUTH_BEARER. Before any user starts, a preflight checks `GET /health` and that
+options") all have MEMLOAD_* env twins; Locust's own `--profile` picks the Aionis kit's profile. Auth headers and
+bodies come from memload.client: PERF_API_KEY (else the first key of MEMORY_API_KEYS_JSON) as x-api-key,
+PERF_AUTH_BEARER as a bearer token. Before any user starts, a preflight checks `GET /health` and that
 the scope has recallable memories (see locustfiles/preflight.py). `memload bench` drives this file headless.
 """
 
@@ -18,8 +19,8 @@ from locust import events, tag, task
 
 from locustfiles import runtime
 from locustfiles.base_user import SuiteUser
-from locustfiles.bodies import recall_body, recall_text_body, write_body, write_client_id
 from locustfiles.write_ack import default_log
+from memload.client import recall_body, recall_text_body, write_body, write_client_id
 from memload.contract import RECALL, RECALL_TEXT, WRITE
 
 runtime.install(events)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from memload.bench_settings import PROFILES, Setting, SettingValueError, convert, locust_settings
+from memload.client import auth_headers as auth_headers  # one home: memload.client (re-exported for old imports)
 from memload.contract import TENANT_ID_RE
 
 FALLBACK_QUERY = "memory graph perf"  # the Aionis kit's constant recall query
@@ -166,26 +167,6 @@ def _is_zero(raw: Any) -> bool:
         return float(raw) == 0
     except (TypeError, ValueError):
         return False
-
-
-def auth_headers(env: Any = None) -> tuple[dict[str, str], str]:
-    """Headers from PERF_API_KEY (else MEMORY_API_KEYS_JSON's first key) and PERF_AUTH_BEARER, as the Aionis kit."""
-    env = os.environ if env is None else env
-    headers: dict[str, str] = {}
-    key = env.get("PERF_API_KEY", "").strip()
-    if not key:
-        try:
-            keys = json.loads(env.get("MEMORY_API_KEYS_JSON", "") or "{}")
-            key = next(iter(keys), "") if isinstance(keys, dict) else ""
-        except ValueError:
-            key = ""
-    if key:
-        headers["x-api-key"] = key
-    bearer = env.get("PERF_AUTH_BEARER", "").strip()
-    if bearer:
-        headers["authorization"] = f"Bearer {bearer}"
-    mode = "api_key" if key else "bearer" if bearer else "none"
-    return headers, mode
 
 
 def load_queries(query_set: str, scope: str, tenant_id: str) -> list[tuple[str, int]]:

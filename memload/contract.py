@@ -122,6 +122,7 @@ DEFAULT_TIER: Final = "hot"
 CLIENT_EMBEDDING_MODEL: Final = "client"
 EMBED_ERR_NO_TEXT: Final = "no_embed_text"
 EMBED_ERR_DISABLED: Final = "auto_embed_disabled_or_no_provider"
+EMBED_ERR_PROVIDER_UNAVAILABLE: Final = "embedding_provider_unavailable"  # the worker retries these
 OUTBOX_EMBED_NODES: Final = "embed_nodes"
 OUTBOX_TOPIC_CLUSTER: Final = "topic_cluster"
 

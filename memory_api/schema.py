@@ -131,7 +131,7 @@ EDGE = Spec(
 
 WRITE_REQUEST = Spec(
     "object",
-    "POST /v1/memory/write",
+    f"POST {C.WRITE}",
     properties={
         "tenant_id": TENANT,
         "scope": SCOPE,
@@ -196,7 +196,7 @@ _DEBUG_RULE = {
 
 RECALL_REQUEST = Spec(
     "object",
-    "POST /v1/memory/recall",
+    f"POST {C.RECALL}",
     properties={"query_embedding": EMBEDDING, **_recall_props()},
     required=("query_embedding",),
     extra_schema=_DEBUG_RULE,
@@ -204,7 +204,7 @@ RECALL_REQUEST = Spec(
 
 RECALL_TEXT_REQUEST = Spec(
     "object",
-    "POST /v1/memory/recall_text",
+    f"POST {C.RECALL_TEXT}",
     properties={
         "query_text": Spec("string", "query, embedded server-side", min_length=1, no_nul=False),
         **_recall_props(),

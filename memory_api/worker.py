@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from memload import contract as C
 from memload.config import Settings
 from memload.db import connect
 from memload.embedder import PROVIDER_NAME, fake_embed_many
@@ -38,9 +39,8 @@ from memload.identity import outbox_job_key
 from memory_api.text import normalize_text, redact_pii
 from memory_api.topic_cluster import TopicParams, cluster_events
 
-EMBED_NODES = "embed_nodes"
-TOPIC_CLUSTER = "topic_cluster"
 MAX_BATCH_SIZE = 200
+NodeKey = tuple[str, uuid.UUID]  # (scope, node id)
 
 
 # ------------------------------------------------------------------------------------------------ configuration
@@ -90,6 +90,18 @@ class ClaimedRow:
     attempts: int
     claimed_at: datetime
     job_key: str
+
+
+@dataclass
+class EmbedPlan:
+    """What one embed_nodes row asks for and what the batch decided for it."""
+
+    nodes: list[tuple[uuid.UUID, str]]  # (node id, text) named by the payload
+    force: bool  # force_reembed: re-embed nodes that are already ready
+    skipped: int = 0  # already ready, not forced
+    todo: list[NodeKey] = field(default_factory=list)  # existing nodes to (re-)embed
+    status: str = "ok"  # ok | fatal_error | retryable_error
+    embed_keys: list[NodeKey] = field(default_factory=list)  # nodes of `todo` with a non-empty embedding text
 
 
 @dataclass
@@ -291,9 +303,9 @@ class OutboxWorker:
         rows = self._claim(conn)
         stats.claimed = len(rows)
         stats.scopes_claimed = sorted({r.scope for r in rows})
-        embed = [r for r in rows if r.event_type == EMBED_NODES]
-        rest = sorted((r for r in rows if r.event_type != EMBED_NODES),
-                      key=lambda r: (0 if r.event_type == TOPIC_CLUSTER else 1, r.id))
+        embed = [r for r in rows if r.event_type == C.OUTBOX_EMBED_NODES]
+        rest = sorted((r for r in rows if r.event_type != C.OUTBOX_EMBED_NODES),
+                      key=lambda r: (0 if r.event_type == C.OUTBOX_TOPIC_CLUSTER else 1, r.id))
         if embed:
             self._embed_group(conn, embed, stats)
         for i, row in enumerate(rest):
@@ -454,7 +466,7 @@ class OutboxWorker:
     def _embed_rows(self, conn: psycopg.Connection, rows: list[ClaimedRow]) -> dict[str, int]:
         """Effects of a group of embed_nodes rows + their publication, inside the caller's transaction."""
         cfg = self.config
-        per_row: dict[int, dict[str, Any]] = {}
+        per_row: dict[int, EmbedPlan] = {}
         wanted: dict[str, dict[uuid.UUID, str]] = {}  # scope -> node id -> text (first one wins)
         force: dict[str, set[uuid.UUID]] = {}
         for r in rows:
@@ -466,14 +478,14 @@ class OutboxWorker:
                 nid, text = _uuid_or_none(n.get("id")), n.get("text")
                 if nid is not None and isinstance(text, str) and text:
                     parsed.append((nid, text))
-            per_row[r.id] = {"nodes": parsed, "force": r.payload.get("force_reembed") is True}
+            per_row[r.id] = EmbedPlan(parsed, r.payload.get("force_reembed") is True)
             for nid, text in parsed:
                 wanted.setdefault(r.scope, {}).setdefault(nid, text)
-                if per_row[r.id]["force"]:
+                if per_row[r.id].force:
                     force.setdefault(r.scope, set()).add(nid)
 
         # current state of every referenced node
-        state: dict[tuple[str, uuid.UUID], bool] = {}  # -> already ready with a vector
+        state: dict[NodeKey, bool] = {}  # -> already ready with a vector
         for scope, nodes in wanted.items():
             for nid, status, has_vec in conn.execute(
                 "SELECT id, embedding_status::text, embedding IS NOT NULL FROM memory_nodes"
@@ -482,61 +494,58 @@ class OutboxWorker:
                 state[(scope, nid)] = status == "ready" and has_vec
 
         provider_ok = cfg.embedding_provider == "fake"
-        to_embed: dict[tuple[str, uuid.UUID], str] = {}
-        no_text: set[tuple[str, uuid.UUID]] = set()
+        to_embed: dict[NodeKey, str] = {}
+        no_text: set[NodeKey] = set()
         for r in rows:
-            info = per_row[r.id]
+            plan = per_row[r.id]
             todo = []
-            skipped = 0
-            for nid, text in info["nodes"]:
+            for nid, text in plan.nodes:
                 key = (r.scope, nid)
                 if key not in state:
                     continue  # node does not exist (any more): nothing to do
-                if state[key] and not info["force"]:
-                    skipped += 1
+                if state[key] and not plan.force:
+                    plan.skipped += 1
                     continue
                 todo.append((key, embed_text(text, cfg.max_text_len, cfg.pii_redaction)))
-            info["skipped"] = skipped
-            info["todo"] = [k for k, _ in todo]
+            plan.todo = [k for k, _ in todo]
             texts = [(k, t) for k, t in todo if t]
             if todo and not texts:
                 no_text.update(k for k, _ in todo if not state[k])
-                info["status"] = "fatal_error"
+                plan.status = "fatal_error"
             elif texts and not provider_ok:
-                info["status"] = "retryable_error"
+                plan.status = "retryable_error"
             else:
-                info["status"] = "ok"
+                plan.status = "ok"
                 for k, t in texts:
                     to_embed.setdefault(k, t)
-            info["embed_keys"] = [k for k, _ in texts]
+            plan.embed_keys = [k for k, _ in texts]
 
         updated = self._write_vectors(conn, to_embed) if to_embed else set()
         if no_text:
-            self._mark_nodes(conn, no_text, "no_embed_text", fail=True)
-        retry_keys = {k for r in rows if per_row[r.id]["status"] == "retryable_error"
-                      for k in per_row[r.id]["embed_keys"]}
+            self._mark_nodes(conn, no_text, C.EMBED_ERR_NO_TEXT, fail=True)
+        retry_keys = {k for r in rows if per_row[r.id].status == "retryable_error" for k in per_row[r.id].embed_keys}
         if retry_keys:
-            self._mark_nodes(conn, retry_keys, "embedding_provider_unavailable", fail=False)
+            self._mark_nodes(conn, retry_keys, C.EMBED_ERR_PROVIDER_UNAVAILABLE, fail=False)
 
         publish: list[tuple[ClaimedRow, dict[str, Any]]] = []
         retry: list[tuple[ClaimedRow, dict[str, Any]]] = []
         for r in rows:
-            info = per_row[r.id]
-            status = info["status"]
-            attempted = len(info["embed_keys"]) if status != "fatal_error" else len(info["todo"])
-            n_updated = sum(1 for k in info["embed_keys"] if k in updated) if status == "ok" else 0
+            plan = per_row[r.id]
+            status = plan.status
+            attempted = len(plan.embed_keys) if status != "fatal_error" else len(plan.todo)
+            n_updated = sum(1 for k in plan.embed_keys if k in updated) if status == "ok" else 0
             out: dict[str, Any] = {"attempted": attempted, "updated": n_updated, "skipped_already_ready":
-                                   info["skipped"], "failed": 0 if status == "ok" else attempted, "status": status}
+                                   plan.skipped, "failed": 0 if status == "ok" else attempted, "status": status}
             if status == "fatal_error":
-                out["error_message"] = "no_embed_text"
+                out["error_message"] = C.EMBED_ERR_NO_TEXT
             elif status == "retryable_error":
-                out["error_message"] = "embedding_provider_unavailable"
+                out["error_message"] = C.EMBED_ERR_PROVIDER_UNAVAILABLE
             patch: dict[str, Any] = {"embed_backfill": out}
             after = r.payload.get("after_topic_cluster_event_ids")
             after_ids = [str(x) for x in after] if isinstance(after, list) else []
             if status == "ok" and after_ids:
                 payload = {"event_ids": after_ids}
-                key, psha = job_key(r.scope, r.commit_id, TOPIC_CLUSTER, payload)
+                key, psha = job_key(r.scope, r.commit_id, C.OUTBOX_TOPIC_CLUSTER, payload)
                 conn.execute(_ENQUEUE_SQL, (r.scope, r.commit_id, key, psha, Jsonb(payload)))
                 patch.update({"enqueued_topic_cluster": True, "topic_cluster_event_ids": after_ids})
             (retry if status == "retryable_error" else publish).append((r, patch))
@@ -546,11 +555,11 @@ class OutboxWorker:
         if retry:
             conn.execute(_RETRY_SQL, ([r.scope for r, _ in retry], [r.id for r, _ in retry],
                                       [Jsonb(p) for _, p in retry],
-                                      ["embedding_provider_unavailable"] * len(retry)))
+                                      [C.EMBED_ERR_PROVIDER_UNAVAILABLE] * len(retry)))
         return {"published": len(publish), "retried": len(retry), "nodes_embedded": len(updated)}
 
-    def _write_vectors(self, conn: psycopg.Connection, to_embed: dict[tuple[str, uuid.UUID], str]
-                       ) -> set[tuple[str, uuid.UUID]]:
+    def _write_vectors(self, conn: psycopg.Connection, to_embed: dict[NodeKey, str]
+                       ) -> set[NodeKey]:
         """One embedding call for the whole batch, one COPY, one UPDATE per scope. Returns the updated keys."""
         keys = list(to_embed)
         vectors = fake_embed_many([to_embed[k] for k in keys]).astype(">f4")
@@ -559,7 +568,7 @@ class OutboxWorker:
             cp.set_types(["text", "uuid", "bytea"])  # the vector field is written pre-encoded (pgvector's binary)
             for (scope, nid), vec in zip(keys, vectors, strict=True):
                 cp.write_row((scope, nid, header + vec.tobytes()))
-        updated: set[tuple[str, uuid.UUID]] = set()
+        updated: set[NodeKey] = set()
         for scope in sorted({s for s, _ in keys}):
             rows = conn.execute(
                 "UPDATE memory_nodes n SET embedding = t.embedding, embedding_model = %s,"
@@ -571,7 +580,7 @@ class OutboxWorker:
         return updated  # the temp table empties itself at commit (ON COMMIT DELETE ROWS)
 
     @staticmethod
-    def _mark_nodes(conn: psycopg.Connection, keys: Iterable[tuple[str, uuid.UUID]], error: str, *, fail: bool
+    def _mark_nodes(conn: psycopg.Connection, keys: Iterable[NodeKey], error: str, *, fail: bool
                     ) -> None:
         by_scope: dict[str, list[uuid.UUID]] = {}
         for scope, nid in keys:
@@ -592,7 +601,7 @@ class OutboxWorker:
                     stats.fence_lost += 1
                     return
                 clustered_hash: str | None = None
-                if row.event_type == TOPIC_CLUSTER:
+                if row.event_type == C.OUTBOX_TOPIC_CLUSTER:
                     ids = row.payload.get("event_ids")
                     if isinstance(ids, list) and ids:
                         res = cluster_events(conn, row.scope, ids, self.config.topic,

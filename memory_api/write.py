@@ -1,4 +1,4 @@
-"""POST /v1/memory/write: prepare (pure: ids, hashes, text handling, checks) then apply (one transaction).
+"""A write (`memload.contract.WRITE`): prepare (pure: ids, hashes, text handling, checks) then apply (one transaction).
 
 Everything a client can get wrong is detected in `prepare_write` or before the first INSERT of `apply_write`, so a
 rejected write changes nothing. Ids and the commit hash depend only on content, so a retried write returns the same

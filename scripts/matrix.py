@@ -23,14 +23,13 @@ import sys
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from memload.client import HEALTH, WRITE, ApiClient, RequestFailed
 from memload.config import REPO_ROOT, Settings
 from memload.embedder import fake_embed
 from memload.errors import DatabaseUnavailable, ExitCode, MemloadError
@@ -277,41 +276,24 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    data = json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"content-type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        hint = ("PERF_API_KEY / PERF_AUTH_BEARER: the target wants credentials" if exc.code in (401, 403)
-                else "BASE_URL: is it the memory API's address?")
-        body = " ".join(exc.read(2000).decode("utf-8", "replace").split())[:200]
-        raise StageError(f"POST {url} -> {exc.code}: {body}", hint=hint,
-                         exit_code=ExitCode.TARGET_FAILING if exc.code >= 500 else ExitCode.ERROR) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise StageError(f"POST {url}: {getattr(exc, 'reason', exc)}", hint="BASE_URL: the target stopped answering",
-                         exit_code=ExitCode.TARGET_FAILING) from None
-
-
-def _auth_headers() -> dict[str, str]:
-    headers = {}
-    if os.environ.get("PERF_API_KEY"):
-        headers["x-api-key"] = os.environ["PERF_API_KEY"]
-    if os.environ.get("PERF_AUTH_BEARER"):
-        headers["authorization"] = f"Bearer {os.environ['PERF_AUTH_BEARER']}"
-    return headers
-
-
 def ensure_source_vector(base_url: str, scope: str, tenant_id: str) -> None:
     """The seeder copies/needs one READY vector in the source scope (as the Aionis kit's): write one, idempotently."""
-    _post_json(f"{base_url}/v1/memory/write", {
+    body = {
         "tenant_id": tenant_id, "scope": scope, "input_text": "memload perf source anchor", "auto_embed": False,
         "memory_lane": "shared",
         "nodes": [{"client_id": "memload_perf_source_anchor", "type": "event", "text_summary": SOURCE_ANCHOR_TEXT,
                    "embedding": fake_embed(SOURCE_ANCHOR_TEXT)}],
-    }, _auth_headers())
+    }
+    try:
+        ApiClient(base_url, timeout_s=30).post(WRITE, body)
+    except RequestFailed as exc:
+        if not exc.status:
+            raise StageError(f"POST {base_url}{WRITE}: {exc.detail}", hint="BASE_URL: the target stopped answering",
+                             exit_code=ExitCode.TARGET_FAILING) from None
+        hint = ("PERF_API_KEY (or MEMORY_API_KEYS_JSON) / PERF_AUTH_BEARER: the target wants credentials"
+                if exc.status in (401, 403) else "BASE_URL: is it the memory API's address?")
+        raise StageError(f"POST {base_url}{WRITE} -> {exc.status}: {exc.detail}", hint=hint,
+                         exit_code=ExitCode.TARGET_FAILING if exc.status >= 500 else ExitCode.ERROR) from None
 
 
 def adapt_step(cfg: MatrixConfig, mode: str, rc: int, wc: int, pace: int, bench: dict[str, Any]
@@ -441,13 +423,13 @@ class Matrix:
 
     def _probe(self) -> None:
         """GET /health before the first phase: record who the target is; a dead target ends the run (exit 2)."""
-        with self.state.phase("target_probe", hint="BASE_URL: the memory API must answer GET /health there; fix "
+        with self.state.phase("target_probe", hint=f"BASE_URL: the memory API must answer GET {HEALTH} there; fix "
                               "BASE_URL, or unset it to let the matrix start the local stack"):
             self.target = probe_target(self.base_url, timeout_s=PROBE_TIMEOUT_S, started_here=self.stack is not None)
             if self.target["probe_error"]:
                 raise StopRun(f"the target is not answering: {self.target['probe_error']}",
                               exit_code=ExitCode.TARGET_FAILING)
-            _say(f"target {self.base_url}: {self.target['kind']} (GET /health → {self.target['health_status']}"
+            _say(f"target {self.base_url}: {self.target['kind']} (GET {HEALTH} → {self.target['health_status']}"
                  + (f", {self.target['headers']}" if self.target["headers"] else "") + ")")
 
     def _tear_down(self) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from memload.config import REPO_ROOT, Settings, canonical_env
+from memload.contract import HEALTH
 from memload.errors import ConfigError, MemloadError
 from memload.net import free_port, port_is_free
 
@@ -314,7 +315,7 @@ def wait_healthy(base_url: str, children: Sequence[Child], timeout_s: float,
                  should_abort: Callable[[], bool] = lambda: False, what: str = "API") -> None:
     """Poll `base_url/health` until it answers 200. Fails fast when one of `children` exits (with the tail of its
     log), when `should_abort()` turns true, or after `timeout_s`."""
-    url = base_url + "/health"
+    url = base_url + HEALTH
     deadline = time.monotonic() + timeout_s
     last: object = None
     while time.monotonic() < deadline:

@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from memload.contract import HEALTH
+
 REFERENCE_SERVER = "memload-reference"
 IDENTIFYING_HEADERS = ("server", "x-powered-by", "via")
 IDENTIFYING_PREFIX = "x-memload-"
@@ -32,7 +34,7 @@ def probe_target(base_url: str, *, timeout_s: float = 3.0, started_here: bool = 
     target is the reference API whatever /health says. Never raises: a dead target has `probe_error`."""
     target: dict[str, Any] = {"base_url": base_url, "kind": "external", "health": None, "health_status": None,
                               "headers": {}, "probe_error": None}
-    url = base_url.rstrip("/") + "/health"
+    url = base_url.rstrip("/") + HEALTH
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             status, headers, raw = resp.status, resp.headers, resp.read(65536)

@@ -21,8 +21,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from memload.client import HEALTH, WRITE, ApiClient, RequestFailed, write_body
 from memload.errors import ConfigError
 from memload.net import is_loopback_host
 
@@ -63,30 +62,13 @@ def check_loopback(base_url: str, flag: str = "--base-url") -> None:
         raise ConfigError(f"{flag}: backlog writes go to loopback only (127.0.0.1/localhost), got {parts.hostname!r}")
 
 
-def _auth_headers() -> dict[str, str]:
-    """The Aionis kit's benchmark headers: x-api-key (PERF_API_KEY or the first MEMORY_API_KEYS_JSON key), Bearer."""
-    headers: dict[str, str] = {}
-    key = os.environ.get("PERF_API_KEY", "")
-    if not key:
-        try:
-            keys = json.loads(os.environ.get("MEMORY_API_KEYS_JSON", "{}") or "{}")
-            key = next(iter(keys), "") if isinstance(keys, dict) else ""
-        except json.JSONDecodeError:
-            key = ""
-    if key:
-        headers["x-api-key"] = key
-    bearer = os.environ.get("PERF_AUTH_BEARER", "")
-    if bearer:
-        headers["authorization"] = f"Bearer {bearer}"
-    return headers
-
-
 def build_http_backlog(spec: BacklogSpec, log: Any = None) -> dict[str, Any]:
-    """`writes` POST /v1/memory/write with auto_embed=true, honouring 429 Retry-After (bounded retries)."""
+    """`writes` POST writes with auto_embed=true (the Locust users' write body), honouring 429 Retry-After (bounded
+    retries)."""
     check_loopback(spec.base_url)
-    url = spec.base_url.rstrip("/") + "/v1/memory/write"
+    client = ApiClient(spec.base_url, timeout_s=spec.timeout_s, max_429_retries=MAX_429_RETRIES,
+                       min_retry_wait_s=1.0)
     tag = f"{int(time.time() * 1000)}_{os.urandom(3).hex()}"
-    headers = {"content-type": "application/json", **_auth_headers()}
     statuses: Counter[str] = Counter()
     lock = threading.Lock()
     counter = iter(range(spec.writes))
@@ -94,29 +76,16 @@ def build_http_backlog(spec: BacklogSpec, log: Any = None) -> dict[str, Any]:
 
     def one(i: int) -> str:
         nonlocal retries_429
-        body = json.dumps({
-            "tenant_id": spec.tenant_id, "scope": spec.scope, "input_text": f"perf write {tag} #{i}",
-            "auto_embed": True, "memory_lane": "shared",
-            "nodes": [{"client_id": f"perf_write_{tag}_{i}", "type": "event",
-                       "text_summary": f"perf write payload #{i}"}],
-        }).encode()
-        for _ in range(MAX_429_RETRIES + 1):
-            req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=spec.timeout_s) as resp:
-                    resp.read()
-                    return str(resp.status)
-            except urllib.error.HTTPError as exc:
-                exc.read()
-                if exc.code != 429:
-                    return str(exc.code)
-                with lock:
-                    retries_429 += 1
-                time.sleep(max(1.0, float(exc.headers.get("retry-after") or 1)))
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                return f"error:{type(reason).__name__}"
-        return "429"
+        body = write_body(spec.tenant_id, spec.scope, tag, i, True)
+        try:
+            reply = client.request("POST", WRITE, body)
+        except RequestFailed as exc:  # no response
+            with lock:
+                retries_429 += exc.retries_429
+            return f"error:{type(exc.cause).__name__}"
+        with lock:
+            retries_429 += reply.retries_429
+        return str(reply.status)
 
     def worker() -> None:
         while True:
@@ -149,9 +118,8 @@ REFERENCE_SERVER = "memload-reference"
 def probe_health(base_url: str, timeout_s: float = 5.0) -> dict[str, Any] | None:
     """GET /health of the API as JSON (None when it does not answer with a JSON object)."""
     try:
-        with urllib.request.urlopen(base_url.rstrip("/") + "/health", timeout=timeout_s) as resp:
-            body = json.loads(resp.read() or b"null")
-    except (urllib.error.URLError, OSError, ValueError):
+        body = ApiClient(base_url, timeout_s=timeout_s, max_429_retries=0).get(HEALTH)
+    except RequestFailed:
         return None
     return body if isinstance(body, dict) else None
 
@@ -173,7 +141,7 @@ def reference_target(database_url: str, base_url: str | None) -> tuple[bool, str
         health = probe_health(base_url)
         if health is not None and "server" in health:
             server = health.get("server")
-            return server == REFERENCE_SERVER, f"{base_url}/health says server={server!r}"
+            return server == REFERENCE_SERVER, f"{base_url}{HEALTH} says server={server!r}"
     if schema_is_memload(database_url):
         return True, "the database has memload's reference schema"
     return False, "the database does not have memload's reference schema"

@@ -4,12 +4,13 @@ seed → load → collect → analyse → report: `locustfiles/` speaks only HTT
 driver), `analysis/` reads files only, `memory_api/` imports none of the tooling, only `scripts/` starts processes,
 and the fake embedder exists once. The installed packages never import the developers' benchmarks or the tests
 (neither is installed); the `memload` subcommands live in `scripts/commands/`, the services they drive in
-`scripts/`.
+`scripts/`; routes are spelled only in memload/contract.py.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,44 @@ def test_cli_commands_and_services_live_apart() -> None:
     stray = sorted(p.name for p in (REPO_ROOT / "scripts").glob("*.py")
                    if p.name.startswith(("cmd_", "bench_")) or "def register(" in p.read_text())
     assert stray == []
+
+
+ROUTE_SPELLING = re.compile(r"/v1/memory|/health\b")
+ROUTES_HOME = "memload/contract.py"
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants (prose may name a route; code takes it from the contract)."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def _route_spellings(source: str, rel: str) -> list[str]:
+    """`file:line: 'string'` for every non-docstring string constant (f-string parts included) naming a route."""
+    tree = ast.parse(source, filename=rel)
+    prose = _docstrings(tree)
+    return [f"{rel}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose
+            and ROUTE_SPELLING.search(node.value)]
+
+
+def test_route_spelling_check_names_file_and_line() -> None:
+    src = ('"""Docs may say GET /health."""\nURL = "http://x/v1/memory/write"\n'
+           'ok = f"{base}{HEALTH}"\nbad = f"{base}/health"\n')
+    assert _route_spellings(src, "pkg/mod.py") == ["pkg/mod.py:2: 'http://x/v1/memory/write'",
+                                                   "pkg/mod.py:4: '/health'"]
+
+
+def test_routes_are_spelled_only_in_the_contract() -> None:
+    """A route ("/v1/memory/…", the health route) written as a string in the kit's code outside the contract is a copy
+    that can drift: take it from memload.contract (or memload.client). tests/ and docs are not the kit's code."""
+    packages = sorted(d for d in REPO_ROOT.iterdir() if (d / "__init__.py").is_file() and d.name != "tests")
+    offences = [hit for pkg in packages for path in sorted(pkg.rglob("*.py"))
+                if (rel := path.relative_to(REPO_ROOT).as_posix()) != ROUTES_HOME
+                for hit in _route_spellings(path.read_text(), rel)]
+    assert not offences, "routes spelled outside memload/contract.py (use memload.contract):\n" + "\n".join(offences)

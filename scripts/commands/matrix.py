@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from memload.contract import HEALTH
 from memload.errors import EXIT_CODES_TEXT
 from scripts.common import settings_from_args
 
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"  {v.name:<36} {v.help} (default {v.default or 'empty'})" for v in VARS) + "\n\n" + EXIT_CODES_TEXT
     p = sub.add_parser(
         "matrix", help="one-command baseline: seed + bench + explain + worker + report per scale",
-        description="The one-command baseline (`make bench`): probes the target (GET /health), then per scale in "
+        description=f"The one-command baseline (`make bench`): probes the target (GET {HEALTH}), then per scale in "
                     "SCALES seeds a scope, benchmarks it and runs EXPLAIN, then the worker benchmark, and writes "
                     "PERFORMANCE_REPORT_V1.md with every artifact under artifacts/perf/<MATRIX_TAG>. Without "
                     "BASE_URL it starts and stops memload's local stack. A failed stage is one line (the traceback "

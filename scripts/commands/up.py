@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from memload.config import Settings
+from memload.contract import HEALTH
 from memload.errors import ExitCode
 from memload.limits import LIMIT_PROFILES, describe
 from scripts.options import add_option, add_switch, bounded_int
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_option(p, "--log-dir", env="MEMLOAD_UP_LOG_DIR",
                help="write the API and worker output to files here (default: this terminal's stderr)")
     add_option(p, "--startup-timeout-s", env="MEMLOAD_UP_STARTUP_TIMEOUT_S", type=bounded_int(1, 3600), default=60,
-               help="how long the API may take to answer /health")
+               help=f"how long the API may take to answer {HEALTH}")
     p.set_defaults(func=run_up)
 
 

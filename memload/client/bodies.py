@@ -2,7 +2,7 @@
 
 `/recall` needs a query vector: it is the fake embedder's vector of the query text (memload.embedder, the Aionis kit's
 default provider, shared with the API and the seeder), so `/recall` and `/recall_text` ask the same question of a
-server running the fake provider. The embedder is pure computation, no database.
+server running the fake provider. The embedder is pure computation, no database; it is imported on first use only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ except ImportError:  # pragma: no cover
 
     def _dumps(obj: object) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def dumps(obj: object) -> bytes:
+    """Compact JSON, as every body here is serialised."""
+    return _dumps(obj)
 
 
 @lru_cache(maxsize=4096)
