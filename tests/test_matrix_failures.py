@@ -18,11 +18,11 @@ import pytest
 
 from memload.config import REPO_ROOT, Settings
 from memload.errors import ExitCode
+from memload.net import free_port
 from scripts import matrix as matrix_mod
 from scripts.matrix import Matrix, RunLog, _StderrPump
 from scripts.matrix_config import resolve
 from scripts.target import probe_target
-from tests.conftest import free_port
 
 REFERENCE_HEALTH = {"ok": True, "server": "memload-reference", "version": "9.9.9"}
 

@@ -19,8 +19,9 @@ import pytest
 
 from memload.config import REPO_ROOT, Settings
 from memload.errors import ConfigError, ExitCode
+from memload.net import free_port
 from scripts.stack import LocalStack
-from tests.conftest import PYTHON, free_port
+from tests.support.cli import PYTHON
 
 
 def _post(url: str, body: dict) -> dict:
@@ -176,7 +177,7 @@ def test_children_die_with_a_sigkilled_up(fresh_db_url: str) -> None:
 
 
 def test_worker_bench_builds_an_http_backlog_then_measures(db_url: str, start_api, tmp_path: Path) -> None:
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     api = start_api()
     scope = f"wb_http_{os.urandom(4).hex()}"
@@ -325,8 +326,9 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
     from playwright.sync_api import sync_playwright
 
     from memload.embedder import fake_embed
-    from tests.conftest import run_cli, wait_http
-    from tests.test_webui import CHROMIUM_ARGS, DOCS_IMG, _count
+    from tests.support.api import wait_http
+    from tests.support.browser import CHROMIUM_ARGS, DOCS_IMG, request_count
+    from tests.support.cli import run_cli
 
     home = tmp_path / "home"
     env = {"DATABASE_URL": fresh_db_url, "MEMLOAD_HOME": str(home)}
@@ -359,9 +361,11 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
             page.fill("input[name=spawnRate]", "4")
             page.click("button[type=submit]")
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and (_count(page, "recall_text") < 100 or _count(page, "write") < 20):
+            while time.monotonic() < deadline and (request_count(page, "recall_text") < 100
+                                                   or request_count(page, "write") < 20):
                 page.wait_for_timeout(500)
-            assert _count(page, "recall_text") >= 100 and _count(page, "write") > 0, page.inner_text("body")
+            assert request_count(page, "recall_text") >= 100 and request_count(page, "write") > 0, \
+                page.inner_text("body")
             page.wait_for_timeout(8000)  # Locust's current RPS needs a few seconds of history
             page.screenshot(path=str(tmp_path / "locust_webui.png"))
             page.get_by_role("button", name="Stop").click()

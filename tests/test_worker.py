@@ -24,7 +24,7 @@ from memload.embedder import PROVIDER_NAME, fake_embed
 from memload.errors import ExitCode
 from memory_api.worker import OutboxWorker, WorkerConfig
 from scripts.bench_worker import build_embed_backlog, create_commit, enqueue, insert_pending_nodes
-from tests.conftest import PYTHON, run_cli
+from tests.support.cli import PYTHON, run_cli
 
 CONTRACT_FIELDS = {"ok", "mode", "scope", "claimed", "processed", "topic_cluster_runs", "embed_backfill_runs",
                    "failed_marked", "topic_commit_hashes"}
