@@ -21,7 +21,7 @@ from memload.config import REPO_ROOT, Settings
 from memload.errors import ConfigError, ExitCode
 from memload.net import free_port
 from scripts.stack import LocalStack
-from tests.support.cli import PYTHON
+from tests.support.cli import PYTHON, run_cli
 
 
 def _post(url: str, body: dict) -> dict:
@@ -128,9 +128,7 @@ def test_up_refuses_a_port_in_use(fresh_db_url: str) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([PYTHON, "-m", "scripts.cli", "up", "--port", str(port)], cwd=REPO_ROOT,
-                              env={**os.environ, "DATABASE_URL": fresh_db_url}, capture_output=True, text=True,
-                              timeout=60)
+        proc = run_cli("up", "--port", str(port), env={"DATABASE_URL": fresh_db_url}, timeout=60)
     assert proc.returncode == ExitCode.USAGE and "--port" in proc.stderr and "in use" in proc.stderr
     assert proc.stdout == ""
 
@@ -177,7 +175,6 @@ def test_children_die_with_a_sigkilled_up(fresh_db_url: str) -> None:
 
 
 def test_worker_bench_builds_an_http_backlog_then_measures(db_url: str, start_api, tmp_path: Path) -> None:
-    from tests.support.cli import run_cli
 
     api = start_api()
     scope = f"wb_http_{os.urandom(4).hex()}"
@@ -328,7 +325,6 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
     from memload.embedder import fake_embed
     from tests.support.api import wait_http
     from tests.support.browser import CHROMIUM_ARGS, DOCS_IMG, request_count
-    from tests.support.cli import run_cli
 
     home = tmp_path / "home"
     env = {"DATABASE_URL": fresh_db_url, "MEMLOAD_HOME": str(home)}
