@@ -52,3 +52,38 @@ def test_the_fake_embedder_exists_once() -> None:
     hits = [p.relative_to(REPO_ROOT) for pkg in ("memload", "memory_api", "seeding", "scripts", "locustfiles")
             for p in (REPO_ROOT / pkg).rglob("*.py") if "0x6D2B79F5" in p.read_text()]
     assert [str(h) for h in hits] == ["memload/embedder.py"]
+
+
+def _test_side_imports(path: Path) -> set[str]:
+    """Dotted names of the `tests.*` modules `path` imports (relative imports resolved against tests/)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(path.relative_to(REPO_ROOT).parent.parts)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base]) if base else ".".join(parent)
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}  # `from tests import test_x`
+    return {name for name in found if name == "tests" or name.startswith("tests.")}
+
+
+def test_tests_import_helpers_from_tests_support_only() -> None:
+    """A test module imports no other test module and not conftest (which holds fixtures and hooks only): shared
+    helpers live in tests/support, so running or moving one test file never drags another's tests along."""
+    tests_dir = REPO_ROOT / "tests"
+    offences = []
+    for path in sorted(tests_dir.rglob("*.py")):
+        for name in sorted(_test_side_imports(path)):
+            leaf = name.split(".")[1] if name.count(".") >= 1 else ""
+            if leaf == "conftest" or leaf.startswith("test_"):
+                offences.append(f"{path.relative_to(REPO_ROOT)} imports {name}")
+    assert offences == []
+    # helper modules live in tests/support: at the top of tests/ only test modules, conftest.py and __init__.py
+    loose = [p.name for p in sorted(tests_dir.glob("*.py"))
+             if not p.name.startswith("test_") and p.name not in ("conftest.py", "__init__.py")]
+    assert loose == [], f"helper modules belong in tests/support: {loose}"
