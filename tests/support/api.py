@@ -1,5 +1,6 @@
 """Starting the reference API for a test: `memload api` through the stack the CLI itself uses (scripts/stack.py),
-on a free or a fixed loopback port, against a database the test chose.
+on a free or a fixed loopback port, against a database the test chose; or the app in this process behind
+Starlette's test client, when a test checks only what the app answers.
 
 One starter for every test: a fixture-started API and one a test kills and restarts on the same port go through
 the same environment, health wait and stop (the whole process group).
@@ -11,12 +12,17 @@ import os
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memload.config import Settings
 from scripts.stack import LocalStack
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 # The recall_text embedding limiter (4 req/s per client by default, loopback included) would throttle every test that
 # sends recall_text in a loop; test APIs start without it unless the test sets these variables itself.
@@ -76,3 +82,20 @@ def start_api(database_url: str, log_dir: Path, *, port: int = 0, timeout: float
     child = stack.children[0]
     assert child.log_path is not None
     return ApiProcess(stack.base_url, child.proc, overrides, child.log_path, stack)
+
+
+@contextmanager
+def in_process_api(database_url: str, *, loopback: bool = True, **env: str) -> Iterator[TestClient]:
+    """The API app served in this process through Starlette's test client (no uvicorn, no port): for tests of what
+    the app answers (validation, error envelopes) that need no real process. The database is real; the settings are
+    those a started API would read (`env` overrides by name, any case). `loopback`: requests come from 127.0.0.1,
+    as from a local load generator."""
+    from starlette.testclient import TestClient
+
+    from memory_api.app import create_asgi
+
+    overrides = {"DATABASE_URL": database_url, **UNTHROTTLED_EMBED, **{k.upper(): str(v) for k, v in env.items()}}
+    settings = Settings.from_env({**os.environ, **overrides})
+    client = ("127.0.0.1", 50000) if loopback else ("192.0.2.10", 50000)
+    with TestClient(create_asgi(settings, database_url), client=client) as test_client:  # runs the lifespan
+        yield test_client
