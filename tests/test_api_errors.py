@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from memload.embedder import fake_embed
-from tests.support.api import in_process_api
+from tests.support.api import asgi_call, in_process_api
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -34,15 +34,6 @@ def call(base: str, path: str, body: Any = None, *, raw: bytes | None = None, ct
             return r.status, {k.lower(): v for k, v in r.headers.items()}, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, json.loads(e.read() or b"null")
-
-
-def asgi_call(client: TestClient, path: str, body: Any = None, *, raw: bytes | None = None,
-              ctype: str = "application/json", method: str = "POST", headers: dict[str, str] | None = None
-              ) -> tuple[int, dict[str, str], Any]:
-    """`call` through the test client: the same request, answered by the app in this process."""
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    r = client.request(method, path, content=data, headers={"content-type": ctype, **(headers or {})})
-    return r.status_code, {k.lower(): v for k, v in r.headers.items()}, json.loads(r.content or b"null")
 
 
 def counts(url: str, scopes: list[str]) -> dict[str, int]:

@@ -99,3 +99,14 @@ def in_process_api(database_url: str, *, loopback: bool = True, **env: str) -> I
     client = ("127.0.0.1", 50000) if loopback else ("192.0.2.10", 50000)
     with TestClient(create_asgi(settings, database_url), client=client) as test_client:  # runs the lifespan
         yield test_client
+
+
+def asgi_call(client: TestClient, path: str, body: Any = None, *, raw: bytes | None = None,
+              ctype: str = "application/json", method: str = "POST", headers: dict[str, str] | None = None
+              ) -> tuple[int, dict[str, str], Any]:
+    """One JSON request through the test client: (status, lower-cased headers, decoded body or None)."""
+    import json
+
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    r = client.request(method, path, content=data, headers={"content-type": ctype, **(headers or {})})
+    return r.status_code, {k.lower(): v for k, v in r.headers.items()}, json.loads(r.content or b"null")
