@@ -1,17 +1,25 @@
-"""Every client mistake is a 4xx with the envelope and a message naming the field, and writes nothing;
-a real server fault is a 500 `internal_error` logged with the request id."""
+"""Every client mistake is a 4xx with the envelope and a message naming the field, and writes nothing (checked on the
+app in this process, through Starlette's test client, against the real database); a real server fault is a 500
+`internal_error` logged with the request id, and debug embeddings are allowed from loopback (checked on a real API
+process: its log and its socket peer)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+import pytest
 
 from memload.embedder import fake_embed
+from tests.support.api import asgi_call, in_process_api
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 TABLES = ("memory_commits", "memory_nodes", "memory_edges", "memory_outbox", "memory_rule_defs")
 
@@ -35,9 +43,17 @@ def counts(url: str, scopes: list[str]) -> dict[str, int]:
                 for t in TABLES}
 
 
-def test_bad_inputs_are_4xx_envelopes_and_change_nothing(start_api: Any, db_url: str) -> None:
-    api = start_api(tenant_write_rps="1000", tenant_write_burst="1000")  # ~40 writes in a row: no 429 here
-    base = api.base_url
+def test_bad_inputs_are_4xx_envelopes_and_change_nothing(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="memory_api")
+    with in_process_api(db_url, tenant_write_rps="1000", tenant_write_burst="1000") as client:  # ~40 writes: no 429
+        _bad_inputs(client, db_url)
+    logged = caplog.text
+    assert "Traceback" not in logged and "unhandled error" not in logged
+    assert not [r for r in caplog.records if r.name.startswith("memory_api") and r.levelno >= logging.ERROR]
+
+
+def _bad_inputs(base: TestClient, db_url: str) -> None:
+    call = asgi_call
     scope, other = f"t_err_{uuid.uuid4().hex[:8]}", f"t_err_o_{uuid.uuid4().hex[:8]}"
     vec = fake_embed("x")
     # Fixtures for the reference-type mistakes (written before counting).
@@ -153,7 +169,6 @@ def test_bad_inputs_are_4xx_envelopes_and_change_nothing(start_api: Any, db_url:
             failures.append((path, str(kwargs)[:120], st, body))
     assert not failures, "\n".join(map(str, failures))
     assert counts(db_url, touched) == before
-    assert "Traceback" not in api.log() and "unhandled error" not in api.log()
 
 
 def test_debug_embeddings_allowed_from_loopback(start_api: Any) -> None:

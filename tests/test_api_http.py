@@ -16,6 +16,7 @@ import pytest
 
 from memload.embedder import fake_embed
 from memload.identity import commit_hash, outbox_job_key, sha256_hex, stable_uuid
+from tests.support.api import asgi_call, in_process_api
 
 
 def call(base: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
@@ -300,20 +301,22 @@ def test_inject_delay_is_exact_server_side_sleep(start_api: Any) -> None:
     assert float(h["server-timing"].split(",")[0].split("=")[1]) < 100  # health is not delayed
 
 
-def test_health_and_every_response_identify_the_reference_api(start_api: Any) -> None:
+def test_health_and_every_response_identify_the_reference_api(db_url: str) -> None:
+    """What the app answers, so checked in this process (test client, real database)."""
     from memload.version import MEMLOAD_VERSION
 
-    api = start_api(tenant_write_rps="0.001", tenant_write_burst="1", tenant_write_max_wait_ms="0")
-    st, h, body = call(api.base_url, "/health", method="GET")
-    assert st == 200 and body == {"ok": True, "server": "memload-reference", "version": MEMLOAD_VERSION}
-    assert h["x-memload-api"] == MEMLOAD_VERSION
-    write = {"scope": uniq("t_ident"), "input_text": "x", "auto_embed": False}
-    seen = [call(api.base_url, "/v1/memory/write", write),  # 200
-            call(api.base_url, "/v1/memory/write", write),  # 429 (tenant write bucket of 1 token)
-            call(api.base_url, "/v1/memory/recall", {"query_embedding": [1.0]}),  # 400
-            call(api.base_url, "/nope", method="GET"),  # 404
-            call(api.base_url, "/v1/memory/write", raw=b"{", headers={"content-type": "text/plain"}),  # 415
-            call(api.base_url, "/openapi.json", method="GET")]
+    with in_process_api(db_url, tenant_write_rps="0.001", tenant_write_burst="1",
+                        tenant_write_max_wait_ms="0") as client:
+        st, h, body = asgi_call(client, "/health", method="GET")
+        assert st == 200 and body == {"ok": True, "server": "memload-reference", "version": MEMLOAD_VERSION}
+        assert h["x-memload-api"] == MEMLOAD_VERSION
+        write = {"scope": uniq("t_ident"), "input_text": "x", "auto_embed": False}
+        seen = [asgi_call(client, "/v1/memory/write", write),  # 200
+                asgi_call(client, "/v1/memory/write", write),  # 429 (tenant write bucket of 1 token)
+                asgi_call(client, "/v1/memory/recall", {"query_embedding": [1.0]}),  # 400
+                asgi_call(client, "/nope", method="GET"),  # 404
+                asgi_call(client, "/v1/memory/write", raw=b"{", ctype="text/plain"),  # 415
+                asgi_call(client, "/openapi.json", method="GET")]
     assert [s for s, _, _ in seen] == [200, 429, 400, 404, 415, 200]
     assert all(h.get("x-memload-api") == MEMLOAD_VERSION for _, h, _ in seen)
     assert seen[-1][2]["info"]["version"] == MEMLOAD_VERSION

@@ -258,7 +258,7 @@ def test_jwt_auth_expiry_leeway_and_signature(start_api: Any) -> None:
 
 
 def test_no_provider_and_bad_configuration(start_api: Any, db_url: str) -> None:
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     api = start_api(embedding_provider="none")
     st, _, err = call(api.base_url, "/v1/memory/recall_text", {"query_text": "q"})

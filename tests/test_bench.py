@@ -7,59 +7,21 @@ from __future__ import annotations
 
 import csv
 import json
-import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from memload.embedder import fake_embed
 from memload.errors import ExitCode
 from scripts.cli import build_parser
 from scripts.cli import main as cli_main
 from scripts.commands.bench import locust_commands, resolve_plan
-from tests.conftest import run_cli
+from tests.support.bench import HIGH_LIMITS, bench, locust_rows, query_set, seed_answers
 
-HIGH_LIMITS = {"tenant_recall_rps": "100000", "tenant_recall_burst": "100000", "tenant_write_rps": "100000",
-               "tenant_write_burst": "100000"}
 CASE_KEYS = {"name", "total", "ok", "failed", "rps", "latency_ms", "by_status", "transport_error_count",
              "transport_error_rate", "errors", "open_model", "pacing", "samples", "duration_s", "server_timing"}
 
-
-def bench(*args: str, timeout: float = 180) -> tuple[int, dict[str, Any] | None, str]:
-    proc = run_cli("bench", *args, timeout=timeout)
-    data = json.loads(proc.stdout) if proc.stdout.strip() else None
-    return proc.returncode, data, proc.stderr
-
-
-def locust_rows(prefix: Path) -> dict[str, dict[str, str]]:
-    with open(f"{prefix}_stats.csv", newline="") as fh:
-        return {row["Name"]: row for row in csv.DictReader(fh)}
-
-
-def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def seed_answers(base_url: str, scope: str, texts: list[str]) -> None:
-    """Ready nodes whose vectors are the fake embedding of each text: recall_text of a text finds seeds."""
-    post(f"{base_url}/v1/memory/write", {
-        "tenant_id": "default", "scope": scope, "input_text": f"answers for {scope}", "auto_embed": False,
-        "memory_lane": "shared",
-        "nodes": [{"client_id": f"answer_{i}", "type": "event", "text_summary": t, "embedding": fake_embed(t)}
-                  for i, t in enumerate(texts)],
-    })
-
-
-def query_set(path: Path, scope: str, texts: list[str]) -> Path:
-    path.write_text(json.dumps({"scope": scope, "tenant_id": "default", "scope_key": scope,
-                                "queries": [{"text": t, "topic_id": str(uuid.uuid4()), "expected_min_seeds": 1}
-                                            for t in texts]}))
-    return path
 
 
 def test_bench_fields_counts_and_artifacts(start_api, db_url: str, tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 
 from memload.config import REPO_ROOT
-from tests.conftest import PYTHON
-from tests.test_seed import add_source_vector, seed
+from tests.support.cli import PYTHON
+from tests.support.seed import add_source_vector, seed
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

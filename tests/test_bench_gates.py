@@ -5,75 +5,16 @@ the suite's options in `locust --help`.
 
 from __future__ import annotations
 
-import csv
-import json
 import subprocess
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from memload.config import REPO_ROOT
 from memload.errors import ExitCode
-from tests.conftest import free_port
-from tests.test_bench import HIGH_LIMITS, bench, seed_answers
-
-RECORD_HEADER = ["t_s", "endpoint", "latency_ms", "status", "category", "server_ms", "db_ms"]
-SEED = {"id": "a", "type": "event", "title": None, "text_summary": "x", "tier": "hot", "salience": 0.5,
-        "confidence": 0.8, "similarity": 0.9}
-GOOD_RECALL = json.dumps({"tenant_id": "default", "scope": "s", "seeds": [SEED],
-                          "subgraph": {"nodes": [], "edges": []}, "ranked": [],
-                          "context": {"text": "", "items": [], "citations": []}}).encode()
-EMPTY_RECALL = b'{"scope": "s", "seeds": [], "subgraph": {"nodes": [], "edges": []}, "ranked": []}'
-
-
-def records(prefix: Path) -> list[dict[str, str]]:
-    with open(f"{prefix}_requests.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        assert reader.fieldnames == RECORD_HEADER
-        return list(reader)
-
-
-class FlakyTarget(ThreadingHTTPServer):
-    """Healthy; answers the first recall (the preflight) with a seed, then every other recall with `later`."""
-
-    daemon_threads = True
-
-    def __init__(self, later: tuple[int, bytes] = (500, b'{"error": "internal_error"}')) -> None:
-        self.later = later
-        self.recalls = 0
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _FlakyHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _FlakyHandler(BaseHTTPRequestHandler):
-    server: FlakyTarget
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        self._send(200, b'{"ok": true}')
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        with self.server.lock:
-            n = self.server.recalls
-            self.server.recalls += 1
-        if n > 0 and n % 2 == 0:
-            self._send(*self.server.later)
-        else:
-            self._send(200, GOOD_RECALL)
+from memload.net import free_port
+from tests.support.bench import EMPTY_RECALL, HIGH_LIMITS, FlakyTarget, bench, records, seed_answers
 
 
 def test_dead_target_exits_2_with_ok_false_and_names_the_url(tmp_path: Path) -> None:

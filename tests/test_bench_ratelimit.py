@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bench import bench, locust_rows
+from tests.support.bench import bench, locust_rows
 
 RATE, BURST = 50, 50
 N, USERS, PACE_MS = 500, 4, 20

@@ -11,7 +11,7 @@ import json
 import subprocess
 
 from memload.config import REPO_ROOT
-from tests.conftest import PYTHON
+from tests.support.cli import PYTHON
 
 
 def _run(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -123,3 +123,38 @@ def test_routes_are_spelled_only_in_the_contract() -> None:
                 if (rel := path.relative_to(REPO_ROOT).as_posix()) != ROUTES_HOME
                 for hit in _route_spellings(path.read_text(), rel)]
     assert not offences, "routes spelled outside memload/contract.py (use memload.contract):\n" + "\n".join(offences)
+
+
+def _test_side_imports(path: Path) -> set[str]:
+    """Dotted names of the `tests.*` modules `path` imports (relative imports resolved against tests/)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(path.relative_to(REPO_ROOT).parent.parts)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base]) if base else ".".join(parent)
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}  # `from tests import test_x`
+    return {name for name in found if name == "tests" or name.startswith("tests.")}
+
+
+def test_tests_import_helpers_from_tests_support_only() -> None:
+    """A test module imports no other test module and not conftest (which holds fixtures and hooks only): shared
+    helpers live in tests/support, so running or moving one test file never drags another's tests along."""
+    tests_dir = REPO_ROOT / "tests"
+    offences = []
+    for path in sorted(tests_dir.rglob("*.py")):
+        for name in sorted(_test_side_imports(path)):
+            leaf = name.split(".")[1] if name.count(".") >= 1 else ""
+            if leaf == "conftest" or leaf.startswith("test_"):
+                offences.append(f"{path.relative_to(REPO_ROOT)} imports {name}")
+    assert offences == []
+    # helper modules live in tests/support: at the top of tests/ only test modules, conftest.py and __init__.py
+    loose = [p.name for p in sorted(tests_dir.glob("*.py"))
+             if not p.name.startswith("test_") and p.name not in ("conftest.py", "__init__.py")]
+    assert loose == [], f"helper modules belong in tests/support: {loose}"

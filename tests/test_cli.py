@@ -7,7 +7,7 @@ from pathlib import Path
 
 from memload.errors import EXIT_CODES_TEXT, ExitCode
 from scripts.cli import build_parser
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def _one_line(stderr: str) -> str:

@@ -37,8 +37,8 @@ from scripts.commands import report as cmd_report
 from scripts.commands.bench import DEFAULTS as BENCH_DEFAULTS
 from scripts.matrix import Matrix
 from scripts.matrix_config import resolve
-from tests.conftest import run_cli
-from tests.test_report_support import case, write_json, write_manifest, write_worker
+from tests.support.cli import run_cli
+from tests.support.report_fixtures import case, write_json, write_manifest, write_worker
 
 T0 = 1_790_000_000.0
 RECALL_RPS, WRITE_RPS, DURATION_S = 200.0, 60.0, 30.0

@@ -14,17 +14,16 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from memload.config import REPO_ROOT
 from memload.errors import ExitCode
 from memload.limits import OFF_RATE_LIMITS
 from tests.support.aionis import COVER_INDEX, EXPLAIN_SQL, stand_in_worker_command
+from tests.support.cli import run_cli
 from tests.support.proxy import external_proxy
 
 pytestmark = pytest.mark.slow
@@ -44,8 +43,7 @@ def _run_matrix(aionis_db: str, base_url: str, out: Path, **extra: str) -> subpr
                 "BENCH_DURATION_S": "2", "BENCH_WARMUP": "3", "WORKER_ITERATIONS": "3",
                 "WORKER_BACKLOG_WRITES": "10"})
     env.update(extra)
-    return subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return run_cli("matrix", env=env, unset=("WORKER_COMMAND", "WORKER_OBSERVE", "EXPLAIN_SQL"), timeout=600)
 
 
 # The stand-in server is memload's reference API, whose upserts name (scope, …) conflict targets; the Aionis schema keys

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from memload.limits import OFF_RATE_LIMITS
-from tests.conftest import run_cli
-from tests.test_bench import query_set, seed_answers
-from tests.test_report import _pixels
+from tests.support.bench import query_set, seed_answers
+from tests.support.cli import run_cli
+from tests.support.report_fixtures import pixels
 
 SCALE = 1000
 TEXTS = [f"perf topic #{i}" for i in range(1, 9)]
@@ -58,8 +58,8 @@ def test_bench_then_report_draws_plots_from_the_records(start_api, tmp_path: Pat
     lat, rps = run / "plots" / f"latency_over_time_{SCALE}.png", run / "plots" / f"rps_failures_{SCALE}.png"
     assert lat.is_file() and rps.is_file(), sorted(p.name for p in (run / "plots").glob("*"))
     for color in ("#1f77b4", "#ff7f0e", "#d62728"):  # the p50, p95 and p99 lines were drawn
-        assert _pixels(lat, color) > 150, color
-    assert _pixels(rps, "#1f77b4") > 150 and _pixels(rps, "#ff7f0e") > 150  # recall_text and write req/s
+        assert pixels(lat, color) > 150, color
+    assert pixels(rps, "#1f77b4") > 150 and pixels(rps, "#ff7f0e") > 150  # recall_text and write req/s
     md = (run / "PERFORMANCE_REPORT_V1.md").read_text()
     assert f"From `{requests_csv.name}`: nearest-rank p50/p95/p99" in md
     assert "Not drawn" not in md.split("### RPS and failures over time")[0].split("### p50/p95/p99 over time")[-1]

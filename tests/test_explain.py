@@ -22,7 +22,7 @@ from memload.config import REPO_ROOT
 from memload.errors import ExitCode
 from scripts.embedded_db import psql_command
 from scripts.explain_runner import DEFAULT_MIN_VECTORS, PSQL_STATEMENTS, edge_budgets, sync_psql_script, to_positional
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 SCRIPT = REPO_ROOT / "sql" / "explain_baseline.sql"
 HOT_WARM_INDEX = "_ready_hot_warm_hnsw"  # suffix of each partition's ready hot/warm HNSW index

@@ -18,8 +18,8 @@ import pytest
 from analysis.explain_parser import parse_explain
 from memload.errors import ExitCode
 from scripts.explain_runner import edge_rows_read, plan_blocks
-from tests.conftest import run_cli
 from tests.support.aionis import EXPLAIN_SQL
+from tests.support.cli import run_cli
 
 SCOPE = "explain_target"
 EVENTS = 300

@@ -12,7 +12,7 @@ from memload.errors import ExitCode, MigrationError
 from scripts import embedded_db
 from scripts.commands.check_indexes import REQUIRED_INDEXES, inspect_indexes
 from scripts.migrate import migrate
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def test_migrations_apply_on_empty_database_then_noop(empty_db_url: str) -> None:

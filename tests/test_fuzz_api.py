@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from memload import contract as C
 from memload.embedder import fake_embed
-from tests.test_reliability_common import Client, Response, report, row_counts
+from tests.support.reliability import Client, Response, report, row_counts
 
 ROUTES = (C.WRITE, C.RECALL, C.RECALL_TEXT)
 HIGH_LIMITS = {"tenant_write_rps": "1000000", "tenant_write_burst": "1000000", "tenant_recall_rps": "1000000",

@@ -18,9 +18,8 @@ from locust.event import EventHook
 
 from locustfiles.transport import Route
 from memload.errors import ExitCode
-from tests.conftest import free_port
-from tests.test_bench import bench, locust_rows
-from tests.test_bench_gates import GOOD_RECALL, SEED, FlakyTarget, records
+from memload.net import free_port
+from tests.support.bench import GOOD_RECALL, SEED, FlakyTarget, bench, locust_rows, records
 
 
 class _EchoHandler(BaseHTTPRequestHandler):

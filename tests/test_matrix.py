@@ -19,6 +19,7 @@ import pytest
 
 from memload.config import REPO_ROOT
 from memload.errors import ExitCode
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +48,7 @@ def test_matrix_profile_produces_consistent_artifacts(profile: str, fresh_db_url
     env = _matrix_env(fresh_db_url, out, PERF_PROFILE=profile)
     if profile in ("recall_slo", "write_slo"):
         env.update({"RECALL_REQUESTS": "60", "WRITE_REQUESTS": "30", "BENCH_PACE_MS": "5"})
-    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = run_cli("matrix", env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "memload matrix configuration:" in proc.stderr  # configuration echoed first
     manifest = _load(out / "manifest.json")
@@ -133,8 +133,7 @@ def test_matrix_targets_a_running_stack_and_starts_nothing(fresh_db_url: str, st
     out = tmp_path / "run_remote"
     env = _matrix_env(fresh_db_url, out, SCALES="1000", BASE_URL=api.base_url, RUN_WORKER_BENCHMARK="false")
     before = {c.pid for c in psutil.Process().children(recursive=True)}
-    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = run_cli("matrix", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = _load(out / "manifest.json")
     assert manifest["target"]["base_url"] == api.base_url and manifest["local_stack"] is None
@@ -149,8 +148,7 @@ def test_base_url_without_database_url_is_refused(tmp_path: Path) -> None:
     env = dict(os.environ)
     env.update({"BASE_URL": "http://127.0.0.1:9", "DATABASE_URL": "", "SCALES": "1000",
                 "OUT_DIR": str(tmp_path / "r")})
-    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli("matrix", env=env, timeout=120)
     assert proc.returncode == ExitCode.USAGE
     assert "DATABASE_URL" in proc.stderr and "Traceback" not in proc.stderr
     failed = _load(tmp_path / "r" / "manifest.json")["failed_phases"]
@@ -178,8 +176,7 @@ def test_keep_runs_leaves_only_the_last_runs_scopes(fresh_db_url: str, start_api
         env = _matrix_env(fresh_db_url, tmp_path / tag, SCALES="1000", BASE_URL=api.base_url, MATRIX_TAG=tag,
                           MEMLOAD_HOME=str(home), KEEP_RUNS="2", RUN_WORKER_BENCHMARK="false", RUN_EXPLAIN="false",
                           RECALL_REQUESTS="10", WRITE_REQUESTS="5", BENCH_WARMUP="1")
-        proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = run_cli("matrix", env=env, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         stderr = proc.stderr
         rows, parts = _scope_state(fresh_db_url, f"perf_d_1000_{tag}")

@@ -7,7 +7,7 @@ import pytest
 from memload.errors import ConfigError, ExitCode, MemloadError, SafetyRefusal
 from scripts.matrix import adapt_step
 from scripts.matrix_config import VARS, resolve
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def test_profile_defaults_are_applied_unless_overridden() -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from memload.config import REPO_ROOT, Settings
+from memload.config import Settings
 from memload.errors import ExitCode
+from memload.net import free_port
 from scripts import matrix as matrix_mod
 from scripts.matrix import Matrix, RunLog, _StderrPump
 from scripts.matrix_config import resolve
 from scripts.target import probe_target
-from tests.conftest import free_port
+from tests.support.cli import run_cli
 
 REFERENCE_HEALTH = {"ok": True, "server": "memload-reference", "version": "9.9.9"}
 
@@ -169,8 +168,7 @@ def test_dead_base_url_fails_fast_in_one_line_with_a_partial_report(db_url: str,
     dead = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "BASE_URL": dead, "DATABASE_URL": db_url, "SCALES": "1000", "OUT_DIR": str(out),
            "MATRIX_TAG": "dead", "MEMLOAD_HOME": str(tmp_path / "home")}
-    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli("matrix", env=env, timeout=300)
     assert proc.returncode == ExitCode.TARGET_FAILING, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     # one line from the matrix (the report's own summary of what was not measured may repeat the cause)

@@ -13,8 +13,8 @@ from memload.errors import ConfigError, ExitCode
 from seeding.params import Tenancy
 from seeding.purge import run_purge
 from seeding.schema import partition_name
-from tests.conftest import run_cli
-from tests.test_seed import add_source_vector, seed, snapshot
+from tests.support.cli import run_cli
+from tests.support.seed import add_source_vector, seed, snapshot
 
 
 def tenancy(scope: str) -> Tenancy:

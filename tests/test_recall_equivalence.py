@@ -22,8 +22,8 @@ from memory_api.app import ApiState, _run_recall
 from memory_api.recall import RecallQuery
 from memory_api.schema import RECALL_REQUEST
 from memory_api.validation import validate
-from tests import recall_reference as reference
-from tests.test_seed import add_source_vector, seed
+from tests.support import recall_reference as reference
+from tests.support.seed import add_source_vector, seed
 
 QUERIES = ("memory graph perf", "perf topic #3", "synthetic perf event #17", "an unrelated question")
 # Small budgets make stage 2 and the node budget truncate on a small dataset (hop budget 50, edge budget 25 and node

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from memload.config import REPO_ROOT
-from tests.conftest import run_cli
-from tests.test_reliability_common import cli, report
+from tests.support.cli import run_cli
+from tests.support.reliability import report
 
 WRITE_OK = {"tenant_id": "default", "scope": "stub", "commit_id": "00000000-0000-4000-8000-000000000001",
             "commit_hash": "0" * 64, "nodes": [{"id": "00000000-0000-4000-8000-000000000002", "type": "event"}],
@@ -122,7 +122,8 @@ def test_misconfigured_bench_is_refused_before_any_traffic(stub: Stub, tmp_path:
                 "--csv", str(tmp_path / f"r{refused}" / "locust")]
         if "--base-url" in args:
             base = base[:1] + base[3:]
-        rc, _, err = cli(*base, *args, env={**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+        r = run_cli(*base, *args, env={**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, in_process=True)
+        rc, err = r.returncode, r.stderr
         last = err.strip().splitlines()[-1] if err.strip() else ""
         assert rc != 0, f"{args} {env} was accepted: {err[-500:]}"
         assert flag in last and "Traceback" not in err, f"{args} {env}: {err[-500:]}"
@@ -135,8 +136,9 @@ def test_misconfigured_bench_is_refused_before_any_traffic(stub: Stub, tmp_path:
 def test_matrix_and_plain_locust_refuse_bad_options(stub: Stub, tmp_path: Path) -> None:
     for env, name in (({"RECALL_CONCURRENCY": "0"}, "RECALL_CONCURRENCY"), ({"BENCH_PACE_MS": "-1"}, "BENCH_PACE_MS"),
                       ({"PERF_PROFILE": "turbo"}, "PERF_PROFILE"), ({"WRITE_REQUESTS": "-5"}, "WRITE_REQUESTS")):
-        rc, _, err = cli("matrix", env={**env, "BASE_URL": stub.url, "SCALES": "1000", "OUT_DIR": str(tmp_path / "m"),
-                                        "DATABASE_URL": "postgresql://x@127.0.0.1:1/x"})
+        r = run_cli("matrix", env={**env, "BASE_URL": stub.url, "SCALES": "1000", "OUT_DIR": str(tmp_path / "m"),
+                                   "DATABASE_URL": "postgresql://x@127.0.0.1:1/x"}, in_process=True)
+        rc, err = r.returncode, r.stderr
         assert rc != 0 and name in err.strip().splitlines()[-1], err[-400:]
     for args, flag in ((["--recall-users", "-1"], "--recall-users"), (["--arrival-rate", "-2"], "--arrival-rate")):
         proc = subprocess.run(

@@ -22,9 +22,9 @@ import pytest
 
 from memload.identity import scope_key
 from seeding.schema import partition_name
-from tests.conftest import run_cli
-from tests.test_reliability_common import cli, report
-from tests.test_seed import add_source_vector, seed
+from tests.support.cli import run_cli
+from tests.support.reliability import report
+from tests.support.seed import add_source_vector, seed
 
 TABLES = ("memory_commits", "memory_nodes", "memory_edges", "memory_outbox", "memory_rule_defs",
           "memory_rule_feedback", "memory_recall_audit")
@@ -99,7 +99,8 @@ def crowd(fresh_db_url: str, tmp_path: Path) -> str:
 
 
 def purge(url: str, *args: str) -> tuple[int, dict[str, Any] | None, str]:
-    rc, out, err = cli("purge", *args, env={"DATABASE_URL": url, "MEMLOAD_PURGE_SRC_SCOPE": SRC})
+    r = run_cli("purge", *args, env={"DATABASE_URL": url, "MEMLOAD_PURGE_SRC_SCOPE": SRC}, in_process=True)
+    rc, out, err = r.returncode, r.stdout, r.stderr
     doc = json.loads(out) if out.strip() else None
     return rc, doc, err.strip().splitlines()[-1] if err.strip() else ""
 
@@ -169,15 +170,17 @@ def test_seed_reset_touches_only_its_scope_and_refuses_the_source(crowd: str, tm
     url = crowd
     env = {"DATABASE_URL": url, "MEMLOAD_HOME": str(tmp_path / "home")}
     before = fingerprint(url)
-    rc, _, err = cli("seed", "--scope", SRC, "--src-scope", SRC, "--reset", "--events", "100", env=env)
+    r = run_cli("seed", "--scope", SRC, "--src-scope", SRC, "--reset", "--events", "100", env=env, in_process=True)
+    rc, err = r.returncode, r.stderr
     assert rc == 5 and "--allow-reset-active-scope" in err.strip().splitlines()[-1]
     assert fingerprint(url) == before
 
     # reset of a seeded scope (own partitions) and of a scope in the default partition (moved to partitions)
     for scope in ("victim_", "rel_seedme"):
         before = fingerprint(url)
-        rc, out, err = cli("seed", "--scope", scope, "--src-scope", SRC, "--reset", "--events", "100", "--topics", "2",
-                           "--seed", "9", "--no-progress", env=env)
+        r = run_cli("seed", "--scope", scope, "--src-scope", SRC, "--reset", "--events", "100", "--topics", "2",
+                    "--seed", "9", "--no-progress", env=env, in_process=True)
+        rc, out, err = r.returncode, r.stdout, r.stderr
         assert rc == 0, err
         summary = json.loads(out)
         assert summary["reset"] is True and summary["totals_in_scope"] == {"nodes": 102, "edges": 200}

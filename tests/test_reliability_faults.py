@@ -27,18 +27,18 @@ import psycopg
 import pytest
 
 from memload.config import Settings
+from memload.net import free_port
 from scripts import embedded_db
 from scripts.migrate import migrate
-from tests.conftest import free_port, run_cli
-from tests.test_reliability_common import (
+from tests.support.api import start_api
+from tests.support.cli import run_cli, stop
+from tests.support.reliability import (
     ack_lines,
     bench_result,
     outbox_exactly_once,
     report,
-    start_api_on,
     start_bench,
     start_worker,
-    stop,
     wait_for,
 )
 
@@ -56,7 +56,7 @@ class Run:
         self.scope = f"rel_f_{uuid.uuid4().hex[:6]}"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.api = start_api_on(self.port, url, tmp_path / "api0.log", **HIGH)
+        self.api = start_api(url, tmp_path / "api0", port=self.port, **HIGH).proc
         self.worker = start_worker(url, tmp_path / "worker0.log", "--claim-timeout-ms", "2000") if worker else None
         self.wpre, self.rpre = tmp_path / "w" / "locust", tmp_path / "r" / "locust"
         self.writer = start_bench(self.base, url, self.wpre, "--scope", self.scope, "--mode", "write",
@@ -147,7 +147,7 @@ def test_api_killed_and_restarted_mid_run(fresh_db_url: str, tmp_path: Path) -> 
         t0 = time.monotonic()
         stop(run.api, signal.SIGKILL)
         time.sleep(1.0)
-        run.api = start_api_on(run.port, run.url, run.tmp / "api1.log", **HIGH)
+        run.api = start_api(run.url, run.tmp / "api1", port=run.port, **HIGH).proc
         run.procs.append(run.api)
         return {"downtime_s": round(time.monotonic() - t0, 2)}
 

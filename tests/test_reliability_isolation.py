@@ -20,7 +20,7 @@ import pytest
 from memload import contract as C
 from memload.embedder import fake_embed
 from memload.identity import scope_key
-from tests.test_reliability_common import Client, report, row_counts
+from tests.support.reliability import Client, report, row_counts
 
 SECRET = "isolation-secret-" + "0123456789abcdef" * 3
 KEYS = {"key-a": {"tenant_id": "iso-a"}, "key-b": {"tenant_id": "iso-b"}}

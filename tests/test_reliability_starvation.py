@@ -30,9 +30,9 @@ import pytest
 from memload import contract as C
 from memload.embedder import fake_embed, fake_embed_many
 from memory_api.recall_sql import STAGE1_SQL
-from tests.conftest import run_cli
-from tests.test_reliability_common import Client, cli, report
-from tests.test_seed import add_source_vector
+from tests.support.cli import run_cli
+from tests.support.reliability import Client, report
+from tests.support.seed import add_source_vector
 
 QUERIES = ("memory graph perf", "agent memory question", "what happened yesterday")
 EVENTS, CROWD = 10_000, 600
@@ -96,8 +96,9 @@ def test_seeded_scope_is_not_starved_and_the_suite_detects_a_server_that_is(
         start_api: Any, fresh_db_url: str, tmp_path: Path) -> None:
     url = fresh_db_url
     add_source_vector(url, "rel_src")
-    rc, _, err = cli("seed", "--scope", "rel_a", "--src-scope", "rel_src", "--events", str(EVENTS), "--seed", "3",
-                     "--no-progress", env={"DATABASE_URL": url, "MEMLOAD_HOME": str(tmp_path / "home")})
+    r = run_cli("seed", "--scope", "rel_a", "--src-scope", "rel_src", "--events", str(EVENTS), "--seed", "3",
+                "--no-progress", env={"DATABASE_URL": url, "MEMLOAD_HOME": str(tmp_path / "home")}, in_process=True)
+    rc, err = r.returncode, r.stderr
     assert rc == 0, err[-2000:]
     qs = query_set(tmp_path / "qs_a.json", "rel_a")
     api = start_api(database_url=url, **HIGH)

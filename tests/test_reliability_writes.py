@@ -18,9 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from memload.net import free_port
 from scripts.verify_writes import read_acks, verify
-from tests.conftest import free_port
-from tests.test_reliability_common import bench_result, report, start_api_on, start_bench, stop
+from tests.support.api import start_api
+from tests.support.reliability import bench_result, report, start_bench
 
 WRITES, RATE = 400, 20.0  # 20 s of writes
 
@@ -30,8 +31,8 @@ def test_every_acknowledged_write_is_in_the_database(fresh_db_url: str, tmp_path
     url = fresh_db_url
     scope = f"rel_w_{uuid.uuid4().hex[:6]}"
     port = free_port()
-    api = start_api_on(port, url, tmp_path / "api.log", tenant_write_rps="17", tenant_write_burst="10",
-                       tenant_recall_rps="1000", tenant_recall_burst="1000")
+    api = start_api(url, tmp_path / "api", port=port, tenant_write_rps="17", tenant_write_burst="10",
+                    tenant_recall_rps="1000", tenant_recall_burst="1000")
     base = f"http://127.0.0.1:{port}"
     wpre, rpre = tmp_path / "w" / "locust", tmp_path / "r" / "locust"
     try:
@@ -43,7 +44,7 @@ def test_every_acknowledged_write_is_in_the_database(fresh_db_url: str, tmp_path
         rc, doc, log = bench_result(writer, wpre)
         rrc, rdoc, rlog = bench_result(reader, rpre)
     finally:
-        stop(api)
+        api.stop()
     check = doc["verify_writes"]
     case = doc["cases"][0]
     assert rc == 0, log[-2000:]

@@ -21,12 +21,13 @@ from analysis.errors import MalformedArtifact, TemplateError
 from analysis.metrics import classify_failure_message
 from analysis.report import build_report
 from analysis.rules import SloTargets
-from tests.conftest import run_cli
-from tests.test_report_support import (
+from tests.support.cli import run_cli
+from tests.support.report_fixtures import (
     EXPLAIN_HNSW,
     case,
     case_from_records,
     nearest_rank,
+    pixels,
     real_locust_run,
     records,
     write_adapt,
@@ -391,16 +392,6 @@ def test_bench_synthetic_run_is_a_valid_full_history_run(tmp_path: Path) -> None
 
 
 # ------------------------------------------------------------------------------------------ plots from the records
-def _pixels(path: Path, hex_color: str) -> int:
-    """Pixels of one line colour in a PNG: how much of a data series was actually drawn."""
-    import matplotlib.image as mpimg
-    import numpy as np
-
-    img = mpimg.imread(path)[:, :, :3]
-    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
-    return int((np.abs(img - rgb).max(axis=2) < 0.06).sum())
-
-
 @pytest.mark.parametrize("seconds", [2, 60])
 def test_latency_and_throughput_plots_from_records_of_any_length(tmp_path: Path, seconds: int) -> None:
     """A 2 s run and a 60 s run (records only, no Locust history) both give drawn latency and throughput plots."""
@@ -418,8 +409,8 @@ def test_latency_and_throughput_plots_from_records_of_any_length(tmp_path: Path,
     _png_ok(lat)
     _png_ok(rps)
     for color in ("#1f77b4", "#ff7f0e", "#d62728"):  # p50, p95, p99 lines with their markers
-        assert _pixels(lat, color) > 150, color
-    assert _pixels(rps, "#1f77b4") > 150 and _pixels(rps, "#ff7f0e") > 150  # recall_text and write req/s
+        assert pixels(lat, color) > 150, color
+    assert pixels(rps, "#1f77b4") > 150 and pixels(rps, "#ff7f0e") > 150  # recall_text and write req/s
     md = result.output.read_text()
     assert "From `locust_1000_requests.csv`: nearest-rank p50/p95/p99" in md
     assert "failures/s (dashed)" in md

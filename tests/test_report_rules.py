@@ -11,7 +11,7 @@ import pytest
 
 from analysis import rules as R
 from analysis.metrics import collect_run
-from tests.test_report_support import (
+from tests.support.report_fixtures import (
     EXPLAIN_HNSW,
     EXPLAIN_SEQSCAN,
     EXPLAIN_SHORT,

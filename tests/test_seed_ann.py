@@ -9,8 +9,8 @@ from typing import Any
 
 from memload.errors import ExitCode
 from seeding.schema import partition_name
-from tests.conftest import run_cli
-from tests.test_seed import add_source_vector, seed
+from tests.support.cli import run_cli
+from tests.support.seed import add_source_vector, seed
 
 
 def test_ann_check_recall_on_a_clustered_scope(fresh_db_url: str, tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import psycopg
 
 from scripts.seed_command import expand, last_json_object
 from seeding.params import SeedParams, Tenancy
-from tests.conftest import run_cli
 from tests.support.aionis import FIXTURE_DIR, OTHER_SCOPE
+from tests.support.cli import run_cli
 
 SEEDER = f"{shlex.quote(sys.executable)} {shlex.quote(str(FIXTURE_DIR / 'stand_in_seeder.py'))}"
 TEMPLATE = SEEDER + " --scope {scope} --events {events} --topics {topics} --src-scope {src_scope}"

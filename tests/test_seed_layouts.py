@@ -12,8 +12,8 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from memload.embedder import fake_embed
-from tests.conftest import run_cli
 from tests.support.aionis import COVER_INDEX, HNSW_INDEXES, OTHER_SCOPE, index_definitions
+from tests.support.cli import run_cli
 
 EVENTS, TOPICS = 150, 5
 
@@ -157,7 +157,7 @@ def test_database_error_during_a_shared_load_is_one_line_and_changes_nothing(aio
 
 
 def test_partitioned_layout_lists_an_extra_index_and_attach_adopts_it(fresh_db_url: str, tmp_path: Path) -> None:
-    from tests.test_seed import add_source_vector
+    from tests.support.seed import add_source_vector
 
     add_source_vector(fresh_db_url, OTHER_SCOPE)
     with psycopg.connect(fresh_db_url) as conn:

@@ -18,8 +18,8 @@ from seeding.ann_check import HnswSettings, run_ann_check
 from seeding.build_sizing import estimated_graph_bytes, plan_build
 from seeding.params import Tenancy
 from seeding.schema import partition_name
-from tests.conftest import run_cli
-from tests.test_seed import add_source_vector, seed
+from tests.support.cli import run_cli
+from tests.support.seed import add_source_vector, seed
 
 SRC = "tscale_src"
 

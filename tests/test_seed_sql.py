@@ -9,7 +9,7 @@ from pgvector.psycopg import register_vector
 from memload.config import SQL_DIR
 from scripts.embedded_db import run_psql
 from seeding.schema import partition_name
-from tests.test_seed import SOURCE_TEXT, add_source_vector, snapshot
+from tests.support.seed import SOURCE_TEXT, add_source_vector, snapshot
 
 SCRIPT = str(SQL_DIR / "seed_perf_dataset.sql")
 

@@ -19,8 +19,9 @@ import pytest
 
 from memload.config import REPO_ROOT, Settings
 from memload.errors import ConfigError, ExitCode
+from memload.net import free_port
 from scripts.stack import LocalStack, StackError, start_api
-from tests.conftest import PYTHON, free_port
+from tests.support.cli import PYTHON, run_cli
 
 
 def _post(url: str, body: dict) -> dict:
@@ -127,9 +128,7 @@ def test_up_refuses_a_port_in_use(fresh_db_url: str) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([PYTHON, "-m", "scripts.cli", "up", "--port", str(port)], cwd=REPO_ROOT,
-                              env={**os.environ, "DATABASE_URL": fresh_db_url}, capture_output=True, text=True,
-                              timeout=60)
+        proc = run_cli("up", "--port", str(port), env={"DATABASE_URL": fresh_db_url}, timeout=60)
     assert proc.returncode == ExitCode.USAGE and "--port" in proc.stderr and "in use" in proc.stderr
     assert proc.stdout == ""
 
@@ -205,7 +204,6 @@ def test_children_die_with_a_sigkilled_up(fresh_db_url: str) -> None:
 
 
 def test_worker_bench_builds_an_http_backlog_then_measures(db_url: str, start_api, tmp_path: Path) -> None:
-    from tests.conftest import run_cli
 
     api = start_api()
     scope = f"wb_http_{os.urandom(4).hex()}"
@@ -354,8 +352,8 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
     from playwright.sync_api import sync_playwright
 
     from memload.embedder import fake_embed
-    from tests.conftest import run_cli, wait_http
-    from tests.test_webui import CHROMIUM_ARGS, DOCS_IMG, _count
+    from tests.support.api import wait_http
+    from tests.support.browser import CHROMIUM_ARGS, DOCS_IMG, request_count
 
     home = tmp_path / "home"
     env = {"DATABASE_URL": fresh_db_url, "MEMLOAD_HOME": str(home)}
@@ -388,9 +386,11 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
             page.fill("input[name=spawnRate]", "4")
             page.click("button[type=submit]")
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and (_count(page, "recall_text") < 100 or _count(page, "write") < 20):
+            while time.monotonic() < deadline and (request_count(page, "recall_text") < 100
+                                                   or request_count(page, "write") < 20):
                 page.wait_for_timeout(500)
-            assert _count(page, "recall_text") >= 100 and _count(page, "write") > 0, page.inner_text("body")
+            assert request_count(page, "recall_text") >= 100 and request_count(page, "write") > 0, \
+                page.inner_text("body")
             page.wait_for_timeout(8000)  # Locust's current RPS needs a few seconds of history
             page.screenshot(path=str(tmp_path / "locust_webui.png"))
             page.get_by_role("button", name="Stop").click()

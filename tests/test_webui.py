@@ -24,13 +24,10 @@ from typing import Any
 import pytest
 
 from memload.config import REPO_ROOT
-from tests.conftest import free_port, wait_http
-from tests.test_bench import HIGH_LIMITS, query_set, seed_answers
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DOCS_IMG = REPO_ROOT / "docs" / "img"
+from memload.net import free_port
+from tests.support.api import wait_http
+from tests.support.bench import HIGH_LIMITS, query_set, seed_answers
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DOCS_IMG, request_count
 
 QUERIES = ["perf topic #1", "perf topic #2", "perf topic #3"]
 
@@ -108,15 +105,6 @@ def test_web_ui_start_runs_the_preflight_and_streams_the_records(start_api, tmp_
 @pytest.mark.slow
 
 
-def _count(page, name: str) -> int:
-    """'# Requests' of the statistics row called `name` (0 when absent)."""
-    for row in page.query_selector_all("table tbody tr"):
-        cells = [c.inner_text().strip() for c in row.query_selector_all("td")]
-        if len(cells) > 2 and cells[1] == name:
-            return int(cells[2])
-    return 0
-
-
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing (apt-get install -y chromium)")
 def test_web_ui_run_rows_pacing_tab_and_screenshot(start_api, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -143,11 +131,11 @@ def test_web_ui_run_rows_pacing_tab_and_screenshot(start_api, tmp_path: Path) ->
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 page.wait_for_timeout(500)
-                if _count(page, "recall_text") > 0 and _count(page, "write") > 0 \
-                        and _count(page, "recall_text [429]") > 0:
+                if request_count(page, "recall_text") > 0 and request_count(page, "write") > 0 \
+                        and request_count(page, "recall_text [429]") > 0:
                     break
-            recall, write = _count(page, "recall_text"), _count(page, "write")
-            limited = _count(page, "recall_text [429]")
+            recall, write = request_count(page, "recall_text"), request_count(page, "write")
+            limited = request_count(page, "recall_text [429]")
             assert recall > 0 and write > 0, page.inner_text("body")
             assert limited > 0  # 429s have their own row, apart from the recall percentiles
             page.wait_for_timeout(1500)

@@ -24,7 +24,7 @@ from memload.config import REPO_ROOT
 from memload.embedder import PROVIDER_NAME, fake_embed
 from memload.errors import ExitCode
 from memory_api.worker import OutboxWorker, WorkerConfig
-from tests.conftest import PYTHON, run_cli
+from tests.support.cli import PYTHON, run_cli
 
 CONTRACT_FIELDS = {"ok", "mode", "scope", "claimed", "processed", "topic_cluster_runs", "embed_backfill_runs",
                    "failed_marked", "topic_commit_hashes"}

@@ -19,8 +19,8 @@ from psycopg.types.json import Jsonb
 
 from memload.config import REPO_ROOT
 from memload.errors import ExitCode
-from tests.conftest import PYTHON, run_cli
 from tests.support.aionis import OTHER_SCOPE, enqueue_writes, scope_counts, stand_in_worker_command
+from tests.support.cli import PYTHON, run_cli
 
 SCOPE = "wbench"
 WRITES = 6

@@ -1,4 +1,5 @@
-"""Builders of run-directory artifacts (docs/ARTIFACTS.md formats) for the report and compare tests. No tests here.
+"""Builders of run-directory artifacts (docs/ARTIFACTS.md formats) for the report and compare tests, and a check of
+what a plot actually drew.
 
 Each builder writes exactly what it is given, so a test knows every input number and can compute the expected
 report figures independently.
@@ -9,15 +10,14 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port, wait_http
-
-PYTHON = sys.executable
+from memload.net import free_port
+from tests.support.api import wait_http
+from tests.support.cli import PYTHON
 
 EXPLAIN_HNSW = """\
 -- memload explain: scope=perf tenant_id=default scope_key=perf lim=30 oversample=5
@@ -347,3 +347,13 @@ def real_locust_run(workdir: Path, scale: str = "1000", seconds: int = 4) -> Pat
         server.terminate()
         server.wait(10)
     return out
+
+
+def pixels(path: Path, hex_color: str) -> int:
+    """Pixels of one line colour in a PNG: how much of a data series was actually drawn."""
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    img = mpimg.imread(path)[:, :, :3]
+    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int((np.abs(img - rgb).max(axis=2) < 0.06).sum())

@@ -1,4 +1,4 @@
-"""Helpers shared by the reliability tests (tests/test_reliability_*.py, tests/test_fuzz_api.py), plus their own test.
+"""Helpers shared by the reliability tests (tests/test_reliability_*.py, tests/test_fuzz_api.py).
 
 `Client` keeps one keep-alive HTTP connection (reconnecting after the server closes it), `row_counts` snapshots the
 tables a request may change, `report` prints the one-line figures docs/RELIABILITY.md quotes (`pytest -s`).
@@ -6,24 +6,21 @@ tables a request may change, `report` prints the one-line figures docs/RELIABILI
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import io
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import urlsplit
 
 import psycopg
 
 from memload.config import REPO_ROOT
+from tests.support.cli import PYTHON, cli_env, start_cli, stop
 
 TABLES = ("memory_commits", "memory_nodes", "memory_edges", "memory_outbox", "memory_rule_defs",
           "memory_recall_audit")
@@ -107,40 +104,7 @@ def row_counts(conn: psycopg.Connection) -> dict[str, int]:
     return dict(zip(TABLES, row, strict=True))
 
 
-def start_cli(args: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen:
-    """`memload ARGS` as a background process (own session, output to log_path)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "scripts.cli", *args], cwd=REPO_ROOT, env=full_env,
-                            stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
-    """Signal one process we started (by pid) and wait; SIGKILL if it does not exit in time."""
-    if proc.poll() is None:
-        try:
-            proc.send_signal(sig)
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.returncode
-
-
 # ------------------------------------------------------------------------------------------- load-run harness
-def start_api_on(port: int, db_url: str, log_path: Path, **env: str) -> subprocess.Popen:
-    """`memload api` on a fixed port (so a restarted API is found by a running load at the same address)."""
-    from tests.conftest import UNTHROTTLED_EMBED, wait_http
-
-    full = {"DATABASE_URL": db_url, **UNTHROTTLED_EMBED, **{k.upper(): str(v) for k, v in env.items()}}
-    proc = start_cli(["api", "--host", "127.0.0.1", "--port", str(port)], log_path, full)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=60, proc=proc)
-    except Exception:
-        stop(proc, signal.SIGKILL)
-        raise RuntimeError(f"API did not start:\n{log_path.read_text(errors='replace')[-2000:]}") from None
-    return proc
-
-
 def start_worker(db_url: str, log_path: Path, *args: str) -> subprocess.Popen:
     return start_cli(["worker", "--poll-interval-ms", "100", *args], log_path, {"DATABASE_URL": db_url})
 
@@ -151,8 +115,8 @@ def start_bench(base_url: str, db_url: str, csv_prefix: Path, *args: str, env: M
     The runs start on an empty scope and inject faults on purpose: the empty-scope preflight and the error gates
     are off, the tests assert the counts themselves."""
     csv_prefix.parent.mkdir(parents=True, exist_ok=True)
-    full = {**os.environ, "DATABASE_URL": db_url, **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "scripts.cli", "bench", "--base-url", base_url, "--csv",
+    full = cli_env({"DATABASE_URL": db_url, **(env or {})})
+    return subprocess.Popen([PYTHON, "-m", "scripts.cli", "bench", "--base-url", base_url, "--csv",
                              str(csv_prefix), "--warmup", "0", "--max-run-s", "240", "--allow-empty-scope",
                              "--fail-on-transport-error-rate", "1", "--max-5xx-rate", "1", *args],
                             cwd=REPO_ROOT, env=full,
@@ -221,30 +185,3 @@ def outbox_exactly_once(conn: psycopg.Connection, scope: str) -> dict[str, int]:
     assert part_of[0] == part_of[1] == writes, f"each event clustered into exactly one topic: {out}"
     out["jobs_processed"] = out["jobs"] - pending
     return out
-
-
-def cli(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
-    """`memload ARGS` in this process: the CLI's own main() (parsing, env twins, guards, exit codes, output) without
-    the interpreter start-up a subprocess costs per call. Returns (exit code, stdout, stderr)."""
-    from scripts.cli import main as cli_main
-
-    out, err = io.StringIO(), io.StringIO()
-    with mock.patch.dict(os.environ, dict(env or {})), contextlib.redirect_stdout(out), \
-            contextlib.redirect_stderr(err):
-        try:
-            rc = cli_main(list(args))
-        except SystemExit as exc:  # argparse errors
-            rc = int(exc.code) if isinstance(exc.code, int) else 1
-    return rc, out.getvalue(), err.getvalue()
-
-
-def test_client_reconnects_and_envelope_check(start_api: Any) -> None:
-    api = start_api()
-    c = Client(api.base_url)
-    r = c.request("GET", "/health")
-    assert r.status == 200 and r.json()["ok"] is True and "x-request-id" in r.headers
-    r = c.request("GET", "/nope")
-    assert r.status == 404 and r.envelope_problem() is None
-    assert Response(400, {}, b"plain").envelope_problem() is not None
-    c.close()
-    assert c.request("GET", "/health").status == 200
