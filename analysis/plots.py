@@ -502,7 +502,7 @@ def pace_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
         ax.set_zorder(ax2.get_zorder() + 1)  # the pace line above the 429 area
         ax.patch.set_visible(False)
         ax.set_xlabel(xlabel)
-        ax.set_title(f"{cls}: AIMD pace and 429s ({int(part['count_429'].sum())} × 429, "
+        ax.set_title(f"{cls}: adaptive pace and 429s ({int(part['count_429'].sum())} × 429, "
                      f"{int(part['count_ok'].sum())} ok)", fontsize=10)
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()

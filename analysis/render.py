@@ -819,7 +819,7 @@ def f_adaptive_table(ctx: ReportContext) -> str:
     out = ("Adaptive retry loop (`benchmark_adapt_<scale>.json`; concurrency recall / write / pace ms):\n\n"
            + table(["scale", "auto adapt", "attempts", "retries used", "exhausted", "initial", "final",
                     "last 429", "last requests", "last 429 rate"], rows))
-    out += ("\n\nLive AIMD pacing (`locust_<scale>_pacing.csv`):\n\n"
+    out += ("\n\nLive adaptive pacing (`locust_<scale>_pacing.csv`):\n\n"
             + table(["scale", "class", "first pace ms", "max pace ms", "last pace ms", "429s", "ok"], live))
     return out
 

@@ -45,11 +45,11 @@ def run_turns(base_url: str, target_pid: int, users: int, seconds: int, rounds: 
                "MEMLOAD_CAPACITY_SECONDS": str(seconds), "MEMLOAD_CAPACITY_ROUNDS": str(rounds),
                "MEMLOAD_CAPACITY_ENDPOINTS": ",".join(endpoints), "MEMLOAD_CAPACITY_TARGET_PID": str(target_pid),
                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+        budget_s = len(endpoints) * 2 * rounds * (seconds + 2) + 120
         cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", base_url,
                "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", "0", "--csv", str(prefix),
                # as `memload bench` runs a case: a time budget (here longer than the benchmark; the shape ends it)
-               "--duration-s", "100000", "--phases", "concurrent"]
-        budget_s = len(endpoints) * 2 * rounds * (seconds + 2) + 120
+               "--duration-s", str(budget_s), "--phases", "concurrent"]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=budget_s, cwd=REPO)
         if proc.returncode != 0 or not out.is_file():
             raise RuntimeError(f"locust failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

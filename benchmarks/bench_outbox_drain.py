@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.types.json import Jsonb
 
+from memload import contract as C
 from memload.identity import sha256_hex
 
 
@@ -94,7 +95,7 @@ def build_embed_backlog(conn: psycopg.Connection, scope: str, n_nodes: int, node
             payload["force_reembed"] = True
         if cluster:
             payload["after_topic_cluster_event_ids"] = [i for i, _ in chunk]
-        outbox_ids.append(enqueue(conn, scope, commit_id, "embed_nodes", payload))
+        outbox_ids.append(enqueue(conn, scope, commit_id, C.OUTBOX_EMBED_NODES, payload))
     return Backlog(scope, commit_id, node_ids, texts, outbox_ids)
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from memload.bench_settings import PROFILES, Setting, SettingValueError, convert, locust_settings
-from memload.client import auth_headers as auth_headers  # one home: memload.client (re-exported for old imports)
 from memload.contract import TENANT_ID_RE
 
 FALLBACK_QUERY = "memory graph perf"  # the Aionis kit's constant recall query

@@ -13,7 +13,6 @@ the options of the spawn message (`memload_refused`, `memload_expect_seeds`).
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import secrets
 import time
@@ -33,7 +32,6 @@ from locustfiles.options import (
     OptionError,
     SuiteConfig,
     add_arguments,
-    auth_headers,
     load_queries,
 )
 from locustfiles.pacing import PacingController
@@ -41,6 +39,7 @@ from locustfiles.preflight import EXIT_KIND, run_preflight
 from locustfiles.records import CATEGORY, RecordsWriter
 from locustfiles.validation import Verdict
 from locustfiles.webui import extend_web_ui
+from memload.client import ApiClient, RequestFailed, auth_headers, recall_text_body
 from memload.contract import RECALL_TEXT
 from memload.errors import ExitCode
 
@@ -380,30 +379,19 @@ class Suite:
     # --- warmup ---
     def _run_warmup(self, cfg: SuiteConfig) -> None:
         """The Aionis kit's warmup: sequential recall_text calls, outside every statistic."""
-        from geventhttpclient import HTTPClient
-        from geventhttpclient.url import URL
-
         host = self.env.host or ""
         by_status: Counter[str] = Counter()
         started = time.perf_counter()
         if not host:
             log.warning("memload: no --host, warmup skipped")
             return
-        url = URL(host.rstrip("/") + RECALL_TEXT)
-        body = json.dumps({"tenant_id": cfg.tenant_id, "scope": cfg.scope, "query_text": WARMUP_QUERY,
-                           "limit": 20}).encode()
-        timeout = cfg.timeout_ms / 1000.0
-        client = HTTPClient.from_url(url, connection_timeout=timeout, network_timeout=timeout, concurrency=1)
-        try:
-            for _ in range(cfg.warmup):
-                try:
-                    resp = client.post(url.request_uri, body=body, headers=self.post_headers)
-                    resp.read()
-                    by_status[str(resp.status_code)] += 1
-                except Exception as exc:  # transport errors are counted, as in the run
-                    by_status[f"error:{type(exc).__name__}"] += 1
-        finally:
-            client.close()
+        client = ApiClient(host, headers=self.headers, timeout_s=cfg.timeout_ms / 1000.0, max_429_retries=0)
+        body = recall_text_body(cfg.tenant_id, cfg.scope, WARMUP_QUERY, 20)
+        for _ in range(cfg.warmup):
+            try:
+                by_status[str(client.request("POST", RECALL_TEXT, body).status)] += 1
+            except RequestFailed as exc:  # transport errors are counted, as in the run
+                by_status[f"error:{type(exc.cause or exc).__name__}"] += 1
         ok = sum(n for k, n in by_status.items() if k.startswith("2"))
         self.warmup = {"requests": cfg.warmup, "ok": ok, "failed": cfg.warmup - ok, "by_status": dict(by_status),
                        "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3)}

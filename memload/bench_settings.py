@@ -217,7 +217,7 @@ SETTINGS: tuple[Setting, ...] = (
             matrix=True, profiles={"worker_slo": True}, matrix_profiles={"worker_slo": False},
             locust=LocustTwin("MEMLOAD_EMBED_ON_WRITE", default=False)),
     Setting("adaptive", "--adaptive", "MEMLOAD_ADAPTIVE", "choice",
-            "on: honour Retry-After and send each endpoint class at the rate the server grants (AIMD); off: the "
+            "on: honour Retry-After and send each endpoint class at the rate the server is measured to grant; off: the "
             "Aionis kit's fixed pacing", default="on", choices=("on", "off"),
             locust=LocustTwin("MEMLOAD_ADAPTIVE", default="on")),
     Setting("query_set", "--query-set", "MEMLOAD_QUERY_SET", "str",

@@ -23,6 +23,7 @@ from memload.identity import sha256_hex
 from memory_api.errors import ApiError
 
 SWEEP_EVERY_N = 500
+TOKEN_EPSILON = 1e-9  # a refill computed as 0.9999999999 token after the exact wait is a whole token
 LOOPBACK = ("127.0.0.1", "::1")
 
 
@@ -53,7 +54,7 @@ class TokenBucketLimiter:
         else:
             b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
             b[1] = now
-        if b[0] >= cost:
+        if b[0] >= cost - TOKEN_EPSILON:
             b[0] -= cost
             return Decision(True, 0)
         return Decision(False, max(1, math.ceil((cost - b[0]) / self.rate * 1000)))
@@ -132,7 +133,11 @@ async def _check_with_wait(limiter: TokenBucketLimiter, key: str, max_wait_ms: i
     waited = 0
     if not res.allowed and max_wait_ms > 0:
         waited = min(max_wait_ms, max(1, res.retry_after_ms))
-        await asyncio.sleep(waited / 1000.0)
+        # uvloop's timers count from the loop's cached clock and can fire early by the time the current iteration has
+        # run: sleep until the monotonic clock says the wait is over, so the re-check sees the refill it waited for
+        deadline = time.monotonic() + waited / 1000.0
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(left)
         res = limiter.check(key)
     return res, waited
 

@@ -125,12 +125,6 @@ def test_auth_one_behaviour_key_fallback_and_stripping() -> None:
     assert json_headers({"MEMORY_API_KEYS_JSON": keys}) == {"x-api-key": "k2", "content-type": "application/json"}
 
 
-def test_locust_options_keep_the_same_auth_headers() -> None:
-    from locustfiles.options import auth_headers as options_auth_headers
-
-    assert options_auth_headers is auth_headers
-
-
 # ------------------------------------------------------------------------------------------------ bodies
 def test_bodies_are_the_locust_users_bytes() -> None:
     assert write_body("t", "s", "run", 7, False) == (

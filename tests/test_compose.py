@@ -217,8 +217,11 @@ def locust_env_vars() -> set[str]:
 
 
 def locustfile_env_reads() -> set[str]:
-    """Upper-case names the locustfiles read from the environment directly (e.g. auth headers)."""
-    names: set[str] = set()
+    """Upper-case names the locustfiles read from the environment directly, and the shared client's auth variables
+    (the users take their headers from memload.client)."""
+    from memload.client import AUTH_ENV_VARS
+
+    names: set[str] = set(AUTH_ENV_VARS)
     for path in (REPO_ROOT / "locustfiles").glob("*.py"):
         names |= set(re.findall(r"[\"']([A-Z][A-Z0-9_]{2,})[\"']", path.read_text()))
     return names

@@ -16,7 +16,7 @@ import pytest
 from locustfiles.budget import TokenDispenser, TokenPool
 from locustfiles.exact_stats import HIGHEST_US, Aggregate, CaseStats, Recorder, new_histogram, record_many
 from locustfiles.open_model import ArrivalSchedule
-from locustfiles.options import OptionError, SuiteConfig, auth_headers, load_queries
+from locustfiles.options import OptionError, SuiteConfig, load_queries
 from locustfiles.pacing import PacingController, parse_retry_after
 from locustfiles.records import CATEGORY, parse_server_timing
 from locustfiles.validation import (
@@ -29,6 +29,7 @@ from locustfiles.validation import (
     TRANSPORT,
     classify,
 )
+from memload.client import auth_headers
 
 SEED = {"id": "a", "type": "event", "title": None, "text_summary": "x", "tier": "hot", "salience": 0.5,
         "confidence": 0.8, "similarity": 0.9}

@@ -21,6 +21,7 @@ from memload import contract as C
 from memload.config import Settings
 from memload.identity import sha256_hex
 from memory_api import db
+from memory_api import recall as _api_recall
 from memory_api import recall_sql as Q
 from memory_api.context import build_context
 
@@ -29,7 +30,6 @@ log = logging.getLogger("memory_api.recall")
 # The query vector travels in pgvector's binary format (%b): the text form costs ~0.7 ms per recall (psycopg formats
 # 1536 floats, PostgreSQL parses them back), measured side by side on one connection. The SQL stays written with %s
 # in recall_sql (one source for the API, `memload explain` and sql/explain_baseline.sql).
-_STAGE1_SQL = Q.STAGE1_SQL.replace("%(q)s", "%(q)b")
 _STAGE1_UNSCOPED_SQL = Q.STAGE1_UNSCOPED_SQL.replace("%(q)s", "%(q)b")
 
 _NODE_COLS = (
@@ -162,7 +162,9 @@ async def run_recall(conn: psycopg.AsyncConnection, q: RecallQuery, s: Settings,
     """The recall response (caller owns the transaction); inserts the audit row last."""
     p = q.params
     limit = p["limit"]
-    stage1 = _STAGE1_SQL if s.recall_scope_path else _STAGE1_UNSCOPED_SQL
+    # stage 1 follows the scope's index precision as the API does (the statement is not what this reference pins)
+    stage1 = (_api_recall._STAGE1_BY_PRECISION[await _api_recall.scope_precision(conn, q.scope_key)]
+              if s.recall_scope_path else _STAGE1_UNSCOPED_SQL)
     rows = await db.fetchall(conn, stage1, {"q": q.vector, "scope": q.scope_key, "oversample": oversample(limit),
                                             "limit": limit, "agent": q.agent, "team": q.team})
     seeds = [dict(zip(_SEED_COLS, r, strict=True)) for r in rows]
