@@ -33,9 +33,10 @@ from memload.client import HEALTH, WRITE, ApiClient, RequestFailed
 from memload.config import REPO_ROOT, Settings
 from memload.embedder import fake_embed
 from memload.errors import DatabaseUnavailable, ExitCode, MemloadError
+from memload.limits import LIMIT_PROFILES
 from scripts.common import log
 from scripts.hostinfo import host_info
-from scripts.matrix_config import BENCHMARK_RATE_LIMITS, MatrixConfig
+from scripts.matrix_config import MatrixConfig
 from scripts.target import probe_target
 
 SOURCE_ANCHOR_TEXT = "perf source anchor vector"
@@ -393,6 +394,12 @@ class Matrix:
             _RUN_LOG = RunLog(None)
         return self.state.exit_code()
 
+    @property
+    def local_limits(self) -> str:
+        """The rate-limit profile of the local stack's API (`default` is the older name of `contract`)."""
+        name = self.cfg["LOCAL_RATE_LIMIT_PROFILE"]
+        return "contract" if name == "default" else name
+
     def _bring_up(self) -> None:
         if self.base_url and not self.database_url:
             self.state.fail("configuration", "BASE_URL is set but DATABASE_URL is not: seeding and EXPLAIN need the "
@@ -409,7 +416,7 @@ class Matrix:
             with self.state.phase("stack_up", hint="PORT / DATABASE_URL; the API's log is under logs/"):
                 from scripts.stack import LocalStack
 
-                api_env = dict(BENCHMARK_RATE_LIMITS) if self.cfg["LOCAL_RATE_LIMIT_PROFILE"] == "benchmark" else {}
+                api_env = dict(LIMIT_PROFILES[self.local_limits])
                 self.stack = LocalStack(self.settings, worker=False, api_env=api_env,
                                         log_dir=self.state.out_dir / "logs")
                 self.stack.start()
@@ -764,8 +771,9 @@ class Matrix:
             "config": {k: v for k, v in self.cfg.values.items()},
             "config_sources": self.cfg.sources,
             "target": self.target,
-            "local_stack": {"rate_limits": BENCHMARK_RATE_LIMITS if self.cfg["LOCAL_RATE_LIMIT_PROFILE"] ==
-                            "benchmark" else None} if local else None,
+            "local_stack": {"rate_limit_profile": self.local_limits,
+                            "rate_limits": LIMIT_PROFILES[self.local_limits] or None}
+            if local else None,
             "host": host_info(),
             "database": self._database_info,
             "phases": [asdict(p) for p in self.state.phases],

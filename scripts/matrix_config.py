@@ -20,7 +20,7 @@ from memload.bench_settings import BY_ENV, PROFILES, SettingValueError, convert,
 from memload.config import parse_bool
 from memload.contract import TENANT_ID_RE
 from memload.errors import ConfigError
-from memload.limits import BENCHMARK_RATE_LIMITS  # noqa: F401  (its home; scripts.matrix imports it from here)
+from memload.limits import LIMIT_PROFILES
 from scripts.options import bounded_float, bounded_int
 
 # Profile defaults (the Aionis kit's profiles), applied for real: the Aionis kit's matrix script sets pace and
@@ -199,8 +199,10 @@ VARS: list[Var] = [
         "(partition drop); 0 = keep all"),
     Var("SEED_VECTORS", "clustered", _choice("clustered", "copy"), "seeded vectors (copy = the Aionis kit's dataset)"),
     Var("SEED_RANDOM_SEED", "42", _int(0, 2**31 - 1), "seeder --seed"),
-    Var("LOCAL_RATE_LIMIT_PROFILE", "benchmark", _choice("default", "benchmark"),
-        "local stack only: rate limits of the API it starts (benchmark = the Aionis kit's benchmark.env limits)"),
+    Var("LOCAL_RATE_LIMIT_PROFILE", "off", _choice(*LIMIT_PROFILES, "default"),
+        "local stack only: rate limits of the API it starts. off: the reference API's capacity (time-based cases "
+        "send as fast as their users can); benchmark: the Aionis kit's benchmark.env limits (a 30 s write case at 4 "
+        "users then measures the 120 req/s tenant write quota); contract (or default): the API's defaults"),
 ]
 
 @dataclass(frozen=True)
