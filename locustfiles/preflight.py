@@ -13,11 +13,10 @@ latency, so a run with recall users stops unless `--allow-empty-scope`. A scope 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from locustfiles.pacing import parse_retry_after
-from locustfiles.validation import OK, RATE_LIMITED, SERVER_5XX, TRANSPORT, classify
+from locustfiles.validation import OK, SERVER_5XX, TRANSPORT, classify
+from memload.client import ApiClient, RequestFailed, recall_text_body
 from memload.contract import HEALTH, RECALL_TEXT
 from memload.errors import ExitCode
 
@@ -30,26 +29,21 @@ EXIT_KIND = {"target": int(ExitCode.TARGET_FAILING), "empty_scope": int(ExitCode
 def run_preflight(host: str, *, scope: str, tenant_id: str, query: str, limit: int, headers: dict[str, str],
                   timeout_s: float, check_scope: bool, allow_empty_scope: bool) -> dict[str, Any]:
     """Probe `host` (see the module docstring); `check_scope` = the run has recall users."""
-    from geventhttpclient import HTTPClient
-    from geventhttpclient.url import URL
-
     result: dict[str, Any] = {"health": {"status": 0, "body": None}, "scope_nonempty": None, "seeds_seen": 0,
                               "error": None}
     base = host.rstrip("/")
+    # a 429 on the probe is waited out (Retry-After, at most MAX_HOLD_S) RECALL_ATTEMPTS - 1 times
+    client = ApiClient(base, headers=headers, timeout_s=timeout_s, max_429_retries=RECALL_ATTEMPTS - 1,
+                       max_retry_wait_s=MAX_HOLD_S)
 
-    def request(method: str, path: str, body: bytes | None) -> tuple[int, bytes | None, Any, BaseException | None]:
-        url = URL(base + path)
-        client = HTTPClient.from_url(url, connection_timeout=timeout_s, network_timeout=timeout_s, concurrency=1)
+    def request(method: str, path: str, body: bytes | None) -> tuple[int, bytes | None, BaseException | None]:
         try:
-            hdrs = {**headers, "content-type": "application/json"} if body is not None else dict(headers)
-            resp = client.request(method, url.request_uri, body=body, headers=hdrs)
-            return resp.status_code, resp.read(), resp, None
-        except Exception as exc:  # a dead target: refused, reset, timed out, bad DNS
-            return 0, None, None, exc
-        finally:
-            client.close()
+            reply = client.request(method, path, body)
+        except RequestFailed as exc:  # a dead target: refused, reset, timed out, bad DNS
+            return 0, None, exc.cause or exc
+        return reply.status, reply.body, None
 
-    status, body, _, err = request("GET", HEALTH, None)
+    status, body, err = request("GET", HEALTH, None)
     result["health"] = {"status": status, "body": _json(body)}
     if err is not None:
         result["error"] = {"kind": "target", "message": f"{base} is not answering: GET {HEALTH} failed "
@@ -59,15 +53,8 @@ def run_preflight(host: str, *, scope: str, tenant_id: str, query: str, limit: i
         result["error"] = {"kind": "target", "message": f"{base} is not healthy: GET {HEALTH} answered {status}"}
         return result
 
-    payload = json.dumps({"tenant_id": tenant_id, "scope": scope, "query_text": query, "limit": limit}).encode()
-    for attempt in range(RECALL_ATTEMPTS):
-        status, body, resp, err = request("POST", RECALL_TEXT, payload)
-        verdict = classify("recall_text", status, body, err)
-        if verdict.category != RATE_LIMITED or attempt == RECALL_ATTEMPTS - 1:
-            break
-        hold = parse_retry_after(resp.headers.get("retry-after") if resp is not None else None,
-                                 verdict.retry_after_ms)
-        time.sleep(min(MAX_HOLD_S, hold if hold is not None else 1.0))
+    status, body, err = request("POST", RECALL_TEXT, recall_text_body(tenant_id, scope, query, limit))
+    verdict = classify("recall_text", status, body, err)
     if verdict.category in (TRANSPORT, SERVER_5XX):
         result["error"] = {"kind": "target", "message": f"{base}: the preflight recall_text on scope {scope!r} "
                                                          f"failed ({verdict.status_key} {verdict.detail})".rstrip()}
