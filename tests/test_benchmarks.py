@@ -1,13 +1,14 @@
 """Smoke runs of the benchmarks (benchmarks/bench_api.py, benchmarks/bench_outbox_drain.py,
 benchmarks/bench_generator.py).
 
-They print the issue's figures; these tests keep them runnable and check that what they print is complete and
+They print figures; these tests keep them runnable and check that what they print is complete and
 consistent (a benchmark that silently loses a case or its CPU split would mislead), not how fast anything is.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 from memload.config import REPO_ROOT
@@ -15,8 +16,6 @@ from tests.support.cli import PYTHON
 
 
 def _run(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
     return subprocess.run([PYTHON, "-m", module, *args], cwd=REPO_ROOT, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=300)
 
@@ -40,7 +39,12 @@ def test_bench_api_prints_every_case_with_its_cpu_split(db_url: str) -> None:
         assert cpu["api"] > 0 and cpu["load_generator"] >= 0, (name, cpu)
         assert cpu["postgres"] > 0 or name in ("write", "recall_text_c1"), (name, cpu)
         assert abs(cpu["total"] - (cpu["api"] + cpu["postgres"] + cpu["load_generator"])) < 0.05, (name, cpu)
-        assert 0 < case["cpu_busy_fraction"] <= 1.05 and case["cpu_bound_rps"] > 0, name
+        # busy = CPU / (wall x cores); each process's CPU is read in 10 ms ticks (user and system), so a toy case of
+        # a fraction of a second can read up to 20 ms per process over: about 16 processes (API workers, backends,
+        # the generator) bound that error
+        wall_s = case["total"] / case["rps"]
+        slack = 16 * 0.02 / (wall_s * (os.cpu_count() or 1))
+        assert 0 < case["cpu_busy_fraction"] <= 1 + slack and case["cpu_bound_rps"] > 0, (name, slack)
     assert set(out["meets_targets"]) == {"recall_text", "write"}
     assert "CPU-bound ceiling" in proc.stderr
     # a database it did not create is left as it was found: the scope is purged, partitions and audit rows included

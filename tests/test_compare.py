@@ -195,7 +195,7 @@ def test_bootstrap_is_deterministic(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ warnings
 def test_too_few_samples_warn(tmp_path: Path) -> None:
-    """The issue's case: ~100 writes per run. Bootstrap keeps it 'no significant change' and says why."""
+    """A small run: ~100 writes. Bootstrap keeps it 'no significant change' and says why."""
     base = make_run(tmp_path / "b", seed=1, write_rps=3.5)
     cand = make_run(tmp_path / "c", seed=2, write_rps=3.5)
     proc = run_cli("compare", str(base), str(cand), timeout=120)

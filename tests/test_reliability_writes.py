@@ -3,7 +3,7 @@
 A write bench (open model, 20 writes/s, auto_embed so each write also enqueues its outbox job) runs while a second
 bench sends recalls to the same scope. The tenant write quota is set a little below the offered rate, so some writes
 get a 429: those must leave nothing behind. Afterwards the bench's own check must report every 200-acknowledged
-write in the database with its commit, and the test re-checks it independently with SQL. The issue's 60 s load is
+write in the database with its commit, and the test re-checks it independently with SQL. A 60 s load is
 cut to 20 s (400 writes) to keep the suite within its time budget on 2 cores.
 
 A negative control proves the checker can fail: a deleted acknowledged write, a half-deleted one and a rejected
