@@ -21,6 +21,7 @@ from memload.config import REPO_ROOT, Settings
 from memload.errors import ConfigError, ExitCode
 from memload.net import free_port
 from scripts.stack import LocalStack, StackError, start_api
+from tests.support.browser import CHROMIUM
 from tests.support.cli import PYTHON, run_cli
 
 
@@ -335,7 +336,6 @@ def test_up_limits_modes_are_what_the_api_enforces(fresh_db_url: str, tmp_path: 
     assert set(o.values()) == {"off"}
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.mark.browser
@@ -353,7 +353,7 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
 
     from memload.embedder import fake_embed
     from tests.support.api import wait_http
-    from tests.support.browser import CHROMIUM_ARGS, DOCS_IMG, request_count
+    from tests.support.browser import DOCS_IMG, open_and_swarm, request_count
 
     home = tmp_path / "home"
     env = {"DATABASE_URL": fresh_db_url, "MEMLOAD_HOME": str(home)}
@@ -379,12 +379,7 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
         ui = f"http://127.0.0.1:{web_port}"
         wait_http(ui + "/", proc=ui_proc)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 800})
-            page.goto(ui + "/")
-            page.fill("input[name=userCount]", "4")
-            page.fill("input[name=spawnRate]", "4")
-            page.click("button[type=submit]")
+            page = open_and_swarm(pw, ui)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and (request_count(page, "recall_text") < 100
                                                    or request_count(page, "write") < 20):
@@ -395,7 +390,7 @@ def test_printed_locust_command_gives_answered_recalls_in_the_web_ui(fresh_db_ur
             page.screenshot(path=str(tmp_path / "locust_webui.png"))
             page.get_by_role("button", name="Stop").click()
             page.wait_for_selector("text=STOPPED", timeout=15000)
-            browser.close()
+            page.context.browser.close()
         ui_proc.send_signal(signal.SIGTERM)  # Locust writes its files (and the suite's) on the way out
         ui_proc.wait(30)
         log.close()

@@ -27,7 +27,7 @@ from memload.config import REPO_ROOT
 from memload.net import free_port
 from tests.support.api import wait_http
 from tests.support.bench import HIGH_LIMITS, query_set, seed_answers
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DOCS_IMG, request_count
+from tests.support.browser import CHROMIUM, DOCS_IMG, open_and_swarm, request_count
 
 QUERIES = ["perf topic #1", "perf topic #2", "perf topic #3"]
 
@@ -122,12 +122,7 @@ def test_web_ui_run_rows_pacing_tab_and_screenshot(start_api, tmp_path: Path) ->
         ui = f"http://127.0.0.1:{port}"
         wait_http(ui + "/", proc=proc)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 800})
-            page.goto(ui + "/")
-            page.fill("input[name=userCount]", "4")
-            page.fill("input[name=spawnRate]", "4")
-            page.click("button[type=submit]")
+            page = open_and_swarm(pw, ui)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 page.wait_for_timeout(500)
@@ -149,7 +144,7 @@ def test_web_ui_run_rows_pacing_tab_and_screenshot(start_api, tmp_path: Path) ->
 
             page.get_by_role("button", name="Stop").click()
             page.wait_for_selector("text=STOPPED", timeout=15000)
-            browser.close()
+            page.context.browser.close()
         if os.environ.get("MEMLOAD_UPDATE_SCREENSHOTS") == "1":  # refresh the README's pictures on request only
             DOCS_IMG.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(tmp_path / "locust_webui.png", DOCS_IMG / "locust_webui.png")

@@ -21,3 +21,14 @@ def request_count(page: Any, name: str) -> int:
         if len(cells) > 2 and cells[1] == name:
             return int(cells[2])
     return 0
+
+
+def open_and_swarm(pw: Any, ui: str, users: int = 4) -> Any:
+    """Chromium on Locust's web UI at `ui`: start a swarm of `users` (spawned at once); returns the page."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 800})
+    page.goto(ui + "/")
+    page.fill("input[name=userCount]", str(users))
+    page.fill("input[name=spawnRate]", str(users))
+    page.click("button[type=submit]")
+    return page
