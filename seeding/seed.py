@@ -112,6 +112,7 @@ class SeedRun:
     load_path: str = "partition"
     layout: Layout | None = None
     index_seconds: dict[str, float] = field(default_factory=dict)
+    attach_seconds: dict[str, float] = field(default_factory=dict)  # per table: ATTACH and its foreign-key checks
     warnings: list[str] = field(default_factory=list)
     build: BuildPlan | None = None
     precision: str = VECTOR  # the scope's ready hot/warm index, read back from the catalog after the seed
@@ -230,6 +231,7 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
         "query_set": str(qs_path),
         "load_path": run.load_path,
         "precision": run.precision,
+        "attach_seconds": run.attach_seconds,
         "index_build": {**(run.build.as_json() if run.build else {}), "seconds": run.index_seconds,
                         "hnsw_seconds": run.hnsw_seconds, "hnsw_cpu_s": run.hnsw_cpu_s,
                         "spilled_at_tuples": run.spilled_at, "index_mb": run.index_mb},
@@ -282,6 +284,7 @@ def _seed_partition(run: SeedRun, sa: Connection, raw: psycopg.Connection, facto
         sa.execute(insert(commits).values(**commit_row))
         node_t.attach(raw)
         edge_t.attach(raw)
+        run.attach_seconds = {t.parent: t.attach_seconds for t in (node_t, edge_t) if t.attach_seconds is not None}
         create_empty_partition(raw, "memory_outbox", key)
         for tbl in (node_t, edge_t):
             missing = unattached_index_count(raw, tbl.parent, tbl.final_name)

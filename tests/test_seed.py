@@ -265,3 +265,26 @@ def test_seed_killed_during_load_leaves_the_scope_as_it_was(src_url: str, tmp_pa
             time.sleep(0.2)
     assert snapshot(src_url, "tseed_killme") == before
     assert leftover_build_tables(src_url) == []
+
+
+def test_attach_runs_its_foreign_key_checks_without_merge_joins(fresh_db_url: str, tmp_path: Path) -> None:
+    """ATTACH checks the new edges against every node of every scope in one anti-join; planned as a merge join on
+    `scope` alone it compares each edge with each node of the scope (420 s at 10^5). An event trigger records the
+    planner setting in force when each ATTACH runs, inside the seed's own transaction."""
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE attach_log (cmd text, mergejoin text)")
+        conn.execute("CREATE FUNCTION log_attach() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "INSERT INTO attach_log VALUES (current_query(), current_setting('enable_mergejoin')); END $$")
+        conn.execute("CREATE EVENT TRIGGER log_attach ON ddl_command_start WHEN TAG IN ('ALTER TABLE') "
+                     "EXECUTE FUNCTION log_attach()")
+    add_source_vector(fresh_db_url, "src")
+    out = seed(fresh_db_url, tmp_path, "tattach", events=300, topics=5)
+    assert set(out["attach_seconds"]) == {"memory_nodes", "memory_edges"}
+    with psycopg.connect(fresh_db_url) as conn:
+        rows = conn.execute("SELECT cmd, mergejoin FROM attach_log").fetchall()
+        after = conn.execute("SELECT current_setting('enable_mergejoin')").fetchone()[0]
+    attaches = [m for cmd, m in rows if "ATTACH PARTITION" in cmd and "memory_outbox" not in cmd]
+    assert len(attaches) == 2 and set(attaches) == {"off"}, rows
+    others = [m for cmd, m in rows if "ATTACH PARTITION" not in cmd]
+    assert others and set(others) == {"on"}, rows  # restored after each ATTACH: the seed's other statements as set
+    assert after == "on"
