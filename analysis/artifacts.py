@@ -27,6 +27,7 @@ _ADAPT_RE = re.compile(r"^benchmark_adapt_(?P<scale>.+)\.json$")
 _BENCH_RE = re.compile(r"^benchmark_(?P<scale>.+)\.json$")
 _SEED_RE = re.compile(r"^seed_(?P<scale>.+)\.json$")
 _EXPLAIN_RE = re.compile(r"^explain_(?P<scale>.+)\.txt$")
+_ANN_RE = re.compile(r"^ann_check_(?P<scale>.+)\.json$")
 _STATS_RE = re.compile(r"^(?P<prefix>.+)_stats\.csv$")
 PACING_COLUMNS = ("timestamp", "endpoint_class", "pace_ms", "count_429", "count_ok")
 
@@ -70,6 +71,75 @@ class SeedInfo:
     layout: str | None = None
     seeded_by: str | None = None
     unknown_indexes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AnnSweepRow:
+    """One hnsw.ef_search of `memload ann-check --ef-sweep`, measured against the same ground truth."""
+
+    ef_search: int
+    recall_at_k: float  # the recall path's
+    index_recall_at_k: float | None  # the bare index's `LIMIT k`
+    recall_path_mean_ms: float | None
+    index_mean_ms: float | None
+    recall_at_k_distance: float | None = None  # the recall path's, ties counted
+
+    @property
+    def slo_recall(self) -> float:
+        return _slo_recall(self)
+
+    @property
+    def slo_recall_key(self) -> str:
+        return _slo_recall_key(self)
+
+
+@dataclass
+class AnnCheck:
+    """`ann_check_<scale>.json`: the JSON `memload ann-check` prints, plus the matrix's `ef_search_used` and
+    `ef_search_tuned` (the hnsw.ef_search the local API ran the benchmark with, and whether the matrix raised it)."""
+
+    path: Path
+    ok: bool | None
+    scope: str | None
+    k: int
+    queries: int
+    recall_at_k: float  # recall path: stage 1 as the API runs it (LIMIT candidates, re-ranked), top k kept
+    index_recall_at_k: float | None  # the bare index's `LIMIT k` k-NN
+    ef_search: int  # hnsw.ef_search the two figures above were measured at
+    iterative_scan: str | None
+    max_scan_tuples: int | None
+    vectors_in_scope: int | None
+    precision: str | None  # vector / halfvec
+    exact: str | None  # sql / numpy: how the ground truth was computed
+    limit: int | None
+    candidates: int | None
+    sweep: list[AnnSweepRow]
+    target_recall: float | None
+    ef_search_for_target: int | None
+    ef_search_used: int | None  # written by the matrix; None when the file does not say
+    ef_search_tuned: bool | None
+    recall_at_k_distance: float | None = None  # recall path, ties counted (a result at the k-th exact distance)
+    index_used: str | None = None  # the index the scan's plan used; None with index_in_plan False: no index at all
+    index_in_plan: bool | None = None  # None: the file does not say
+
+    @property
+    def slo_recall(self) -> float:
+        return _slo_recall(self)
+
+    @property
+    def slo_recall_key(self) -> str:
+        return _slo_recall_key(self)
+
+
+def _slo_recall(m: AnnCheck | AnnSweepRow) -> float:
+    """The recall path's figure the recall SLO judges: `recall_at_k_distance` (ties counted: on duplicate vectors
+    every id at the k-th exact distance is an exact neighbour, which one a scan returns is chance) when the file has
+    it, else `recall_at_k` (ids matched), as `memload ann-check --target-recall` judges it."""
+    return m.recall_at_k if m.recall_at_k_distance is None else m.recall_at_k_distance
+
+
+def _slo_recall_key(m: AnnCheck | AnnSweepRow) -> str:
+    return "recall_at_k" if m.recall_at_k_distance is None else "recall_at_k_distance"
 
 
 @dataclass
@@ -163,6 +233,7 @@ class ScaleFiles:
     pacing: Path | None = None
     requests: Path | None = None
     explain: Path | None = None
+    ann_check: Path | None = None
 
 
 @dataclass
@@ -196,6 +267,8 @@ def discover(directory: Path) -> RunFiles:
             at(m["scale"]).seed = path
         elif m := _EXPLAIN_RE.match(name):
             at(m["scale"]).explain = path
+        elif m := _ANN_RE.match(name):
+            at(m["scale"]).ann_check = path
     # Locust CSV prefixes: `locust_<scale>` by convention; any other prefix becomes its own "scale" label.
     for name in names:
         if (m := _STATS_RE.match(name)) and not _REP_PREFIX_RE.match(m["prefix"]):
@@ -238,6 +311,18 @@ def seed_failed(path: Path) -> str | None:
     return None
 
 
+def ann_check_failed(path: Path) -> str | None:
+    """Why an ann_check file holds no measurement (empty, or `ok: false` without a recall), else None. An `ok:
+    false` beside a recall is `memload ann-check --min-recall` judging it: the recall is still measured."""
+    if not path.read_bytes().strip():
+        return f"{path.name} is empty: the check failed before writing its result"
+    value = load_json(path)
+    if isinstance(value, dict) and value.get("ok") is False and "recall_at_k" not in value:
+        why = value.get("error") or value.get("reason")
+        return f"{path.name} says ok: false" + (f" ({why})" if isinstance(why, str) and why else "")
+    return None
+
+
 def load_seed(path: Path) -> SeedInfo:
     doc = Doc(path, load_json(path))
     totals = doc.obj("totals_in_scope")
@@ -256,6 +341,66 @@ def load_seed(path: Path) -> SeedInfo:
         layout=doc.str_("layout", required=False),
         seeded_by=doc.str_("seeded_by", required=False),
         unknown_indexes=[str(x.value) for x in doc.items("unknown_indexes", required=False)],
+    )
+
+
+def _key(doc: Doc, name: str) -> str:
+    return f"{doc.key}.{name}" if doc.key else name
+
+
+def _fraction(doc: Doc, name: str, *, required: bool = True) -> float | None:
+    """A recall: a number in 0..1 (absent or null allowed when not required)."""
+    value = doc.num(name, required=required)
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise MalformedArtifact(doc.path, f"key {_key(doc, name)}: expected a fraction 0..1, got {doc.value[name]!r}")
+    return value
+
+
+def _positive(doc: Doc, name: str, *, required: bool = True) -> int | None:
+    """An hnsw.ef_search or k: an integer ≥ 1 (absent or null allowed when not required)."""
+    value = doc.int_(name, required=required)
+    if value is not None and value < 1:
+        raise MalformedArtifact(doc.path, f"key {_key(doc, name)}: expected an integer ≥ 1, got {doc.value[name]!r}")
+    return value
+
+
+def load_ann_check(path: Path) -> AnnCheck:
+    doc = Doc(path, load_json(path))
+    hnsw = doc.obj("hnsw")
+    assert hnsw is not None
+    sweep = []
+    for row in doc.items("ef_sweep", required=False):
+        sweep.append(AnnSweepRow(
+            ef_search=_positive(row, "ef_search") or 0,
+            recall_at_k=_fraction(row, "recall_at_k") or 0.0,
+            index_recall_at_k=_fraction(row, "index_recall_at_k", required=False),
+            recall_path_mean_ms=row.num("recall_path_mean_ms", required=False, nullable=True),
+            index_mean_ms=row.num("index_mean_ms", required=False, nullable=True),
+            recall_at_k_distance=_fraction(row, "recall_at_k_distance", required=False)))
+    return AnnCheck(
+        path=path,
+        ok=doc.bool_("ok", required=False),
+        scope=doc.str_("scope", required=False),
+        k=_positive(doc, "k") or 0,
+        queries=doc.int_("queries") or 0,
+        recall_at_k=_fraction(doc, "recall_at_k") or 0.0,
+        index_recall_at_k=_fraction(doc, "index_recall_at_k", required=False),
+        ef_search=_positive(hnsw, "ef_search") or 0,
+        iterative_scan=hnsw.str_("iterative_scan", required=False),
+        max_scan_tuples=hnsw.int_("max_scan_tuples", required=False),
+        vectors_in_scope=doc.int_("vectors_in_scope", required=False),
+        precision=doc.str_("precision", required=False),
+        exact=doc.str_("exact", required=False),
+        limit=doc.int_("limit", required=False),
+        candidates=doc.int_("candidates", required=False),
+        sweep=sorted(sweep, key=lambda r: r.ef_search),
+        target_recall=_fraction(doc, "target_recall", required=False),
+        ef_search_for_target=_positive(doc, "ef_search_for_target", required=False),
+        ef_search_used=_positive(doc, "ef_search_used", required=False),
+        ef_search_tuned=doc.bool_("ef_search_tuned", required=False),
+        recall_at_k_distance=_fraction(doc, "recall_at_k_distance", required=False),
+        index_used=doc.str_("index_used", required=False),
+        index_in_plan=None if "index_used" not in doc.value else doc.value["index_used"] is not None,
     )
 
 

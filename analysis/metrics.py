@@ -67,6 +67,61 @@ class ServerSplit:
 
 
 @dataclass
+class AnnMetrics:
+    """A scale's ANN recall (`ann_check_<scale>.json`) at the hnsw.ef_search the benchmark ran with.
+
+    The figures are those of `ef_search_used`: the file's top-level ones when it equals the measured hnsw.ef_search,
+    else its `ef_sweep` row for that value; None (with `not_measured` saying why) when the file has no figure for it.
+    `recall` is the figure the SLO judges (`recall_key`: ties counted when the file has it, see
+    art.AnnCheck.slo_recall); `recall_ids` the ids-matched `recall_at_k`."""
+
+    check: art.AnnCheck
+    ef_search_used: int  # the file's `ef_search_used`, else hnsw.ef_search
+    tuned: bool  # the matrix raised ef_search to reach the recall target (`ef_search_tuned`)
+    recall: float | None  # recall@k of the recall path at ef_search_used, the figure the SLO judges
+    recall_ids: float | None  # its `recall_at_k` (ids matched)
+    index_recall: float | None  # the bare index's recall@k at ef_search_used
+    recall_key: str | None
+    source: str
+    not_measured: str | None = None
+
+    @property
+    def k(self) -> int:
+        return self.check.k
+
+    @property
+    def ef_search(self) -> int:
+        """The hnsw.ef_search the file's top-level figures were measured at."""
+        return self.check.ef_search
+
+    @property
+    def raised(self) -> bool:
+        return self.ef_search_used > self.check.ef_search
+
+    @property
+    def sweep(self) -> list[art.AnnSweepRow]:
+        return self.check.sweep
+
+
+def ann_metrics(check: art.AnnCheck) -> AnnMetrics:
+    used = check.ef_search_used if check.ef_search_used is not None else check.ef_search
+    name = check.path.name
+    tuned = bool(check.ef_search_tuned)
+    if used == check.ef_search:
+        return AnnMetrics(check, used, tuned, check.slo_recall, check.recall_at_k, check.index_recall_at_k,
+                          check.slo_recall_key, f"{name} `{check.slo_recall_key}` at hnsw.ef_search {used}")
+    row = next((r for r in check.sweep if r.ef_search == used), None)
+    if row is not None:
+        return AnnMetrics(check, used, tuned, row.slo_recall, row.recall_at_k, row.index_recall_at_k,
+                          row.slo_recall_key, f"{name} `ef_sweep` row of ef_search {used}, `{row.slo_recall_key}` "
+                                              f"(the check's hnsw.ef_search was {check.ef_search})")
+    swept = ", ".join(str(r.ef_search) for r in check.sweep) or "none"
+    return AnnMetrics(check, used, tuned, None, None, None, None, name,
+                      f"the benchmark ran with hnsw.ef_search {used} (`ef_search_used`) but {name} measured "
+                      f"recall at {check.ef_search} and its `ef_sweep` has no row for {used} (swept: {swept})")
+
+
+@dataclass
 class NotMeasured:
     stage: str
     reason: str
@@ -126,6 +181,8 @@ class ScaleMetrics:
     exact: dict[str, art.ExactEndpoint] | None = None
     pacing: pd.DataFrame | None = None
     explain: ExplainInfo | None = None
+    ann: AnnMetrics | None = None  # ann_check_<scale>.json
+    ann_failed: str | None = None
     adapt: dict[str, Any] | None = None
     records: pd.DataFrame | None = None  # PREFIX_requests.csv
     seed_failed: str | None = None
@@ -337,6 +394,11 @@ def collect_scale(directory: Path, files: art.ScaleFiles) -> ScaleMetrics:
     if files.explain:
         sm.explain = parse_explain(files.explain)
         sm.used.append(files.explain.name)
+    if files.ann_check:
+        sm.ann_failed = art.ann_check_failed(files.ann_check)
+        if sm.ann_failed is None:
+            sm.ann = ann_metrics(art.load_ann_check(files.ann_check))
+        sm.used.append(files.ann_check.name)
     if files.adapt:
         sm.adapt = art.load_adapt(files.adapt)
         sm.used.append(files.adapt.name)
@@ -351,6 +413,7 @@ def collect_scale(directory: Path, files: art.ScaleFiles) -> ScaleMetrics:
         sm.missing.append(req_path.name)
     for label, present in ((f"seed_{files.scale}.json", files.seed), (f"benchmark_{files.scale}.json",
                            files.benchmark), (f"explain_{files.scale}.txt", files.explain),
+                           (f"ann_check_{files.scale}.json", files.ann_check),
                            (f"benchmark_adapt_{files.scale}.json", files.adapt)):
         if present is None:
             sm.missing.append(label)
@@ -510,6 +573,12 @@ def not_measured(run: RunMetrics, worker_failed: str | None = None) -> list[NotM
             add("seed", sm.scale, f"seed failed: {sm.seed_failed}")
         elif sm.files.seed is None:
             add("seed", sm.scale, f"no seed_{sm.scale}.json in the run directory")
+        if sm.ann_failed:
+            add("ann_check", sm.scale, f"ANN recall check failed: {sm.ann_failed}")
+        elif sm.ann is None:
+            add("ann_check", sm.scale, _config_off(run, "RUN_ANN_CHECK") or f"no ann_check_{sm.scale}.json")
+        elif sm.ann.not_measured:
+            add("ann_check", sm.scale, f"recall not measured at the benchmark's ef_search: {sm.ann.not_measured}")
         if sm.benchmark_failed:
             add("benchmark", sm.scale, f"benchmark failed: {sm.benchmark_failed}")
         elif not any(ep.requests for ep in sm.endpoints.values()):

@@ -24,7 +24,9 @@ from analysis.metrics import (
     ERROR_LABELS,
     LOW_CONFIDENCE_SAMPLES,
     SRC_LOCUST,
+    AnnMetrics,
     EndpointMetrics,
+    NotMeasured,
     RunMetrics,
     ScaleMetrics,
 )
@@ -645,6 +647,85 @@ def f_planner_details(ctx: ReportContext) -> str:
     return "\n\n".join(blocks) if blocks else "_No explain_<scale>.txt in the run directory._"
 
 
+# ------------------------------------------------------------------------------------------------ ANN recall
+def f_ann_recall(ctx: ReportContext) -> str:
+    """Per scale: recall@k of the recall path and of the bare index at the benchmark's hnsw.ef_search, how it was
+    measured, and the ef_search sweep when the check ran one."""
+    blocks = []
+    for sm in ctx.run.scales:
+        nm = next((n for n in ctx.run.not_measured if n.stage == f"ann_check_{sm.scale}"), None)
+        a = sm.ann
+        if a is None:
+            reason = nm.reason if nm is not None else f"no ann_check_{sm.scale}.json"
+            blocks.append(f"- Scale {sm.scale}: NOT MEASURED — {reason}")
+            continue
+        blocks.append(_ann_block(ctx, sm, a, nm))
+    if not blocks:
+        return "_No ann_check_<scale>.json in the run directory._"
+    return "\n\n".join(blocks)
+
+
+def _ann_block(ctx: ReportContext, sm: ScaleMetrics, a: AnnMetrics, nm: NotMeasured | None) -> str:
+    c = a.check
+    check = next((x for x in ctx.verdict.checks if x.scale == sm.scale and x.subject == "ann"), None)
+    if a.recall is None:
+        head = f"recall@{a.k}: NOT MEASURED — {nm.reason if nm is not None else a.not_measured}"
+    else:
+        index = f"; bare index (`LIMIT {a.k}`) {pct(a.index_recall)}" if a.index_recall is not None else ""
+        verdict = (f" — {check.status.upper()} against ≥ {pct(ctx.slo.min_recall_at_k)}" if check is not None
+                   else "")
+        ties = (f" (ties counted; {pct(a.recall_ids)} with the same ids)" if a.recall_key == "recall_at_k_distance"
+                else "")
+        head = (f"recall@{a.k} of the recall path **{pct(a.recall)}**{ties} at hnsw.ef_search {a.ef_search_used} "
+                f"(the benchmark's){index}{verdict}")
+    lines = [f"- Scale {sm.scale} (`{c.path.name}`): {head}"]
+    how = [f"{c.queries:,} sampled queries" + (f" over {c.vectors_in_scope:,} vectors"
+                                                 if c.vectors_in_scope is not None else "")]
+    if c.precision:
+        how.append(f"{c.precision} index")
+    if c.exact:
+        how.append(f"exact top-{a.k} by {c.exact}")
+    if c.candidates is not None and c.limit is not None:
+        how.append(f"the recall path reads {c.candidates:,} candidates for a limit of {c.limit}")
+    how += [f"hnsw.{k} {v:,}" if isinstance(v, int) else f"hnsw.{k} {v}" for k, v in
+            (("iterative_scan", c.iterative_scan), ("max_scan_tuples", c.max_scan_tuples)) if v is not None]
+    lines.append("  - Measured: " + "; ".join(how))
+    if c.index_in_plan is False:
+        lines.append("  - Plan: **no index** — the planner chose a sequential scan and a sort for this query at this "
+                     "scale, so the recall path is exact here and the figure says nothing about the HNSW index")
+    elif c.index_used:
+        lines.append(f"  - Plan: index `{c.index_used}`")
+    if a.ef_search_used != a.ef_search:
+        at_used = pct(a.recall) if a.recall is not None else "not measured"
+        who = "the matrix raised hnsw.ef_search" if a.tuned else "hnsw.ef_search was raised"
+        change = (f"{who} from {a.ef_search} to {a.ef_search_used} before the benchmark" if a.raised else
+                  f"the benchmark ran with hnsw.ef_search {a.ef_search_used}, not the check's {a.ef_search}")
+        lines.append(f"  - {RAISED if a.raised else 'ef_search'}: {change} (recall@{a.k} {pct(c.slo_recall)} at "
+                     f"{a.ef_search}, {at_used} at {a.ef_search_used}); the benchmark's latencies are those of "
+                     f"ef_search {a.ef_search_used}")
+    if c.target_recall is not None:
+        reach = (f"reached from ef_search {c.ef_search_for_target}" if c.ef_search_for_target is not None
+                 else "reached by no measured ef_search")
+        lines.append(f"  - The check's target recall {pct(c.target_recall)}: {reach}")
+    out = "\n".join(lines)
+    if a.sweep:
+        ties = any(r.recall_at_k_distance is not None for r in a.sweep)
+        rows = []
+        for r in a.sweep:
+            marks = [m for m, on in (("benchmark", r.ef_search == a.ef_search_used),
+                                     ("check", r.ef_search == a.ef_search)) if on]
+            tied = [pct(r.recall_at_k_distance) if r.recall_at_k_distance is not None else NR] if ties else []
+            rows.append([r.ef_search, *tied, pct(r.recall_at_k),
+                         pct(r.index_recall_at_k) if r.index_recall_at_k is not None else NR,
+                         ms(r.recall_path_mean_ms), ms(r.index_mean_ms), ", ".join(marks) or "–"])
+        head = ([f"recall@{a.k} (recall path, ties counted)", f"recall@{a.k} (recall path, same ids)"] if ties
+                else [f"recall@{a.k} (recall path)"])
+        out += (f"\n\nhnsw.ef_search sweep of scale {sm.scale} (same queries and ground truth; mean time per "
+                "query):\n\n" + table(["ef_search", *head, f"index recall@{a.k}", "recall path mean", "index mean",
+                                        "used by"], rows))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ conclusion
 def f_slo_verdict(ctx: ReportContext) -> str:
     v = ctx.verdict
@@ -667,11 +748,11 @@ def f_slo_verdict(ctx: ReportContext) -> str:
 def _val(c: R.SloCheck) -> str:
     if c.value is None:
         return NR
-    return pct(c.value) if c.metric == "error rate" else f"{c.value:.2f}"
+    return pct(c.value) if c.fraction else f"{c.value:.2f}"
 
 
 def _tgt(c: R.SloCheck) -> str:
-    return pct(c.target) if c.metric == "error rate" else f"{c.target:g}"
+    return pct(c.target) if c.fraction else f"{c.target:g}"
 
 
 def _nothing_measured(ctx: ReportContext) -> bool:
@@ -714,17 +795,45 @@ def f_summary_table(ctx: ReportContext) -> str:
             return p99(ep) if key == "p99" else ms(ep.p(key), ep.latency_source)
 
         rows.append([sm.scale, sm.scope, f"{sm.seed.nodes:,}" if sm.seed else NR,
-                     f"{sm.seed.edges:,}" if sm.seed else NR, lat(rec, "p95"), lat(rec, "p99"), lat(wr, "p95"),
-                     lat(wr, "p99"), pct(failed / total) if total else NR, ctx.verdict.for_scale(sm.scale)])
-    return table(["scale", "scope", "nodes", "edges", "recall p95", "recall p99", "write p95", "write p99",
-                  "fail %", "SLO"], rows)
+                     f"{sm.seed.edges:,}" if sm.seed else NR, *_ann_cells(sm), lat(rec, "p95"), lat(rec, "p99"),
+                     lat(wr, "p95"), lat(wr, "p99"), pct(failed / total) if total else NR,
+                     ctx.verdict.for_scale(sm.scale)])
+    ks = {sm.ann.k for sm in ctx.run.scales if sm.ann is not None}
+    k = str(next(iter(ks))) if len(ks) == 1 else "k"
+    raised = any(sm.ann is not None and sm.ann.raised for sm in ctx.run.scales)
+    note = (f"\n\n{RAISED}: hnsw.ef_search was raised above the recall check's before the benchmark (see "
+            "[ANN Recall](#ann-recall)); recall is the one measured at the raised value." if raised else "")
+    return table(["scale", "scope", "nodes", "edges", f"recall@{k} (recall path)", f"index recall@{k}",
+                  "ef_search used", "recall p95", "recall p99", "write p95", "write p99", "fail %", "SLO"],
+                 rows) + note
+
+
+RAISED = "↑ raised"
+
+
+def _ann_cells(sm: ScaleMetrics) -> list[str]:
+    """recall@k of the recall path, the bare index's recall@k and the hnsw.ef_search they are measured at (the
+    benchmark's); NOT MEASURED when the scale has no usable ann_check file."""
+    a = sm.ann
+    if a is None:
+        return ["NOT MEASURED", "–", "–"]
+    return [pct(a.recall) if a.recall is not None else "NOT MEASURED",
+            pct(a.index_recall) if a.index_recall is not None else "–", _ef_used(a)]
+
+
+def _ef_used(a: AnnMetrics) -> str:
+    if a.raised:
+        return f"{a.ef_search_used} {RAISED} from {a.ef_search}"
+    if a.ef_search_used != a.ef_search:
+        return f"{a.ef_search_used} (the check measured {a.ef_search})"
+    return str(a.ef_search_used)
 
 
 def f_slo_targets(ctx: ReportContext) -> str:
     s = ctx.slo
     return (f"- Recall p95 < {s.recall_p95_ms:g} ms\n- Write p95 < {s.write_p95_ms:g} ms\n"
-            f"- Error rate ≤ {pct(s.max_error_rate)}\n- Worker > {s.worker_min_jobs_per_sec:g} jobs/s\n\n"
-            f"Rule: {R.SLO_RULE}")
+            f"- Error rate ≤ {pct(s.max_error_rate)}\n- Recall@k of the recall path ≥ {pct(s.min_recall_at_k)}\n"
+            f"- Worker > {s.worker_min_jobs_per_sec:g} jobs/s\n\nRule: {R.SLO_RULE}")
 
 
 def f_slo_checks_table(ctx: ReportContext) -> str:
@@ -890,6 +999,14 @@ def f_caveats(ctx: ReportContext) -> str:
         "- **Over-time plots** come from the per-request records (`<prefix>_requests.csv`) in 1-second windows "
         "when that file exists; Locust's history CSV (≈10 s moving averages) is only the fallback.",
     ]
+    if any(sm.ann is not None for sm in ctx.run.scales):
+        lines.append("- **Recall@k** (`ann_check_<scale>.json`, `memload ann-check`) is measured on vectors sampled "
+                     "from the scope (the query's own node excluded) against an exact top-k: *recall path* = stage 1 "
+                     "as the API runs it (`LIMIT` max(limit, min(1000, 5·limit)) candidates, re-ranked by float32 "
+                     "distance, top k kept); *index* = the bare index's `LIMIT k`. The SLO check reads the recall "
+                     "path's figure at the hnsw.ef_search the benchmark ran with (`ef_search_used`), ties counted "
+                     "(`recall_at_k_distance`: on duplicate vectors any id at the k-th exact distance is an exact "
+                     "neighbour) when the file has it, else with the same ids (`recall_at_k`).")
     for sm in ctx.run.scales:
         if sm.locust is not None and sm.locust.history is not None:
             kind = "windowed (~10 s, --csv-full-history)" if sm.locust.full_history else "cumulative"
@@ -903,7 +1020,8 @@ def f_caveats(ctx: ReportContext) -> str:
 def f_inputs(ctx: ReportContext) -> str:
     run = ctx.run
     rows = []
-    config_off = {"explain_": ("RUN_EXPLAIN", "false"), "worker_baseline": ("RUN_WORKER_BENCHMARK", "false")}
+    config_off = {"explain_": ("RUN_EXPLAIN", "false"), "ann_check_": ("RUN_ANN_CHECK", "false"),
+                  "worker_baseline": ("RUN_WORKER_BENCHMARK", "false")}
     for sm in run.scales:
         rows.append([sm.scale, ", ".join(f"`{u}`" for u in sm.used) or "–",
                      ", ".join(_missing_label(ctx, m, config_off) for m in sm.missing) or "–"])
@@ -917,7 +1035,8 @@ def f_inputs(ctx: ReportContext) -> str:
                "plot; `*_stats_history.csv` → the over-time plots when there are no request records; "
                "`*_requests.csv` → the 1-second over-time plots and the server-time split; `*_pacing.csv` → the "
                "pace plot; `explain_*` → "
-               "planner notes and the index rules; `worker_baseline.json` → the worker SLO; `manifest.json` → host, "
+               "planner notes and the index rules; `ann_check_*` → the recall@k SLO check, the ANN Recall section "
+               "and the ann_recall rule; `worker_baseline.json` → the worker SLO; `manifest.json` → host, "
                "versions, PG settings and phase timings.")
     return intro + table(["scale", "used", "missing"], rows) + effects
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from analysis import rules as R
 from analysis.figures import Plot, Skipped
-from analysis.metrics import RunMetrics, collect_run
+from analysis.metrics import AnnMetrics, RunMetrics, collect_run
 from analysis.render import HostMeta, ReportContext, render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,7 @@ class ReportResult:
                     "stage1_ms": sm.explain.stage1.execution_ms if sm.explain.stage1 else None,
                     "stage2_ms": sm.explain.stage2.execution_ms if sm.explain.stage2 else None,
                     "execution_times_ms": sm.explain.execution_times_ms},
+                "ann": _ann_summary(sm.ann),
                 "missing": sm.missing,
             })
         w = self.run.worker
@@ -75,6 +76,22 @@ class ReportResult:
             "missing": self.run.missing,
             "timings_s": self.timings_s,
         }
+
+
+def _ann_summary(a: AnnMetrics | None) -> dict[str, Any] | None:
+    """A scale's ANN recall: the figures at the benchmark's hnsw.ef_search, and what the check measured."""
+    if a is None:
+        return None
+    c = a.check
+    return {"file": c.path.name, "k": a.k, "queries": c.queries, "vectors_in_scope": c.vectors_in_scope,
+            "precision": c.precision, "exact": c.exact, "limit": c.limit, "candidates": c.candidates,
+            "recall_at_k": a.recall, "recall_figure": a.recall_key, "recall_at_k_ids": a.recall_ids,
+            "index_recall_at_k": a.index_recall, "source": a.source, "not_measured": a.not_measured,
+            "ef_search_measured": a.ef_search, "recall_at_k_measured": c.slo_recall,
+            "index_recall_at_k_measured": c.index_recall_at_k,
+            "ef_search_used": a.ef_search_used, "ef_search_raised": a.raised, "ef_search_tuned": a.tuned,
+            "target_recall": c.target_recall, "ef_search_for_target": c.ef_search_for_target,
+            "ef_sweep": [vars(r) for r in a.sweep]}
 
 
 def build_report(directory: Path, *, output: Path | None = None, slo: R.SloTargets | None = None,

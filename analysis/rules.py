@@ -21,18 +21,22 @@ DB_SHARE_OF_P95 = 0.50  # EXPLAIN stage1+stage2 time at or above this share of r
 
 @dataclass(frozen=True)
 class SloTargets:
-    """The seed's starter SLOs (configurable): pass = p95 strictly below target AND error rate <= max."""
+    """The seed's starter SLOs (configurable): pass = p95 strictly below target AND error rate <= max, and the
+    recall path's recall@k at or above its minimum."""
 
     recall_p95_ms: float = 300.0
     write_p95_ms: float = 500.0
     max_error_rate: float = 0.0
     worker_min_jobs_per_sec: float = 50.0
+    min_recall_at_k: float = 0.95
 
 
 SLO_RULE = ("pass = p95 strictly below the target AND error rate (failed / requests, every non-2xx or invalid "
-            "response) ≤ the maximum; worker pass = processed/s strictly above the minimum. Overall: FAIL if any "
-            "measured check fails; PASS only if every stage ran and every check was measured and passed; "
-            "otherwise PARTIAL (passed what was measured; the NOT MEASURED list says what was not).")
+            "response) ≤ the maximum; recall pass = recall@k of the recall path (ann_check_<scale>.json, ties "
+            "counted when the file has recall_at_k_distance, at the hnsw.ef_search the benchmark ran with) ≥ the "
+            "minimum; worker pass = processed/s strictly above the minimum. Overall: FAIL if any measured check "
+            "fails; PASS only if every stage ran and every check was measured and passed; otherwise PARTIAL (passed "
+            "what was measured; the NOT MEASURED list says what was not).")
 
 
 @dataclass
@@ -42,9 +46,14 @@ class SloCheck:
     metric: str
     value: float | None
     target: float
-    op: str  # "<", "<=", ">"
+    op: str  # "<", "<=", ">", ">="
     status: str  # pass / fail / not measured
     note: str = ""
+
+    @property
+    def fraction(self) -> bool:
+        """A share (error rate, recall): shown as a percentage."""
+        return self.metric == "error rate" or self.metric.startswith("recall@")
 
 
 @dataclass
@@ -70,7 +79,7 @@ def _check(scale: str, subject: str, metric: str, value: float | None, target: f
            note: str = "") -> SloCheck:
     if value is None:
         return SloCheck(scale, subject, metric, None, target, op, "not measured", note)
-    ok = {"<": value < target, "<=": value <= target, ">": value > target}[op]
+    ok = {"<": value < target, "<=": value <= target, ">": value > target, ">=": value >= target}[op]
     return SloCheck(scale, subject, metric, value, target, op, "pass" if ok else "fail", note)
 
 
@@ -88,6 +97,7 @@ def evaluate_slo(run: RunMetrics, slo: SloTargets) -> SloVerdict:
                 checks.append(_check(sm.scale, ep.name, "p95 ms", ep.p("p95"), target, "<", note))
                 checks.append(_check(sm.scale, ep.name, "error rate", ep.error_rate, slo.max_error_rate, "<=",
                                      ep.errors_source))
+        checks.append(_recall_check(run, sm, slo))
     w = run.worker
     if w is None:
         checks.append(_check("run", "worker", "processed/s", None, slo.worker_min_jobs_per_sec, ">",
@@ -103,6 +113,17 @@ def evaluate_slo(run: RunMetrics, slo: SloTargets) -> SloVerdict:
         checks.append(_check("run", "worker", "processed/s", w.throughput, slo.worker_min_jobs_per_sec, ">",
                              "worker_baseline.json totals.throughput_processed_per_sec"))
     return SloVerdict(checks, list(run.not_measured))
+
+
+def _recall_check(run: RunMetrics, sm: ScaleMetrics, slo: SloTargets) -> SloCheck:
+    """recall@k of the recall path at the hnsw.ef_search the benchmark ran with, against the minimum."""
+    ann = sm.ann
+    metric = f"recall@{ann.k} of the recall path" if ann else "recall@k of the recall path"
+    if ann is None or ann.recall is None:
+        why = next((n.reason for n in run.not_measured if n.stage == f"ann_check_{sm.scale}"), None)
+        note = why or (ann.not_measured if ann else None) or f"no ann_check_{sm.scale}.json"
+        return _check(sm.scale, "ann", metric, None, slo.min_recall_at_k, ">=", note)
+    return _check(sm.scale, "ann", metric, ann.recall, slo.min_recall_at_k, ">=", ann.source)
 
 
 # --------------------------------------------------------------------------------------------- bottleneck rules
@@ -184,6 +205,37 @@ def _ann_starvation(run: RunMetrics, slo: SloTargets) -> list[Finding]:
             out.append(Finding("ann_starvation", sm.scale, "stage1",
                                f"EXPLAIN: stage 1 returned {short[0]:g} rows for a LIMIT of {short[1]:g} although its "
                                "input was estimated larger (candidates filtered after the ANN scan were not replaced)"))
+    return out
+
+
+def _ann_recall(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    out = []
+    for sm in run.scales:
+        a = sm.ann
+        if a is None or a.recall is None or a.recall >= slo.min_recall_at_k:
+            continue
+        index = f"; bare index (LIMIT {a.k}) {_pct(a.index_recall)}" if a.index_recall is not None else ""
+        ties = " (ties counted)" if a.recall_key == "recall_at_k_distance" else ""
+        evidence = (f"recall@{a.k} of the recall path{ties} {_pct(a.recall)} < target {_pct(slo.min_recall_at_k)} at "
+                    f"hnsw.ef_search {a.ef_search_used} ({a.check.queries} queries"
+                    + (f", {a.check.precision}" if a.check.precision else "") + f"){index}")
+        higher = [r for r in a.sweep if r.ef_search > a.ef_search_used]
+        reach = [r for r in higher if r.slo_recall >= slo.min_recall_at_k]
+        action = None
+        if reach:
+            r = min(reach, key=lambda x: x.ef_search)
+            cost = (f", recall path mean {r.recall_path_mean_ms:.2f} ms per query"
+                    if r.recall_path_mean_ms is not None else "")
+            action = (f"raise hnsw.ef_search to {r.ef_search} (HNSW_EF_SEARCH): the sweep reached the target at "
+                      f"ef_search {r.ef_search} (recall@{a.k} {_pct(r.slo_recall)}{cost}); re-run the benchmark "
+                      "there, so its latency is priced at the target recall")
+        elif higher:
+            best = max(higher, key=lambda x: (x.slo_recall, -x.ef_search))
+            action = (f"no swept ef_search reached the target (best: {_pct(best.slo_recall)} at ef_search "
+                      f"{best.ef_search}, swept up to {max(x.ef_search for x in higher)}): sweep higher values (up to "
+                      "1000, ANN_EF_SWEEP), use hnsw.iterative_scan, or rebuild the index with larger m / "
+                      "ef_construction")
+        out.append(Finding("ann_recall", sm.scale, "ann", evidence, action))
     return out
 
 
@@ -309,6 +361,12 @@ RULES: tuple[Rule, ...] = (
          "estimated larger",
          "raise hnsw.ef_search or use hnsw.iterative_scan (relaxed_order/strict_order, hnsw.max_scan_tuples); check "
          "the query set belongs to this scope and the seed used distinct vectors", _ann_starvation),
+    Rule("ann_recall", "ANN recall below target",
+         "recall@k of the recall path (ann_check_<scale>.json, at the hnsw.ef_search the benchmark ran with) below "
+         "the SLO minimum → a share of the recalls miss true neighbours; the latency is that of these answers",
+         "measure an ef_search sweep (`memload ann-check --ef-sweep`, ANN_EF_SWEEP) and raise hnsw.ef_search "
+         "(HNSW_EF_SEARCH) to the smallest value that reaches the target (the matrix does it on its local stack "
+         "with TUNE_EF_SEARCH)", _ann_recall),
     Rule("index_planner", "index / planner",
          "EXPLAIN stage 1 has a plan but no ANN index scan (an Index Scan ordered by a pgvector distance operator), "
          "unless the explain header says the scope has fewer ready vectors than HNSW needs; or the explain file's "
@@ -377,8 +435,9 @@ class Recommendation:
 
 def recommendations(run: RunMetrics, verdict: SloVerdict, diagnosis: Diagnosis) -> list[Recommendation]:
     """Only what follows from this run's numbers: each fired rule's evidence and action, flags drawn from the
-    error split, low-confidence p99s, the Server-Timing split and failed worker jobs. Nothing when nothing applies
-    (the verdict is stated once, in the conclusion; it is not repeated here)."""
+    error split, low-confidence p99s, the Server-Timing split and failed worker jobs, and a note when hnsw.ef_search
+    was raised for the benchmark. Nothing when nothing applies (the verdict is stated once, in the conclusion; it is
+    not repeated here)."""
     out = []
     for rule in diagnosis.fired:
         finding = diagnosis.findings[rule.id][0]
@@ -406,6 +465,17 @@ def recommendations(run: RunMetrics, verdict: SloVerdict, diagnosis: Diagnosis) 
                                           "read p95, or run longer (`memload bench --duration-s`) before quoting "
                                           "p99"))
             out += _server_timing_notes(sm, ep)
+        a = sm.ann
+        if a is not None and a.ef_search_used != a.ef_search:
+            at_used = _pct(a.recall) if a.recall is not None else "not measured"
+            verb = "raised" if a.raised else "changed"
+            who = f"the matrix {verb} hnsw.ef_search" if a.tuned else f"hnsw.ef_search was {verb}"
+            out.append(Recommendation("ann_ef_search", "info",
+                                      f"scale {sm.scale}: {who} from {a.ef_search} to "
+                                      f"{a.ef_search_used} before the benchmark (recall@{a.k} of the recall path "
+                                      f"{_pct(a.check.slo_recall)} at {a.ef_search}, {at_used} at "
+                                      f"{a.ef_search_used}): the latencies are those of ef_search "
+                                      f"{a.ef_search_used}"))
     w = run.worker
     if w is not None and w.failed_jobs > 0 and not any(r.id == "worker" for r in diagnosis.fired):
         out.append(Recommendation("worker", "flag",
@@ -440,4 +510,4 @@ def _fmt(check: SloCheck, value: float | None = None) -> str:
     v = check.value if value is None else value
     if v is None:
         return "n/a"
-    return _pct(v) if check.metric == "error rate" else f"{v:.2f}"
+    return _pct(v) if check.fraction else f"{v:.2f}"

@@ -58,6 +58,14 @@ DEBUG_EMBEDDINGS_MAX_LIMIT: Final = 20
 # --- recall algorithm constants ---
 ANN_OVERSAMPLE: Final = 5
 ANN_MAX_CANDIDATES: Final = 1000
+
+
+def ann_candidates(limit: int) -> int:
+    """Stage 1's candidate count for a recall of `limit` seeds: max(limit, min(1000, 5·limit)). The candidates come
+    in index order and are re-ranked by the float32 distance, so this, not `limit`, is what the HNSW scan returns."""
+    return max(limit, min(ANN_MAX_CANDIDATES, ANN_OVERSAMPLE * limit))
+
+
 EDGE_TYPE_WEIGHT: Final = {"derived_from": 1.0, "part_of": 0.9, "related_to": 0.6}
 ACTIVATION_DAMPING: Final = 0.5
 SCORE_BLEND: Final = (0.7, 0.15, 0.15)  # activation, confidence, salience

@@ -86,8 +86,7 @@ def edge_budgets(max_edges: int) -> tuple[int, int, int]:
     return edge_budget, hop, hop
 
 
-def oversample(limit: int) -> int:
-    return max(limit, min(C.ANN_MAX_CANDIDATES, limit * C.ANN_OVERSAMPLE))
+oversample = C.ann_candidates
 
 
 def _clamp01(x: float) -> float:

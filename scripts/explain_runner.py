@@ -184,9 +184,7 @@ def to_positional(statement: str) -> tuple[str, list[str]]:
     return _NAMED_PARAM_RE.sub(sub, statement), names
 
 
-def oversample(lim: int) -> int:
-    """Stage-1 candidate count of the API: max(limit, min(1000, 5 * limit))."""
-    return max(lim, min(contract.ANN_MAX_CANDIDATES, contract.ANN_OVERSAMPLE * lim))
+oversample = contract.ann_candidates
 
 
 def edge_budgets(max_edges: int | None = None) -> dict[str, int]:

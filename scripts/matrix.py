@@ -339,6 +339,8 @@ class Matrix:
         self.target: dict[str, Any] = {"base_url": self.base_url or None, "kind": "external", "health": None,
                                        "health_status": None, "headers": {}, "probe_error": None}
         self.hygiene: dict[str, Any] | None = None
+        self.api_env: dict[str, str] = {}
+        self.ef_search = settings.hnsw_ef_search  # the local API's hnsw.ef_search; raised by the recall check
         self._database_info: dict[str, Any] | None = None
 
     @property
@@ -416,8 +418,8 @@ class Matrix:
             with self.state.phase("stack_up", hint="PORT / DATABASE_URL; the API's log is under logs/"):
                 from scripts.stack import LocalStack
 
-                api_env = dict(LIMIT_PROFILES[self.local_limits])
-                self.stack = LocalStack(self.settings, worker=False, api_env=api_env,
+                self.api_env = dict(LIMIT_PROFILES[self.local_limits])
+                self.stack = LocalStack(self.settings, worker=False, api_env=self.api_env,
                                         log_dir=self.state.out_dir / "logs")
                 self.stack.start()
                 self.base_url = self.stack.base_url
@@ -540,6 +542,8 @@ class Matrix:
         if not ph.ok:
             (out / f"seed_{scale}.json").unlink(missing_ok=True)  # an empty or half file is no seed summary
             return self._skip_scale(scale, f"seed_{scale} failed: {ph.detail}", seed=False)
+        if cfg["RUN_ANN_CHECK"]:
+            self._ann_check(scale, scope)
         with self.state.phase(f"benchmark_{scale}", hint="BENCH_TIMEOUT_MS / RECALL_CONCURRENCY / WRITE_CONCURRENCY; "
                               f"details in benchmark_{scale}_attempt*.json"):
             n_children = len(_RUN_LOG.children)
@@ -590,12 +594,63 @@ class Matrix:
             if proc.returncode != 0:
                 self.state.phases[-1].detail = "planner check failed (see explain file)"
 
+    def ann_check_args(self, scale: int) -> list[str]:
+        """`memload ann-check` for one scale: the recall path's recall@10 on ANN_QUERIES sampled queries against a
+        numpy ground truth. The local API's ef_search is passed; an external target's comes from HNSW_EF_SEARCH
+        (its own variable). The sweep runs only where the matrix may act on it: the local stack with
+        TUNE_EF_SEARCH."""
+        cfg = self.cfg
+        args = ["ann-check", "--scope", cfg.scope_for(scale), "--tenant-id", cfg["TENANT_ID"], "--queries",
+                str(cfg["ANN_QUERIES"]), "--exact", "numpy", "--target-recall", str(cfg["SLO_MIN_RECALL"])]
+        if self.stack is not None:
+            args += ["--ef-search", str(self.ef_search)]
+            higher = sorted(ef for ef in cfg["ANN_EF_SWEEP"] if ef > self.ef_search)
+            if cfg["TUNE_EF_SEARCH"] and higher:
+                args += ["--ef-sweep", ",".join(map(str, higher))]
+        return args
+
+    def _ann_check(self, scale: int, scope: str) -> None:
+        """Recall@10 before the benchmark: a latency measured on a scan that misses a tenth of the neighbours is
+        a latency of wrong answers. On the local stack, a miss raises the API's hnsw.ef_search to the smallest
+        swept value that reaches SLO_MIN_RECALL (the API restarts), so the benchmark prices the recall."""
+        path = self.state.out_dir / f"ann_check_{scale}.json"
+        with self.state.phase(f"ann_check_{scale}", hint="ANN_QUERIES / RUN_ANN_CHECK=false; the scope's "
+                              "vectors are fetched once for the exact top 10") as ph:
+            _memload(self.ann_check_args(scale), env=self.env, out=path)
+            doc = json.loads(path.read_text())
+            target, measured_ef = self.cfg["SLO_MIN_RECALL"], doc["hnsw"]["ef_search"]
+            found = doc.get("ef_search_for_target")
+            tuned = (self.stack is not None and self.cfg["TUNE_EF_SEARCH"] and doc["recall_at_k_distance"] < target
+                     and found is not None and found > measured_ef)
+            if tuned:
+                self._restart_api(found)
+            doc["ef_search_used"] = self.ef_search if self.stack is not None else measured_ef
+            doc["ef_search_tuned"] = tuned
+            path.write_text(json.dumps(doc, indent=2) + "\n")
+            used = [r for r in doc.get("ef_sweep", []) if r["ef_search"] == doc["ef_search_used"]]
+            recall = (used[0] if used else doc)["recall_at_k_distance"]
+            ph.detail = (f"recall@{doc['k']} {recall:.3f} at ef_search {doc['ef_search_used']}"
+                         + (f" (raised from {measured_ef}: {doc['recall_at_k_distance']:.3f} there)" if tuned else "")
+                         + (f"; below {target}" if recall < target else ""))
+            _say(f"ann_check_{scale}: {ph.detail}")
+
+    def _restart_api(self, ef_search: int) -> None:
+        """The local API again, with hnsw.ef_search raised (read once at its start)."""
+        _say(f"restarting the local API with HNSW_EF_SEARCH={ef_search}")
+        self.stack.stop()
+        self.api_env["HNSW_EF_SEARCH"] = str(ef_search)
+        self.stack.child_env["api"]["HNSW_EF_SEARCH"] = str(ef_search)
+        self.stack.start()  # same port, same log file (appended)
+        self.base_url = self.stack.base_url
+        self.ef_search = ef_search
+
     def _skip(self, stage: str, reason: str) -> None:
         self.state.skipped[stage] = reason
         _say(f"{stage}: NOT MEASURED — {reason}")
 
     def _skip_scale(self, scale: int, reason: str, *, seed: bool = True) -> None:
-        stages = ([f"seed_{scale}"] if seed else []) + [f"benchmark_{scale}"] + (
+        stages = ([f"seed_{scale}"] if seed else []) + (
+            [f"ann_check_{scale}"] if self.cfg["RUN_ANN_CHECK"] else []) + [f"benchmark_{scale}"] + (
             [f"explain_{scale}"] if self.cfg["RUN_EXPLAIN"] else [])
         for stage in stages:
             self.state.skipped.setdefault(stage, reason)
@@ -716,7 +771,7 @@ class Matrix:
         nothing either, and the report must not read its absence as a pass)."""
         stages: list[str] = []
         for scale in self.cfg["SCALES"]:
-            stages += [f"seed_{scale}", f"benchmark_{scale}", f"explain_{scale}"]
+            stages += [f"seed_{scale}", f"ann_check_{scale}", f"benchmark_{scale}", f"explain_{scale}"]
         return [*stages, "worker_benchmark"]
 
     def not_measured(self) -> list[dict[str, str]]:
@@ -729,6 +784,8 @@ class Matrix:
                 continue
             if stage.startswith("explain_") and not self.cfg["RUN_EXPLAIN"]:
                 reason = f"not run: RUN_EXPLAIN=false ({self.cfg.sources['RUN_EXPLAIN']})"
+            elif stage.startswith("ann_check_") and not self.cfg["RUN_ANN_CHECK"]:
+                reason = f"not run: RUN_ANN_CHECK=false ({self.cfg.sources['RUN_ANN_CHECK']})"
             elif stage == "worker_benchmark" and not self.cfg["RUN_WORKER_BENCHMARK"]:
                 reason = f"not run: RUN_WORKER_BENCHMARK=false ({self.cfg.sources['RUN_WORKER_BENCHMARK']})"
             elif stage in self.state.skipped:
@@ -746,7 +803,7 @@ class Matrix:
         args = ["report", "--dir", str(out), "--slo-recall-p95-ms", str(cfg["SLO_RECALL_P95_MS"]),
                 "--slo-write-p95-ms", str(cfg["SLO_WRITE_P95_MS"]), "--slo-max-error-rate",
                 str(cfg["SLO_MAX_ERROR_RATE"]), "--slo-worker-min-jobs-per-sec",
-                str(cfg["SLO_WORKER_MIN_JOBS_PER_SEC"])]
+                str(cfg["SLO_WORKER_MIN_JOBS_PER_SEC"]), "--slo-min-recall", str(cfg["SLO_MIN_RECALL"])]
         ph = Phase("report", time.time())
         t0 = time.perf_counter()
         try:
@@ -788,6 +845,7 @@ class Matrix:
         }
         if self.is_reference:
             manifest["api_settings"] = {"hnsw_ef_search": self.settings.hnsw_ef_search,
+                                        "hnsw_ef_search_last": self.ef_search,  # raised by the recall check?
                                         "hnsw_iterative_scan": self.settings.hnsw_iterative_scan,
                                         "hnsw_max_scan_tuples": self.settings.hnsw_max_scan_tuples,
                                         "db_pool_max": self.settings.db_pool_max,

@@ -21,7 +21,7 @@ from memload.config import parse_bool
 from memload.contract import TENANT_ID_RE
 from memload.errors import ConfigError
 from memload.limits import LIMIT_PROFILES
-from scripts.options import bounded_float, bounded_int
+from scripts.options import bounded_float, bounded_int, int_list
 
 # Profile defaults (the Aionis kit's profiles), applied for real: the Aionis kit's matrix script sets pace and
 # retries before the profile, so its profile values never apply. Declared with each setting in memload.bench_settings.
@@ -173,6 +173,13 @@ VARS: list[Var] = [
     _table("BENCH_FAIL_ON_TRANSPORT_ERROR_RATE"),
     _table("RUN_EXPLAIN"),
     _table("RUN_WORKER_BENCHMARK"),
+    Var("RUN_ANN_CHECK", "true", _bool, "after each seed, recall@10 of the recall path against exact search "
+        "(ann_check_<scale>.json; reported and gated by SLO_MIN_RECALL)"),
+    Var("ANN_QUERIES", "100", _int(10, 10_000), "sampled queries of the recall check"),
+    Var("ANN_EF_SWEEP", "150,200,300,400", _named(int_list(1, 1000)), "hnsw.ef_search values the recall check also "
+        "measures (local stack: the API's ef_search is raised to the smallest that reaches SLO_MIN_RECALL)"),
+    Var("TUNE_EF_SEARCH", "true", _bool, "local stack only: when recall@10 at the API's hnsw.ef_search misses "
+        "SLO_MIN_RECALL, restart the API with the smallest swept value that reaches it before the benchmark"),
     Var("WORKER_ITERATIONS", "8", _int(1, 1000), "worker benchmark iterations"),
     _table("WORKER_BACKLOG_WRITES"),
     Var("WORKER_BACKLOG_CONCURRENCY", "1", _int(1, 64), "concurrency of the backlog writes"),
@@ -185,6 +192,8 @@ VARS: list[Var] = [
     _table("SLO_WRITE_P95_MS"),
     _table("SLO_MAX_ERROR_RATE"),
     Var("SLO_WORKER_MIN_JOBS_PER_SEC", "50", _float(0.0, 1e9), "worker throughput target"),
+    Var("SLO_MIN_RECALL", "0.95", _float(0.0, 1.0), "recall@10 of the recall path (ties counted) at the ef_search "
+        "the benchmark ran with"),
     Var("MATRIX_TAG", "", _ident_or_empty, "run tag; default timestamp"),
     Var("OUT_DIR", "", _text, "artifact directory; default artifacts/perf/<MATRIX_TAG>"),
     Var("SEED_COMMAND", "", _text, "the target's own seeder, run by `memload seed --command` (its JSON output "

@@ -146,6 +146,20 @@ def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+def int_list(lo: int, hi: int) -> Callable[[str], list[int]]:
+    """argparse type: comma-separated ints, each within [lo, hi] ("100,200,400")."""
+    one = bounded_int(lo, hi)
+
+    def parse(text: str) -> list[int]:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        return [one(p) for p in parts]
+
+    parse.__name__ = f"int[{lo}..{hi}],..."
+    return parse
+
+
 def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:

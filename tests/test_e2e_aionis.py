@@ -96,6 +96,16 @@ def test_matrix_measures_an_aionis_shaped_target_and_credits_it_nothing_of_memlo
     assert "associative_link" in worker_json["totals"]["by_job_type"]
     explain = (out / f"explain_{SCALE}.txt").read_text()
     assert explain.splitlines()[0] == f"-- memload explain: target SQL {EXPLAIN_SQL}"
+    # recall on the target's own shared table and index; its seeder copies one vector into every node, so every
+    # id ties and only the ties-counted figure says anything; ef_search is the target's, never raised from here
+    ann = json.loads((out / f"ann_check_{SCALE}.json").read_text())
+    assert ann["recall_at_k_distance"] == 1.0 and ann["ef_sweep"] == [] and ann["ef_search_tuned"] is False
+    # at 10^3 rows the planner may sort the whole scope instead of scanning an HNSW index: the report must say which
+    ann_section = _section(_report(out), "ANN Recall")
+    if ann["index_used"] is None:
+        assert "**no index**" in ann_section
+    else:
+        assert ann["index_used"].startswith("memory_nodes_embedding") and ann["index_used"] in ann_section
 
     report = _report(out)
     target = _section(report, "Target")

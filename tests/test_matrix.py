@@ -80,6 +80,11 @@ def test_matrix_profile_produces_consistent_artifacts(profile: str, fresh_db_url
         assert (out / f"locust_{scale}_stats.csv").exists() and (out / f"locust_{scale}_exact.json").exists()
         assert phases[f"seed_{scale}"]["ok"] and phases[f"benchmark_{scale}"]["ok"]
         assert (out / f"explain_{scale}.txt").exists() == manifest["config"]["RUN_EXPLAIN"]
+        ann = _load(out / f"ann_check_{scale}.json")  # before the benchmark: the recall the latency is for
+        assert ann["scope"] == seed["scope"] and ann["queries"] == 100 and ann["exact"] == "numpy"
+        assert ann["recall_at_k_distance"] >= 0.95 and ann["ef_search_used"] == 100 and not ann["ef_search_tuned"]
+        assert phases[f"ann_check_{scale}"]["ok"]
+        assert phases[f"ann_check_{scale}"]["started_at"] < phases[f"benchmark_{scale}"]["started_at"]
     worker = out / "worker_baseline.json"
     assert worker.exists() == manifest["config"]["RUN_WORKER_BENCHMARK"]
     if worker.exists():
@@ -125,6 +130,29 @@ def test_interrupted_matrix_stops_its_processes_and_writes_partial_report(fresh_
     time.sleep(1)
     alive = [pid for pid in seen_children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert alive == [], f"orphans: {alive}"
+
+
+def test_matrix_raises_the_local_apis_ef_search_when_recall_misses(fresh_db_url: str, tmp_path: Path) -> None:
+    """With ef_search 1 and no iterative scan, stage 1 returns one candidate: recall@10 is at most 0.1. The matrix
+    measures that, restarts its API at the smallest swept ef_search that reaches SLO_MIN_RECALL, and benchmarks
+    that API."""
+    out = tmp_path / "run_tuned"
+    env = _matrix_env(fresh_db_url, out, SCALES="1000", HNSW_EF_SEARCH="1", HNSW_ITERATIVE_SCAN="off",
+                      ANN_EF_SWEEP="40,200", ANN_QUERIES="20", RUN_EXPLAIN="false", RUN_WORKER_BENCHMARK="false")
+    proc = run_cli("matrix", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ann = _load(out / "ann_check_1000.json")
+    assert ann["hnsw"]["ef_search"] == 1 and ann["recall_at_k_distance"] <= 0.1
+    sweep = {r["ef_search"]: r for r in ann["ef_sweep"]}
+    assert set(sweep) == {1, 40, 200} and sweep[200]["recall_at_k_distance"] >= 0.95
+    assert ann["ef_search_used"] == ann["ef_search_for_target"] and ann["ef_search_tuned"] is True
+    assert sweep[ann["ef_search_used"]]["recall_at_k_distance"] >= 0.95
+    manifest = _load(out / "manifest.json")
+    assert manifest["api_settings"]["hnsw_ef_search"] == 1
+    assert manifest["api_settings"]["hnsw_ef_search_last"] == ann["ef_search_used"]
+    api_log = (out / "logs" / "api.log").read_text()
+    assert f"ef_search={ann['ef_search_used']}" in api_log.split("ef_search=1 ")[-1]  # the restarted API
+    assert "restarting the local API with HNSW_EF_SEARCH" in proc.stderr
 
 
 def test_matrix_targets_a_running_stack_and_starts_nothing(fresh_db_url: str, start_api, tmp_path: Path) -> None:

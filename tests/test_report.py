@@ -31,6 +31,7 @@ from tests.support.report_fixtures import (
     real_locust_run,
     records,
     write_adapt,
+    write_ann_check,
     write_benchmark,
     write_exact,
     write_json,
@@ -45,6 +46,7 @@ from tests.support.report_fixtures import (
 RECALL_LAT = [1.5 + 0.01 * i for i in range(400)] + [9.75, 12.5, 30.25]
 WRITE_LAT = [4.0 + 0.05 * i for i in range(120)]
 WORKER_ITER = [(100, 100, 800.0), (100, 98, 750.0), (60, 60, 500.0)]
+ANN_SWEEP = [(100, 0.97, 0.9, 37.5, 3.5), (200, 0.985, 0.95, 60.125, 6.25)]  # ef_search, recall path, index, ms, ms
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -78,9 +80,11 @@ def full_dir(locust_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
                                for name, lat in (("recall_text", RECALL_LAT), ("write", WRITE_LAT))
                                for i, v in enumerate(lat)])
     (d / "explain_1000.txt").write_text(EXPLAIN_HNSW)
+    write_ann_check(d, "1000", 0.97, 0.9, sweep=ANN_SWEEP)
     write_seed(d, "3000", 3030, 6000)
     write_benchmark(d, "3000", [case("recall_text", [x * 2 for x in RECALL_LAT], {"200": len(RECALL_LAT)}),
                                 case("write", [x * 2 for x in WRITE_LAT], {"200": len(WRITE_LAT)})])
+    write_ann_check(d, "3000", 0.955, 0.88)
     write_worker(d, WORKER_ITER)
     write_manifest(d)
     return d
@@ -194,6 +198,12 @@ def test_full_run_numbers_equal_independent_computation(full_dir: Path, full_rep
     assert s["not_measured"] == [{"stage": "explain_3000", "reason": "no explain_3000.txt"}]
     assert "- **explain_3000**: NOT MEASURED — no explain_3000.txt" in md
     assert s["primary_bottleneck"]["rule"] == "none"
+    # ANN recall: per scale in the summary table, the sweep of scale 1000 in its section
+    assert "| 1000 | perf_1000 | 1,010 | 2,000 | 97.00 % | 90.00 % | 100 | " in md
+    assert "| 3000 | perf_3000 | 3,030 | 6,000 | 95.50 % | 88.00 % | 100 | " in md
+    assert "| 100 | 97.00 % | 90.00 % | 37.50 ms | 3.50 ms | benchmark, check |" in md
+    assert "| 200 | 98.50 % | 95.00 % | 60.12 ms | 6.25 ms | – |" in md
+    assert by_scale["3000"]["ann"]["recall_at_k"] == 0.955 and by_scale["3000"]["ann"]["ef_sweep"] == []
     # adaptive: attempts and the live pacing summary
     assert "| 1000 | True | 2 | 1 | False | 12 / 4 / 0 | 6 / 2 / 50 |" in md
     assert "| 1000 | recall | 0 | 20 | 20 | 1 | 240 |" in md
@@ -313,6 +323,14 @@ MALFORMED = [
     ("locust_1000_exact.json", lambda t: t.replace('"95"', '"95.5"', 1), "percentiles_ms.95: missing"),
     ("worker_baseline.json", lambda t: t.replace('"processed"', '"processd"', 1), "key totals.processed: missing"),
     ("locust_1000_pacing.csv", lambda t: t.replace("pace_ms", "pace", 1), "column 'pace_ms'"),
+    ("ann_check_1000.json", lambda t: t.replace('"recall_at_k": 0.97', '"recall_at_k": 97', 1),
+     "key recall_at_k: expected a fraction 0..1, got 97"),
+    ("ann_check_1000.json", lambda t: t.replace('"recall_at_k": 0.97', '"recall_at_k": "high"', 1),
+     "key recall_at_k: expected a number, got 'high'"),
+    ("ann_check_1000.json", lambda t: t.replace('"hnsw"', '"hnsw_settings"', 1), "key hnsw: missing"),
+    ("ann_check_1000.json", lambda t: t.replace('"ef_search": 200', '"ef_search": 0', 1),
+     "key ef_sweep[1].ef_search: expected an integer ≥ 1, got 0"),
+    ("ann_check_1000.json", lambda t: t[:-3], "invalid JSON"),
 ]
 
 
@@ -494,9 +512,11 @@ def test_samples_fall_back_to_ok_and_say_so(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ target, stages, verdict
-def _clean_run(d: Path, *, worker: bool = True, explain: str | None = EXPLAIN_HNSW) -> Path:
+def _clean_run(d: Path, *, worker: bool = True, explain: str | None = EXPLAIN_HNSW, ann: bool = True) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     write_seed(d, "1000", 1010, 2000)
+    if ann:
+        write_ann_check(d, "1000", 0.97, 0.9)
     write_benchmark(d, "1000", [case("recall_text", RECALL_LAT, {"200": len(RECALL_LAT)}),
                                 case("write", WRITE_LAT, {"200": len(WRITE_LAT)})])
     if explain is not None:
@@ -581,9 +601,12 @@ def test_empty_benchmark_and_worker_files_are_stages_that_failed(tmp_path: Path)
     d = _clean_run(tmp_path / "run")
     (d / "benchmark_1000.json").write_text("")
     (d / "worker_baseline.json").write_text("\n")
+    (d / "ann_check_1000.json").write_text("")
     s = build_report(d, plots=False).summary()
     assert s["slo"]["status"] == "NOT MEASURED"
     assert {n["stage"]: n["reason"] for n in s["not_measured"]} == {
+        "ann_check_1000": "ANN recall check failed: ann_check_1000.json is empty: the check failed before writing "
+                          "its result",
         "benchmark_1000": "benchmark failed: benchmark_1000.json is empty: the stage failed before writing its result",
         "worker": "worker benchmark failed: worker_baseline.json is empty: the stage failed before writing its result"}
 
@@ -678,3 +701,136 @@ def test_server_time_split_or_the_sentence_that_it_is_not_reported(tmp_path: Pat
     assert "The target does not report `Server-Timing` (no response carried it) for 1000/write" in md
     st = result.summary()["scales"][0]["endpoints"]["write"]["server_timing"]
     assert st["reported"] is False
+
+
+# ------------------------------------------------------------------------------------------ ANN recall
+def _section(md: str, title: str) -> str:
+    m = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", md, re.S | re.M)
+    assert m, f"no section {title!r}"
+    return m.group(1)
+
+
+def _recall_run(d: Path, **ann) -> Path:
+    _clean_run(d, ann=False)
+    write_target_manifest(d, "reference")
+    write_ann_check(d, "1000", **ann)
+    return d
+
+
+def test_ann_recall_names_the_plan_and_says_when_no_index_was_scanned(tmp_path: Path) -> None:
+    """A small scope can be sorted whole instead of scanned through HNSW: recall is then exact by construction, and
+    the report must not let it pass for the index's."""
+    md = build_report(_recall_run(tmp_path / "seq", recall=1.0, index_used=None), plots=False).output.read_text()
+    assert "Plan: **no index**" in _section(md, "ANN Recall")
+    md = build_report(_recall_run(tmp_path / "hnsw", recall=0.97, index_used="memory_nodes_p_x_ready_hot_warm_hnsw"),
+                      plots=False).output.read_text()
+    ann = _section(md, "ANN Recall")
+    assert "Plan: index `memory_nodes_p_x_ready_hot_warm_hnsw`" in ann and "no index" not in ann
+
+
+def test_ann_recall_is_shown_per_scale_and_passes(tmp_path: Path) -> None:
+    sweep = [(100, 0.93, 0.9, 37.5, 3.5, 0.97), (200, 0.96, 0.95, 60.125, 6.25, 0.985)]
+    d = _recall_run(tmp_path / "run", recall=0.93, recall_distance=0.97, index_recall=0.9, sweep=sweep)
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    assert result.verdict.status == "PASS" and "- Pass/Fail against SLO: **PASS**" in md
+    summary = _section(md, "Summary Table")
+    assert "| scale | scope | nodes | edges | recall@10 (recall path) | index recall@10 | ef_search used | " \
+           "recall p95 |" in summary
+    assert "| 1000 | perf_1000 | 1,010 | 2,000 | 97.00 % | 90.00 % | 100 | " in summary and "↑ raised" not in summary
+    assert "- Recall@k of the recall path ≥ 95.00 %" in md
+    assert "| 1000 | ann | recall@10 of the recall path | 97.00 % | >= 95.00 % | PASS | ann_check_1000.json " \
+           "`recall_at_k_distance` at hnsw.ef_search 100 |" in md
+    ann = _section(md, "ANN Recall")
+    assert ann.lstrip().startswith(
+        "- Scale 1000 (`ann_check_1000.json`): recall@10 of the recall path **97.00 %** (ties counted; 93.00 % with "
+        "the same ids) at hnsw.ef_search 100 (the benchmark's); bare index (`LIMIT 10`) 90.00 % — PASS against "
+        "≥ 95.00 %\n")
+    assert "100 sampled queries over 1,010 vectors; halfvec index; exact top-10 by numpy; the recall path reads 150 " \
+           "candidates for a limit of 30; hnsw.iterative_scan relaxed_order; hnsw.max_scan_tuples 20,000" in ann
+    assert "| ef_search | recall@10 (recall path, ties counted) | recall@10 (recall path, same ids) | " \
+           "index recall@10 | recall path mean | index mean | used by |" in ann
+    assert "| 100 | 97.00 % | 93.00 % | 90.00 % | 37.50 ms | 3.50 ms | benchmark, check |" in ann
+    assert "| 200 | 98.50 % | 96.00 % | 95.00 % | 60.12 ms | 6.25 ms | – |" in ann
+    s = result.summary()["scales"][0]["ann"]
+    assert (s["recall_at_k"], s["recall_figure"], s["recall_at_k_ids"], s["index_recall_at_k"], s["ef_search_used"],
+            s["ef_search_raised"]) == (0.97, "recall_at_k_distance", 0.93, 0.9, 100, False)
+    assert [r["ef_search"] for r in s["ef_sweep"]] == [100, 200]
+    assert "Every stage ran." in md and "Recall@k** (`ann_check_<scale>.json`" in md
+
+
+def test_ann_section_without_a_sweep_draws_no_table(tmp_path: Path) -> None:
+    md = build_report(_recall_run(tmp_path / "run", recall=0.97), plots=False).output.read_text()
+    ann = _section(md, "ANN Recall")
+    assert "recall@10 of the recall path **97.00 %**" in ann
+    assert "|" not in ann and "_none_" not in ann and "sweep" not in ann
+
+
+def test_recall_below_target_fails_the_slo_naming_the_check(tmp_path: Path) -> None:
+    sweep = [(100, 0.9, 0.85, 37.5, 3.5), (200, 0.96, 0.93, 60.1, 6.2)]
+    d = _recall_run(tmp_path / "run", recall=0.9, index_recall=0.85, sweep=sweep)
+    proc = run_cli("report", "--dir", str(d), "--no-plots", "--fail-on-slo", timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["slo"]["status"] == "FAIL" and out["scales"][0]["slo"] == "FAIL"
+    assert out["primary_bottleneck"]["rule"] == "ann_recall"
+    assert out["primary_bottleneck"]["next_action"].startswith("raise hnsw.ef_search to 200 (HNSW_EF_SEARCH): the "
+                                                               "sweep reached the target at ef_search 200")
+    md = (d / "PERFORMANCE_REPORT_V1.md").read_text()
+    assert "- Pass/Fail against SLO: **FAIL** — failing: 1000/ann recall@10 of the recall path 90.00 % (target >= " \
+           "95.00 %)" in md
+    assert "| 1000 | perf_1000 | 1,010 | 2,000 | 90.00 % | 85.00 % | 100 | " in md
+    # the same run against a minimum of 0.90 (inclusive) passes, from the flag and from the environment
+    proc = run_cli("report", "--dir", str(d), "--no-plots", "--fail-on-slo", "--slo-min-recall", "0.9", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["slo"]["status"] == "PASS"
+    assert "- Recall@k of the recall path ≥ 90.00 %" in (d / "PERFORMANCE_REPORT_V1.md").read_text()
+    proc = run_cli("report", "--dir", str(d), "--no-plots", env={"SLO_MIN_RECALL": "0.9"}, timeout=120)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["slo"]["status"] == "PASS"
+    proc = run_cli("report", "--dir", str(d), "--slo-min-recall", "1.5")
+    assert proc.returncode in (2, 64) and "--slo-min-recall" in proc.stderr and "out of range" in proc.stderr
+
+
+def test_raised_ef_search_uses_its_sweep_row_and_is_marked(tmp_path: Path) -> None:
+    """The matrix raised the API's ef_search from 100 to 200 before the benchmark: recall is the sweep's at 200."""
+    sweep = [(100, 0.9, 0.85, 37.5, 3.5), (200, 0.96, 0.93, 60.1, 6.2), (400, 0.99, 0.97, 95.0, 9.0)]
+    d = _recall_run(tmp_path / "run", recall=0.9, index_recall=0.85, sweep=sweep, ef_search_used=200, tuned=True)
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    assert result.verdict.status == "PASS"
+    assert "| 1000 | perf_1000 | 1,010 | 2,000 | 96.00 % | 93.00 % | 200 ↑ raised from 100 | " in md
+    ann = _section(md, "ANN Recall")
+    assert "recall@10 of the recall path **96.00 %** at hnsw.ef_search 200 (the benchmark's)" in ann
+    assert "  - ↑ raised: the matrix raised hnsw.ef_search from 100 to 200 before the benchmark (recall@10 90.00 % " \
+           "at 100, 96.00 % at 200)" in ann
+    assert "| 100 | 90.00 % | 85.00 % | 37.50 ms | 3.50 ms | check |" in ann
+    assert "| 200 | 96.00 % | 93.00 % | 60.10 ms | 6.20 ms | benchmark |" in ann
+    recs = _section(md, "Recommendations")
+    assert "- scale 1000: the matrix raised hnsw.ef_search from 100 to 200 before the benchmark" in recs
+    s = result.summary()["scales"][0]["ann"]
+    assert (s["recall_at_k"], s["recall_at_k_measured"], s["ef_search_measured"], s["ef_search_used"],
+            s["ef_search_raised"], s["ef_search_tuned"]) == (0.96, 0.9, 100, 200, True, True)
+
+
+def test_missing_ann_check_is_not_measured_and_partial(tmp_path: Path) -> None:
+    d = _clean_run(tmp_path / "run", ann=False)
+    write_target_manifest(d, "reference")
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    s = result.summary()
+    assert s["slo"]["status"] == "PARTIAL" and "- Pass/Fail against SLO: **PARTIAL**" in md
+    assert s["not_measured"] == [{"stage": "ann_check_1000", "reason": "no ann_check_1000.json"}]
+    assert "- **ann_check_1000**: NOT MEASURED — no ann_check_1000.json" in md
+    assert "not measured: 1000/ann recall@k of the recall path" in md
+    assert "| 1000 | perf_1000 | 1,010 | 2,000 | NOT MEASURED | – | – | " in md
+    assert "- Scale 1000: NOT MEASURED — no ann_check_1000.json" in _section(md, "ANN Recall")
+    assert "`ann_check_1000.json`" in _section(md, "Inputs") and s["scales"][0]["ann"] is None
+    # a run configured without the check names the variable
+    doc = json.loads((d / "manifest.json").read_text())
+    doc["config"]["RUN_ANN_CHECK"] = False
+    write_json(d / "manifest.json", doc)
+    result = build_report(d, plots=False)
+    md = result.output.read_text()
+    assert result.verdict.status == "PARTIAL"
+    assert "- **ann_check_1000**: NOT MEASURED — not run: RUN_ANN_CHECK=False" in md
+    assert "`ann_check_1000.json` (not run: RUN_ANN_CHECK=False)" in md

@@ -5,6 +5,7 @@ Every case writes a real run directory (the ARTIFACTS.md formats) and goes throu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,10 @@ from tests.support.report_fixtures import (
     EXPLAIN_SEQSCAN,
     EXPLAIN_SHORT,
     case,
+    write_ann_check,
     write_benchmark,
+    write_json,
+    write_manifest,
     write_seed,
     write_worker,
 )
@@ -28,11 +32,14 @@ GOOD_WORKER = [(100, 100, 800.0), (100, 100, 800.0)]  # 125 jobs/s
 
 def run_dir(tmp_path: Path, *, recall: dict | None = None, write: dict | None = None,
             explain: str | None = EXPLAIN_HNSW, worker: list[tuple[int, int, float]] | None = GOOD_WORKER,
-            worker_failed: int = 0) -> Path:
-    """A clean run (fast, no errors, HNSW, worker above SLO) unless a part is overridden."""
+            worker_failed: int = 0, ann: dict | None = None, ann_file: bool = True) -> Path:
+    """A clean run (fast, no errors, HNSW, recall@10 97 %, worker above SLO) unless a part is overridden; `ann` are
+    write_ann_check's keyword arguments."""
     d = tmp_path / "run"
     d.mkdir(parents=True)
     write_seed(d, "1000", 1010, 2000)
+    if ann_file:
+        write_ann_check(d, "1000", **(ann or {}))
     cases = [recall if recall is not None else case("recall_text", FAST_RECALL, {"200": 100}),
              write if write is not None else case("write", FAST_WRITE, {"200": 50})]
     write_benchmark(d, "1000", cases)
@@ -55,8 +62,8 @@ def fired(d: Path) -> set[str]:
 
 def test_rules_are_data_listed_in_order() -> None:
     ids = [r.id for r in R.RULES]
-    assert ids == ["rate_limit", "transport", "server_errors", "client_errors", "ann_starvation", "index_planner",
-                   "generator", "api_db_latency", "rate_limit_minor", "worker"]
+    assert ids == ["rate_limit", "transport", "server_errors", "client_errors", "ann_starvation", "ann_recall",
+                   "index_planner", "generator", "api_db_latency", "rate_limit_minor", "worker"]
     assert all(r.condition and r.action and r.bottleneck for r in R.RULES)
 
 
@@ -232,3 +239,157 @@ def test_write_429_flag_in_recommendations(tmp_path: Path) -> None:
     run2 = collect_run(d2)
     recs2 = R.recommendations(run2, R.evaluate_slo(run2, R.SloTargets()), R.diagnose(run2, R.SloTargets()))
     assert not any("write failures are 429" in r.text for r in recs2)
+
+
+# ------------------------------------------------------------------------------------------ ANN recall
+SWEEP = [(100, 0.90, 0.85, 37.5, 3.5), (200, 0.96, 0.93, 60.1, 6.2), (400, 0.99, 0.97, 95.0, 9.0)]
+
+
+def _recall_check(verdict: R.SloVerdict) -> R.SloCheck:
+    (check,) = [c for c in verdict.checks if c.subject == "ann"]
+    return check
+
+
+def test_clean_run_has_a_passing_recall_check(tmp_path: Path) -> None:
+    _, verdict = diagnose(run_dir(tmp_path))
+    check = _recall_check(verdict)
+    assert (check.scale, check.metric, check.value, check.target, check.op, check.status) == (
+        "1000", "recall@10 of the recall path", 0.97, 0.95, ">=", "pass")
+    assert check.note == "ann_check_1000.json `recall_at_k_distance` at hnsw.ef_search 100"
+
+
+@pytest.mark.parametrize(("recall", "status", "verdict_status"), [
+    (0.95, "pass", "PASS"),  # at the minimum: inclusive
+    (0.9499, "fail", "FAIL"),
+])
+def test_recall_check_is_inclusive_and_counts_in_the_verdict(tmp_path: Path, recall: float, status: str,
+                                                              verdict_status: str) -> None:
+    diag, verdict = diagnose(run_dir(tmp_path, ann={"recall": recall}))
+    assert _recall_check(verdict).status == status
+    assert verdict.status == verdict_status and verdict.for_scale("1000") == verdict_status
+    assert ({r.id for r in diag.fired} == {"ann_recall"}) is (status == "fail")
+
+
+def test_recall_target_is_configurable(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, ann={"recall": 0.9})
+    _, verdict = diagnose(d, R.SloTargets(min_recall_at_k=0.9))
+    assert _recall_check(verdict).status == "pass" and verdict.status == "PASS"
+    _, verdict = diagnose(d, R.SloTargets(min_recall_at_k=0.91))
+    assert _recall_check(verdict).status == "fail" and verdict.status == "FAIL"
+
+
+def test_recall_below_target_names_the_swept_ef_search_that_reaches_it(tmp_path: Path) -> None:
+    diag, _ = diagnose(run_dir(tmp_path, ann={"recall": 0.90, "index_recall": 0.85, "sweep": SWEEP}))
+    assert diag.primary.id == "ann_recall"
+    f = diag.primary_finding
+    assert f.evidence == ("recall@10 of the recall path (ties counted) 90.00 % < target 95.00 % at hnsw.ef_search 100 "
+                          "(100 queries, halfvec); bare index (LIMIT 10) 85.00 %")
+    assert diag.next_action.startswith("raise hnsw.ef_search to 200 (HNSW_EF_SEARCH): the sweep reached the target "
+                                       "at ef_search 200 (recall@10 96.00 %, recall path mean 60.10 ms per query)")
+    # a stricter target: only 400 reaches it
+    diag, _ = diagnose(run_dir(tmp_path / "b", ann={"recall": 0.90, "sweep": SWEEP}),
+                       R.SloTargets(min_recall_at_k=0.98))
+    assert "reached the target at ef_search 400" in diag.next_action
+
+
+def test_recall_below_target_when_no_swept_ef_search_reaches_it(tmp_path: Path) -> None:
+    sweep = [(100, 0.80, 0.7, 30.0, 3.0), (200, 0.88, 0.8, 50.0, 5.0), (400, 0.93, 0.9, 90.0, 9.0)]
+    diag, verdict = diagnose(run_dir(tmp_path, ann={"recall": 0.80, "sweep": sweep}))
+    assert verdict.status == "FAIL"
+    assert diag.next_action.startswith("no swept ef_search reached the target (best: 93.00 % at ef_search 400, "
+                                       "swept up to 400)")
+    # without a sweep the rule's own action says to measure one
+    diag, _ = diagnose(run_dir(tmp_path / "b", ann={"recall": 0.80}))
+    assert diag.primary.id == "ann_recall" and diag.next_action.startswith("measure an ef_search sweep")
+
+
+@pytest.mark.parametrize(("used_row", "status"), [(0.96, "pass"), (0.94, "fail")])
+def test_recall_is_read_at_the_ef_search_the_benchmark_used(tmp_path: Path, used_row: float, status: str) -> None:
+    """The matrix raised ef_search from 100 to 200: the check reads the sweep row of 200, not the file's top-level
+    recall (measured at 100)."""
+    sweep = [(100, 0.97 if status == "fail" else 0.90, 0.85, 37.5, 3.5), (200, used_row, 0.93, 60.1, 6.2),
+             (400, 0.99, 0.97, 95.0, 9.0)]
+    top = sweep[0][1]
+    run = collect_run(run_dir(tmp_path, ann={"recall": top, "sweep": sweep, "ef_search_used": 200, "tuned": True}))
+    verdict = R.evaluate_slo(run, R.SloTargets())
+    check = _recall_check(verdict)
+    assert check.value == used_row and check.status == status
+    assert "`ef_sweep` row of ef_search 200" in check.note
+    diag = R.diagnose(run, R.SloTargets())
+    if status == "fail":  # only a value above the one the benchmark ran with is advice (100 reached it, lower)
+        assert diag.next_action.startswith("raise hnsw.ef_search to 400 (HNSW_EF_SEARCH)")
+    recs = R.recommendations(run, verdict, diag)
+    info = [r.text for r in recs if r.profile == "ann_ef_search"]
+    assert info == [f"scale 1000: the matrix raised hnsw.ef_search from 100 to 200 before the benchmark (recall@10 of "
+                    f"the recall path {100 * top:.2f} % at 100, {100 * used_row:.2f} % at 200): the latencies are "
+                    "those of ef_search 200"]
+
+
+def test_no_information_line_when_ef_search_was_not_raised(tmp_path: Path) -> None:
+    run = collect_run(run_dir(tmp_path, ann={"sweep": SWEEP, "recall": 0.96, "ef_search": 200,
+                                             "ef_search_used": 200, "tuned": False}))
+    verdict = R.evaluate_slo(run, R.SloTargets())
+    assert not [r for r in R.recommendations(run, verdict, R.diagnose(run, R.SloTargets()))
+                if r.profile == "ann_ef_search"]
+    assert _recall_check(verdict).note == "ann_check_1000.json `recall_at_k_distance` at hnsw.ef_search 200"
+
+
+def test_the_ties_counted_recall_is_judged_when_the_file_has_it(tmp_path: Path) -> None:
+    """On duplicate vectors every id at the k-th exact distance is an exact neighbour: the SLO judges
+    `recall_at_k_distance` (as `memload ann-check --target-recall` does), and `recall_at_k` only in a file without
+    it."""
+    d = run_dir(tmp_path, ann={"recall": 0.80, "recall_distance": 0.97})
+    check = _recall_check(diagnose(d)[1])
+    assert (check.value, check.status) == (0.97, "pass") and "`recall_at_k_distance`" in check.note
+    doc = json.loads((d / "ann_check_1000.json").read_text())
+    del doc["recall_at_k_distance"]
+    write_json(d / "ann_check_1000.json", doc)
+    check = _recall_check(diagnose(d)[1])
+    assert (check.value, check.status) == (0.80, "fail") and "`recall_at_k` at" in check.note
+    # a sweep row's own ties-counted figure, at the raised ef_search
+    sweep = [(100, 0.70, 0.6, 30.0, 3.0, 0.90), (200, 0.80, 0.7, 50.0, 5.0, 0.96)]
+    d = run_dir(tmp_path / "b", ann={"recall": 0.70, "recall_distance": 0.90, "sweep": sweep, "ef_search_used": 200})
+    check = _recall_check(diagnose(d)[1])
+    assert (check.value, check.status) == (0.96, "pass")
+    assert "row of ef_search 200, `recall_at_k_distance`" in check.note
+
+
+def test_ef_search_used_without_its_sweep_row_is_not_measured(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, ann={"recall": 0.97, "sweep": SWEEP, "ef_search_used": 300})
+    run = collect_run(d)
+    verdict = R.evaluate_slo(run, R.SloTargets())
+    check = _recall_check(verdict)
+    assert check.status == "not measured" and check.value is None
+    assert "ran with hnsw.ef_search 300" in check.note and "no row for 300 (swept: 100, 200, 400)" in check.note
+    assert verdict.status == "PARTIAL"
+    (nm,) = run.not_measured
+    assert nm.stage == "ann_check_1000" and "no row for 300" in nm.reason
+
+
+def test_missing_ann_check_is_not_measured_and_partial(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, ann_file=False)
+    run = collect_run(d)
+    verdict = R.evaluate_slo(run, R.SloTargets())
+    assert [(n.stage, n.reason) for n in run.not_measured] == [("ann_check_1000", "no ann_check_1000.json")]
+    check = _recall_check(verdict)
+    assert (check.status, check.note) == ("not measured", "no ann_check_1000.json")
+    assert verdict.status == "PARTIAL" and verdict.for_scale("1000") == "PARTIAL"
+    assert "ann_check_1000.json" in run.scales[0].missing
+    # a run configured without the check says so
+    manifest = write_manifest(d)
+    doc = json.loads(manifest.read_text())
+    doc["config"]["RUN_ANN_CHECK"] = False
+    write_json(manifest, doc)
+    run = collect_run(d)
+    assert [(n.stage, n.reason) for n in run.not_measured] == [("ann_check_1000", "not run: RUN_ANN_CHECK=False")]
+    assert R.evaluate_slo(run, R.SloTargets()).status == "PARTIAL"
+
+
+def test_empty_ann_check_is_a_check_that_failed(tmp_path: Path) -> None:
+    d = run_dir(tmp_path)
+    (d / "ann_check_1000.json").write_text("")
+    run = collect_run(d)
+    assert [(n.stage, n.reason) for n in run.not_measured] == [
+        ("ann_check_1000", "ANN recall check failed: ann_check_1000.json is empty: the check failed before writing "
+                           "its result")]
+    assert R.evaluate_slo(run, R.SloTargets()).status == "PARTIAL"

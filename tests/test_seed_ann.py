@@ -38,6 +38,31 @@ def test_ann_check_recall_on_a_clustered_scope(fresh_db_url: str, tmp_path: Path
     fo = json.loads(fast.stdout)
     assert fo["exact_cross_check"] == {"queries": 10, "agreement_at_k": 1.0, "agreement_at_k_distance": 1.0}
     assert fo["recall_at_k"] == out["recall_at_k"]
+    # the recall path: 150 candidates for the default limit of 30, re-ranked; the bare LIMIT k query beside it
+    assert out["limit"] == 30 and out["candidates"] == 150 and 0.0 <= out["index_recall_at_k"] <= 1.0
+    assert out["ef_sweep"] == [] and out["ef_search_for_target"] is None
+
+
+def test_ann_check_sweeps_ef_search_and_names_the_smallest_that_reaches_the_target(fresh_db_url: str,
+                                                                                     tmp_path: Path) -> None:
+    """ef_search 1 without iterative scans returns one candidate (recall@10 ≤ 0.1); the sweep finds the value that
+    reaches the target against the same ground truth."""
+    add_source_vector(fresh_db_url, "src")
+    seed(fresh_db_url, tmp_path, "sweep", events=2000, topics=20, seed=3)
+    env = {"DATABASE_URL": fresh_db_url}
+    proc = run_cli("ann-check", "--scope", "sweep", "--queries", "30", "--exact", "numpy", "--ef-search", "1",
+                   "--iterative-scan", "off", "--ef-sweep", "2,64", "--target-recall", "0.95", env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    rows = {r["ef_search"]: r for r in out["ef_sweep"]}
+    assert set(rows) == {1, 2, 64}
+    assert rows[1]["recall_at_k"] <= 0.1 and rows[1]["recall_at_k"] == out["recall_at_k"]
+    assert rows[2]["recall_at_k"] <= 0.2 and rows[64]["recall_at_k_distance"] >= 0.95
+    assert out["ef_search_for_target"] == 64 and out["target_recall"] == 0.95
+    bad = run_cli("ann-check", "--scope", "sweep", "--k", "50", "--limit", "30", env=env)
+    assert bad.returncode == ExitCode.USAGE and "--k" in bad.stderr.strip().splitlines()[-1]
+    bad = run_cli("ann-check", "--scope", "sweep", "--ef-sweep", "100,x", env=env)
+    assert bad.returncode == ExitCode.USAGE and "--ef-sweep" in bad.stderr
 
 
 def test_ann_check_gate_and_empty_scope(fresh_db_url: str, tmp_path: Path) -> None:

@@ -21,10 +21,10 @@ PARTIAL_EXIT = int(ExitCode.ERROR)  # a stage did not run (PARTIAL verdict) with
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="turn a run directory into PERFORMANCE_REPORT_V1.md + plots",
-                       description="Reads Locust CSVs, exact latencies, seed/benchmark/adapt JSON, explain text and "
-                                   "worker_baseline.json from --dir; writes the report and plots/*.png; prints a "
-                                   f"JSON summary. Exit {GATE_FAILED_EXIT} on SLO FAIL with --fail-on-slo; exit "
-                                   f"{PARTIAL_EXIT} on a PARTIAL verdict (a stage NOT MEASURED) with "
+                       description="Reads Locust CSVs, exact latencies, seed/benchmark/adapt/ann_check JSON, explain "
+                                   "text and worker_baseline.json from --dir; writes the report and plots/*.png; "
+                                   f"prints a JSON summary. Exit {GATE_FAILED_EXIT} on SLO FAIL with --fail-on-slo; "
+                                   f"exit {PARTIAL_EXIT} on a PARTIAL verdict (a stage NOT MEASURED) with "
                                    "--fail-on-partial.")
     add_option(p, "--dir", env="REPORT_DIR", help="run directory to analyse (e.g. artifacts/perf/<tag>)")
     add_option(p, "--output", env="REPORT_OUTPUT", help="report path; plots go to plots/ beside it "
@@ -77,6 +77,10 @@ def _slo_options(p: argparse.ArgumentParser) -> None:
     add_option(p, "--slo-worker-min-jobs-per-sec", env="SLO_WORKER_MIN_JOBS_PER_SEC",
                type=bounded_float(0.0, 1e9), default=50.0,
                help="worker throughput target (jobs/s); pass = strictly above it")
+    add_option(p, "--slo-min-recall", env="SLO_MIN_RECALL", type=bounded_float(0.0, 1.0), default=0.95,
+               help="minimum recall@k of the recall path (fraction 0..1; ties counted when ann_check_<scale>.json "
+                    "has recall_at_k_distance; at the hnsw.ef_search the benchmark ran with); pass = recall at or "
+                    "above it")
 
 
 def _run_dir(value: str | None, flag: str) -> Path:
@@ -110,7 +114,7 @@ def run_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--template: no such file: {args.template}")
     output = Path(args.output).expanduser().resolve() if args.output else None
     slo = SloTargets(args.slo_recall_p95_ms, args.slo_write_p95_ms, args.slo_max_error_rate,
-                     args.slo_worker_min_jobs_per_sec)
+                     args.slo_worker_min_jobs_per_sec, args.slo_min_recall)
     result = build_report(directory, output=output, slo=slo, host=host_meta(), template=template,
                           plots=args.plots)
     summary = result.summary()

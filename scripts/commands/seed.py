@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from memload.config import Settings
+from memload.contract import RECALL_INT_BOUNDS
 from memload.errors import ConfigError, SafetyRefusal
 from scripts.common import print_json, settings_from_args
-from scripts.options import add_option, add_scope, add_switch, bounded_float, bounded_int
+from scripts.options import add_option, add_scope, add_switch, bounded_float, bounded_int, int_list
 
 EVENTS_MIN, EVENTS_MAX = 100, 1_000_000  # seeding.params holds the same bounds; kept here so --help stays import-free
 
@@ -167,6 +168,14 @@ def _register_ann_check(sub: argparse._SubParsersAction) -> None:
                     "10^5 here); numpy = the same cosine top-k computed client-side over all vectors, fetched once")
     add_option(p, "--cross-check", env=e + "CROSS_CHECK", default=0, type=bounded_int(0, 10_000),
                help="with --exact numpy: also run the SQL exact pass on this many queries and report agreement")
+    lim = RECALL_INT_BOUNDS["limit"]
+    add_option(p, "--limit", env=e + "LIMIT", default=lim[0], type=bounded_int(lim[1], lim[2]),
+               help="the recall request's limit: stage 1 fetches max(limit, min(1000, 5*limit)) candidates and keeps "
+                    "the k nearest (recall_at_k); index_recall_at_k is the bare LIMIT k query")
+    add_option(p, "--ef-sweep", env=e + "EF_SWEEP", default=[], type=int_list(1, 1000),
+               help="more hnsw.ef_search values to measure against the same ground truth, e.g. 100,200,400")
+    add_option(p, "--target-recall", env=e + "TARGET_RECALL", default=None, type=bounded_float(0.0, 1.0),
+               help="name the smallest measured ef_search whose recall_at_k reaches this (ef_search_for_target)")
     add_option(p, "--min-recall", env=e + "MIN_RECALL", default=None, type=bounded_float(0.0, 1.0),
                help="exit 1 when recall@k is below this")
     p.set_defaults(func=run_ann_check_cmd)
@@ -298,7 +307,8 @@ def run_ann_check_cmd(args: argparse.Namespace) -> int:
     tenancy = Tenancy.resolve(args.scope, args.tenant_id, settings.memory_tenant_id, flags=("--scope", "--tenant-id"))
     hnsw = HnswSettings(args.ef_search, args.iterative_scan, args.max_scan_tuples)
     result = run_ann_check(_url(settings), tenancy, hnsw, queries=args.queries, k=args.k, seed=args.seed,
-                           exact=args.exact, cross_check=args.cross_check)
+                           exact=args.exact, cross_check=args.cross_check, limit=args.limit,
+                           ef_sweep=args.ef_sweep, target_recall=args.target_recall)
     if args.min_recall is not None:
         result["min_recall_gate"] = args.min_recall
         result["ok"] = result["recall_at_k"] >= args.min_recall

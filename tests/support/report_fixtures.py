@@ -135,6 +135,41 @@ def write_seed(directory: Path, scale: str, nodes: int, edges: int) -> Path:
         "totals_in_scope": {"nodes": nodes, "edges": edges}, "elapsed_ms": 1234.5, "vectors": "clustered"})
 
 
+def write_ann_check(directory: Path, scale: str, recall: float = 0.97, index_recall: float = 0.9, *,
+                    recall_distance: float | None = None, ef_search: int = 100, sweep: list[tuple] | None = None,
+                    target: float | None = 0.95, ef_search_used: int | None = None,
+                    tuned: bool | None = None, k: int = 10, queries: int = 100,
+                    index_used: str | bool | None = False) -> Path:
+    """`ann_check_<scale>.json` as `memload ann-check` prints it (and the matrix completes it): `recall` (ids matched)
+    and `index_recall` measured at `ef_search`, `recall_distance` the ties-counted figure (default: `recall`);
+    `sweep` rows are (ef_search, recall path recall, index recall, recall path mean ms, index mean ms[, ties-counted
+    recall]); `ef_search_for_target` is computed from the rows as ann-check does; `ef_search_used` and
+    `ef_search_tuned` are written only when given; `index_used` too (None: the plan used no index)."""
+    rows = []
+    for ef, r, ir, pm, im, *tied in (sweep or []):
+        rows.append({"ef_search": ef, "recall_at_k": r, "index_recall_at_k": ir, "recall_path_mean_ms": pm,
+                     "index_mean_ms": im, **({"recall_at_k_distance": tied[0]} if tied else {})})
+    distance = recall if recall_distance is None else recall_distance
+    measured = rows or [{"ef_search": ef_search, "recall_at_k": recall, "recall_at_k_distance": distance}]
+    reaching = [r["ef_search"] for r in measured
+                if target is not None and r.get("recall_at_k_distance", r["recall_at_k"]) >= target]
+    doc: dict[str, Any] = {
+        "ok": True, "scope": f"perf_{scale}", "tenant_id": "default", "scope_key": f"perf_{scale}", "k": k,
+        "queries": queries, "seed": 0, "vectors_in_scope": 1010, "query_node_excluded": True,
+        "hnsw": {"ef_search": ef_search, "iterative_scan": "relaxed_order", "max_scan_tuples": 20000},
+        "precision": "halfvec", "exact": "numpy", "limit": 30, "candidates": 150,
+        "recall_at_k": recall, "index_recall_at_k": index_recall, "recall_at_k_distance": distance,
+        "min_recall_at_k": 0.1, "ef_sweep": rows, "target_recall": target,
+        "ef_search_for_target": min(reaching) if reaching else None}
+    if ef_search_used is not None:
+        doc["ef_search_used"] = ef_search_used
+    if tuned is not None:
+        doc["ef_search_tuned"] = tuned
+    if index_used is not False:
+        doc["index_used"] = index_used
+    return write_json(directory / f"ann_check_{scale}.json", doc)
+
+
 def write_worker(directory: Path, per_iteration: list[tuple[int, int, float]], *, failed_marked: int = 0,
                  before: int = 500, after: int = 20, mode: str = "in_process", scope: str = "default",
                  job_types: list[dict[str, int]] | None = None, enqueued: dict[str, int] | None = None,
