@@ -73,8 +73,25 @@ class SeedInfo:
     unknown_indexes: list[str] = field(default_factory=list)
 
 
+class _SloRecall:
+    """The recall path's figure the recall SLO judges: `recall_at_k_distance` (ties counted: on duplicate vectors
+    every id at the k-th exact distance is an exact neighbour, which one a scan returns is chance) when the file has
+    it, else `recall_at_k` (ids matched), as `memload ann-check --target-recall` judges it."""
+
+    recall_at_k: float
+    recall_at_k_distance: float | None
+
+    @property
+    def slo_recall(self) -> float:
+        return self.recall_at_k if self.recall_at_k_distance is None else self.recall_at_k_distance
+
+    @property
+    def slo_recall_key(self) -> str:
+        return "recall_at_k" if self.recall_at_k_distance is None else "recall_at_k_distance"
+
+
 @dataclass
-class AnnSweepRow:
+class AnnSweepRow(_SloRecall):
     """One hnsw.ef_search of `memload ann-check --ef-sweep`, measured against the same ground truth."""
 
     ef_search: int
@@ -84,17 +101,9 @@ class AnnSweepRow:
     index_mean_ms: float | None
     recall_at_k_distance: float | None = None  # the recall path's, ties counted
 
-    @property
-    def slo_recall(self) -> float:
-        return _slo_recall(self)
-
-    @property
-    def slo_recall_key(self) -> str:
-        return _slo_recall_key(self)
-
 
 @dataclass
-class AnnCheck:
+class AnnCheck(_SloRecall):
     """`ann_check_<scale>.json`: the JSON `memload ann-check` prints, plus the matrix's `ef_search_used` and
     `ef_search_tuned` (the hnsw.ef_search the local API ran the benchmark with, and whether the matrix raised it)."""
 
@@ -121,25 +130,6 @@ class AnnCheck:
     recall_at_k_distance: float | None = None  # recall path, ties counted (a result at the k-th exact distance)
     index_used: str | None = None  # the index the scan's plan used; None with index_in_plan False: no index at all
     index_in_plan: bool | None = None  # None: the file does not say
-
-    @property
-    def slo_recall(self) -> float:
-        return _slo_recall(self)
-
-    @property
-    def slo_recall_key(self) -> str:
-        return _slo_recall_key(self)
-
-
-def _slo_recall(m: AnnCheck | AnnSweepRow) -> float:
-    """The recall path's figure the recall SLO judges: `recall_at_k_distance` (ties counted: on duplicate vectors
-    every id at the k-th exact distance is an exact neighbour, which one a scan returns is chance) when the file has
-    it, else `recall_at_k` (ids matched), as `memload ann-check --target-recall` judges it."""
-    return m.recall_at_k if m.recall_at_k_distance is None else m.recall_at_k_distance
-
-
-def _slo_recall_key(m: AnnCheck | AnnSweepRow) -> str:
-    return "recall_at_k" if m.recall_at_k_distance is None else "recall_at_k_distance"
 
 
 @dataclass
