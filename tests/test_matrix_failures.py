@@ -179,8 +179,8 @@ def test_dead_base_url_fails_fast_in_one_line_with_a_partial_report(db_url: str,
     assert [f["name"] for f in manifest["failed_phases"]] == ["target_probe"]
     assert manifest["failed_phases"][0]["hint"].startswith("BASE_URL")
     assert manifest["target"]["probe_error"] and manifest["target"]["base_url"] == dead
-    assert {e["stage"] for e in manifest["not_measured"]} == {"seed_1000", "benchmark_1000", "explain_1000",
-                                                               "worker_benchmark"}
+    assert {e["stage"] for e in manifest["not_measured"]} == {"seed_1000", "ann_check_1000", "benchmark_1000",
+                                                               "explain_1000", "worker_benchmark"}
     assert all("target_probe" in e["reason"] for e in manifest["not_measured"])
     assert manifest["complete"] is False and "api_settings" not in manifest
     assert (out / "PERFORMANCE_REPORT_V1.md").exists()
