@@ -41,7 +41,7 @@ def _run_matrix(aionis_db: str, base_url: str, out: Path, **extra: str) -> subpr
     env.update({"BASE_URL": base_url, "DATABASE_URL": aionis_db, "SCALES": str(SCALE), "OUT_DIR": str(out),
                 "MATRIX_TAG": out.name, "MEMLOAD_HOME": str(out.parent / "memload_home"),
                 "BENCH_DURATION_S": "2", "BENCH_WARMUP": "3", "WORKER_ITERATIONS": "3",
-                "WORKER_BACKLOG_WRITES": "10"})
+                "WORKER_BACKLOG_WRITES": "10", "ANN_QUERIES": "30"})
     env.update(extra)
     return run_cli("matrix", env=env, unset=("WORKER_COMMAND", "WORKER_OBSERVE", "EXPLAIN_SQL"), timeout=600)
 

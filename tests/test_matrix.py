@@ -32,7 +32,7 @@ def _matrix_env(db_url: str, out: Path, **extra: str) -> dict[str, str]:
         "DATABASE_URL": db_url, "SCALES": ",".join(map(str, SCALES)), "OUT_DIR": str(out), "MATRIX_TAG": out.name,
         "MEMLOAD_HOME": str(out.parent / "memload_home"),  # the run registry of a test stays out of the user's
         "PORT": "0", "RECALL_REQUESTS": "60", "WRITE_REQUESTS": "30", "BENCH_WARMUP": "3",
-        "WORKER_ITERATIONS": "3", "WORKER_BACKLOG_WRITES": "30",
+        "WORKER_ITERATIONS": "3", "WORKER_BACKLOG_WRITES": "30", "ANN_QUERIES": "30",
     })
     env.update(extra)
     return env
@@ -81,7 +81,7 @@ def test_matrix_profile_produces_consistent_artifacts(profile: str, fresh_db_url
         assert phases[f"seed_{scale}"]["ok"] and phases[f"benchmark_{scale}"]["ok"]
         assert (out / f"explain_{scale}.txt").exists() == manifest["config"]["RUN_EXPLAIN"]
         ann = _load(out / f"ann_check_{scale}.json")  # before the benchmark: the recall the latency is for
-        assert ann["scope"] == seed["scope"] and ann["queries"] == 100 and ann["exact"] == "numpy"
+        assert ann["scope"] == seed["scope"] and ann["queries"] == 30 and ann["exact"] == "numpy"
         assert ann["recall_at_k_distance"] >= 0.95 and ann["ef_search_used"] == 100 and not ann["ef_search_tuned"]
         assert phases[f"ann_check_{scale}"]["ok"]
         assert phases[f"ann_check_{scale}"]["started_at"] < phases[f"benchmark_{scale}"]["started_at"]
@@ -138,7 +138,7 @@ def test_matrix_raises_the_local_apis_ef_search_when_recall_misses(fresh_db_url:
     that API."""
     out = tmp_path / "run_tuned"
     env = _matrix_env(fresh_db_url, out, SCALES="1000", HNSW_EF_SEARCH="1", HNSW_ITERATIVE_SCAN="off",
-                      ANN_EF_SWEEP="40,200", ANN_QUERIES="20", RUN_EXPLAIN="false", RUN_WORKER_BENCHMARK="false")
+                      ANN_EF_SWEEP="40,200", RUN_EXPLAIN="false", RUN_WORKER_BENCHMARK="false")
     proc = run_cli("matrix", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ann = _load(out / "ann_check_1000.json")
