@@ -339,7 +339,6 @@ class Matrix:
         self.target: dict[str, Any] = {"base_url": self.base_url or None, "kind": "external", "health": None,
                                        "health_status": None, "headers": {}, "probe_error": None}
         self.hygiene: dict[str, Any] | None = None
-        self.api_env: dict[str, str] = {}
         self.ef_search = settings.hnsw_ef_search  # the local API's hnsw.ef_search; raised by the recall check
         self._database_info: dict[str, Any] | None = None
 
@@ -418,8 +417,7 @@ class Matrix:
             with self.state.phase("stack_up", hint="PORT / DATABASE_URL; the API's log is under logs/"):
                 from scripts.stack import LocalStack
 
-                self.api_env = dict(LIMIT_PROFILES[self.local_limits])
-                self.stack = LocalStack(self.settings, worker=False, api_env=self.api_env,
+                self.stack = LocalStack(self.settings, worker=False, api_env=LIMIT_PROFILES[self.local_limits],
                                         log_dir=self.state.out_dir / "logs")
                 self.stack.start()
                 self.base_url = self.stack.base_url
@@ -638,8 +636,7 @@ class Matrix:
         """The local API again, with hnsw.ef_search raised (read once at its start)."""
         _say(f"restarting the local API with HNSW_EF_SEARCH={ef_search}")
         self.stack.stop()
-        self.api_env["HNSW_EF_SEARCH"] = str(ef_search)
-        self.stack.child_env["api"]["HNSW_EF_SEARCH"] = str(ef_search)
+        self.stack.child_env["api"]["HNSW_EF_SEARCH"] = str(ef_search)  # the stack's own copy of the API's env
         self.stack.start()  # same port, same log file (appended)
         self.base_url = self.stack.base_url
         self.ef_search = ef_search
