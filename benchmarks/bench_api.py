@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from memload import proc
 from memload.client import (
     RECALL_TEXT,
     WRITE,
@@ -45,9 +46,11 @@ from memload.client import (
     recall_text_body,
     write_body,
 )
+from memload.db import API_APPLICATION_NAME
 from memload.errors import MemloadError
 from memload.net import free_port
 from scripts import stack
+from scripts.pg_processes import PgServer
 from scripts.stack import ApiServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,79 +178,7 @@ def _lit(text: str) -> str:
 # ------------------------------------------------------------------------------------------------------ cpu
 
 
-def _proc_table(children: bool = True) -> dict[int, tuple[str, int, float]]:
-    """pid -> (command name, parent pid, CPU seconds used) from /proc (Linux); empty elsewhere. With `children`, a
-    process's reaped children count too (an API worker that exits during a case is not lost)."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    out: dict[int, tuple[str, int, float]] = {}
-    try:
-        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
-    except OSError:
-        return out
-    last = 15 if children else 13
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        comm = data[data.index("(") + 1:data.rindex(")")]
-        fields = data[data.rindex(")") + 2:].split()
-        out[pid] = (comm, int(fields[1]), sum(int(x) for x in fields[11:last]) / tick)
-    return out
-
-
-def _cpu_of(pid: int) -> float:
-    """CPU seconds used by one process (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        data = f.read()
-    fields = data[data.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
-
-
-def _tree(table: dict[int, tuple[str, int, float]], root: int) -> set[int]:
-    """root and all its descendants."""
-    tree = {root}
-    grew = True
-    while grew:
-        new = {pid for pid, (_, ppid, _) in table.items() if ppid in tree} - tree
-        tree |= new
-        grew = bool(new)
-    return tree
-
-
 METER_APP = "memload-bench-meter"
-_OTHER_BACKENDS_SQL = """
-SELECT pid FROM pg_stat_activity
-WHERE backend_type IN ('client backend', 'autovacuum worker', 'parallel worker', 'walsender')
-  AND NOT (datname = current_database() AND application_name = 'memload-api')
-"""
-
-
-class PgServer:
-    """The PostgreSQL server behind the benchmark's URL, when it runs on this machine: its postmaster pid and the
-    backends that are not the API's (other databases, other clients, this meter). On a shared machine another
-    server, or a seeder working in the same server, must not count as the API's database CPU."""
-
-    def __init__(self, url: str) -> None:
-        import psycopg
-
-        self.conn: Any = None
-        self.postmaster: int | None = None
-        try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=METER_APP)
-            backend = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        except psycopg.Error:
-            return
-        parent = _proc_table().get(backend)
-        self.postmaster = parent[1] if parent is not None else None
-
-    def others(self) -> set[int]:
-        return {r[0] for r in self.conn.execute(_OTHER_BACKENDS_SQL).fetchall()} if self.conn else set()
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
 
 
 class CpuMeter:
@@ -262,18 +193,15 @@ class CpuMeter:
         self.before = self._sample()
 
     def _sample(self) -> dict[str, Any]:
-        table = _proc_table()
-        api_tree = _tree(table, self.api_pid)  # the uvicorn supervisor and its worker processes
+        table = proc.process_table()
+        api_tree = proc.descendants(table, self.api_pid)  # the uvicorn supervisor and its worker processes
         me = os.getpid()
         out: dict[str, Any] = {
             "api": sum(t[2] for pid, t in table.items() if pid in api_tree),
             "load_generator": table[me][2] if me in table else 0.0,
         }
         if self.pg is not None:
-            # per process, own time only: the postmaster's reaped children include other clients' backends
-            own = _proc_table(children=False)
-            others = self.pg.others()
-            out["postgres_pids"] = {pid: own[pid][2] for pid in _tree(own, self.pg.postmaster) if pid not in others}
+            out["postgres_pids"] = self.pg.own_cpu()
         else:
             out["postgres"] = sum(t[2] for t in table.values() if t[0] == "postgres")
         return out
@@ -343,10 +271,10 @@ def sql_floor(url: str, scope: str, query_text: str, limit: int, iterations: int
         used = dict.fromkeys(steps, 0.0)
         for i in range(iterations + 10):  # the first 10 warm the caches and psycopg's prepared statements
             for name, step in steps.items():
-                before = _cpu_of(backend)
+                before = proc.cpu_seconds(backend)
                 step()
                 if i >= 10:  # /proc counts clock ticks: per step a 0 or a tick, unbiased over many iterations
-                    used[name] += _cpu_of(backend) - before
+                    used[name] += proc.cpu_seconds(backend) - before
         conn.execute("DELETE FROM memory_recall_audit WHERE scope = %s AND query_sha256 = %s", (scope, "0" * 64))
         conn.commit()
     finally:
@@ -552,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare_dir is not None:
             port2 = free_port()
             apis["compare"] = (start_api(url, port2, args.api_workers, args.compare_dir.resolve()), port2)
-        pg = PgServer(url)
+        pg = PgServer(url, meter_app=METER_APP, client_app=API_APPLICATION_NAME)
         floor = None
         if args.sql_floor and pg.postmaster is not None:
             log(f"SQL floor: the recall's bare statements x{args.sql_floor} on one connection")

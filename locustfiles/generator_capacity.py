@@ -28,6 +28,7 @@ from locustfiles.options import FALLBACK_QUERY
 from memload.bench_settings import BY_NAME
 from memload.client import recall_text_body, write_body
 from memload.contract import RECALL_TEXT, WRITE
+from memload.proc import cpu_seconds
 
 __all__ = ["Alternating", "BareRecallUser", "BareWriteUser", "RecallUser", "WriteUser"]
 
@@ -62,16 +63,6 @@ class BareWriteUser(FastHttpUser):
 PAIRS = {"recall": ("BareRecallUser", "RecallUser"), "write": ("BareWriteUser", "WriteUser")}
 CLASSES: dict[str, type] = {"BareRecallUser": BareRecallUser, "RecallUser": RecallUser,
                             "BareWriteUser": BareWriteUser, "WriteUser": WriteUser}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int | str = "self") -> float:
-    """user + sys CPU seconds of a process, from /proc/<pid>/stat (all its threads)."""
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        fields = fh.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def _env_int(name: str, default: int) -> int:
     return max(1, int(os.environ.get(name) or default))
 

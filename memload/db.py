@@ -11,6 +11,8 @@ import psycopg
 from memload.errors import DatabaseUnavailable
 
 CONNECT_TIMEOUT_S = 5
+# The reference API's connections carry this application_name: CPU accounting tells its backends from others'.
+API_APPLICATION_NAME = "memload-api"
 
 
 def redact_url(url: str) -> str:

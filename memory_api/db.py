@@ -17,6 +17,7 @@ from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool
 
 from memload.config import Settings
+from memload.db import API_APPLICATION_NAME
 from memload.errors import ConfigError
 
 _db_ms: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("memload_db_ms", default=None)
@@ -105,7 +106,7 @@ def session_settings(s: Settings) -> list[tuple[str, str]]:
         # psycopg prepares statements after 5 runs; a generic plan cannot prune partitions at plan time and
         # estimates the ANN query as a seq scan + sort over every partition (measured: 490 ms vs 10 ms at 10^4).
         ("plan_cache_mode", "force_custom_plan"),
-        ("application_name", "memload-api"),
+        ("application_name", API_APPLICATION_NAME),
     ]
 
 

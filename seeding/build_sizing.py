@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memload import proc
 from memload.precision import ELEMENT_BYTES
 
 AUTO = "auto"
@@ -132,19 +133,13 @@ class ServerCpu:
 
     def _sample(self) -> float | None:
         try:
-            own = _stat(self.pid)
-            parent = _stat(int(own[3]))
+            own = proc.stat_fields(self.pid)
+            parent = proc.stat_fields(int(own[proc.PPID]))
         except (OSError, ValueError, IndexError):
             return None
-        tick = os.sysconf("SC_CLK_TCK")
-        return (int(own[13]) + int(own[14]) + int(parent[15]) + int(parent[16])) / tick
+        ticks = int(own[proc.UTIME]) + int(own[proc.STIME]) + int(parent[proc.CUTIME]) + int(parent[proc.CSTIME])
+        return ticks / proc.CLK_TCK
 
     def used(self) -> float | None:
         end = self._sample()
         return None if end is None or self.start is None else round(end - self.start, 1)
-
-
-def _stat(pid: int) -> list[str]:
-    """Fields of /proc/<pid>/stat from `state` on (index 0 = state), robust to spaces in the command name."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return ["", "", *text[text.rindex(")") + 2:].split()]
