@@ -313,9 +313,14 @@ def spawn(name: str, argv: Sequence[str], *, cwd: Path = REPO_ROOT, env: Mapping
 
 def wait_healthy(base_url: str, children: Sequence[Child], timeout_s: float,
                  should_abort: Callable[[], bool] = lambda: False, what: str = "API") -> None:
-    """Poll `base_url/health` until it answers 200. Fails fast when one of `children` exits (with the tail of its
-    log), when `should_abort()` turns true, or after `timeout_s`."""
-    url = base_url + HEALTH
+    """Poll `base_url/health` until it answers 200 (see `wait_answers`)."""
+    wait_answers(base_url + HEALTH, children, timeout_s, should_abort, what)
+
+
+def wait_answers(url: str, children: Sequence[Child], timeout_s: float,
+                 should_abort: Callable[[], bool] = lambda: False, what: str = "API") -> None:
+    """Poll `url` until it answers 200. Fails fast when one of `children` exits (with the tail of its log), when
+    `should_abort()` turns true, or after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last: object = None
     while time.monotonic() < deadline:

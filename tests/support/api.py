@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memload.config import Settings
-from scripts.stack import LocalStack
+from scripts.stack import Child, LocalStack, wait_answers
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -32,20 +30,8 @@ UNTHROTTLED_EMBED = {"RECALL_TEXT_EMBED_RATE_LIMIT_RPS": "1000000", "RECALL_TEXT
 
 
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    """Poll `url` until it answers 200 (or the process dies / time runs out)."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except Exception as exc:  # not up yet
-            last = exc
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+    """Poll `url` until it answers 200 (or the process dies / time runs out): the stack's own wait."""
+    wait_answers(url, [Child("process", proc, None, None)] if proc is not None else [], timeout, what=url)
 
 
 @dataclass
