@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from memload.client import HEALTH, WRITE, ApiClient, RequestFailed
 from memload.config import REPO_ROOT, Settings
+from memload.db import API_APPLICATION_NAME
 from memload.embedder import fake_embed
 from memload.errors import DatabaseUnavailable, ExitCode, MemloadError
 from memload.limits import LIMIT_PROFILES
@@ -545,7 +546,8 @@ class Matrix:
         with self.state.phase(f"benchmark_{scale}", hint="BENCH_TIMEOUT_MS / RECALL_CONCURRENCY / WRITE_CONCURRENCY; "
                               f"details in benchmark_{scale}_attempt*.json"):
             n_children = len(_RUN_LOG.children)
-            self._benchmark(scale, scope)
+            with self._cost_sampler(scale, scope):
+                self._benchmark(scale, scope)
         if any(name == "bench" and code == ExitCode.TARGET_FAILING for name, code in _RUN_LOG.children[n_children:]):
             self.state.fail(f"benchmark_{scale}", "the target failed under load (transport errors or 5xx above the "
                             "gate)", f"see benchmark_{scale}.json; BENCH_FAIL_ON_TRANSPORT_ERROR_RATE sets the gate",
@@ -727,6 +729,27 @@ class Matrix:
             "repeat": repeat, "repeats": reps, "canonical": reps[-1] if reps else target.name,
         }
         (out / f"benchmark_adapt_{scale}.json").write_text(json.dumps(adapt, indent=2) + "\n")
+
+    @contextmanager
+    def _cost_sampler(self, scale: int, scope: str) -> Iterator[None]:
+        """cost_<scale>.json: what the benchmark cost the server, sampled while it runs (SAMPLE_COST)."""
+        if not self.cfg["SAMPLE_COST"] or not self.database_url:
+            yield
+            return
+        from memload.identity import scope_key
+        from scripts.cost_sampler import CostSampler
+        from seeding.build_sizing import total_mb
+
+        sampler = CostSampler(self.state.out_dir / f"cost_{scale}.json", database_url=self.database_url,
+                              scale=scale, scope=scope, scope_key=scope_key(scope, self.cfg["TENANT_ID"]),
+                              api_pid=self.stack.pids.get("api") if self.stack is not None else None,
+                              client_app=API_APPLICATION_NAME if self.is_reference else None,
+                              host_mem_mb=total_mb())
+        sampler.start()
+        try:
+            yield
+        finally:
+            sampler.stop()
 
     def _backlog(self, scope: str) -> None:
         """worker_slo: writes with auto_embed=true create the outbox backlog the worker benchmark drains."""

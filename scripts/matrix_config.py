@@ -180,6 +180,8 @@ VARS: list[Var] = [
         "measures (local stack: the API's ef_search is raised to the smallest that reaches SLO_MIN_RECALL)"),
     Var("TUNE_EF_SEARCH", "true", _bool, "local stack only: when recall@10 at the API's hnsw.ef_search misses "
         "SLO_MIN_RECALL, restart the API with the smallest swept value that reaches it before the benchmark"),
+    Var("SAMPLE_COST", "true", _bool, "while each benchmark runs, sample the CPU of the API, PostgreSQL and the "
+        "machine and the recall path's shared-buffer hits and reads (cost_<scale>.json; the report's Scale Cost)"),
     Var("WORKER_ITERATIONS", "8", _int(1, 1000), "worker benchmark iterations"),
     _table("WORKER_BACKLOG_WRITES"),
     Var("WORKER_BACKLOG_CONCURRENCY", "1", _int(1, 64), "concurrency of the backlog writes"),

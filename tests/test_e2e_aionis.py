@@ -107,6 +107,19 @@ def test_matrix_measures_an_aionis_shaped_target_and_credits_it_nothing_of_memlo
     else:
         assert ann["index_used"].startswith("memory_nodes_embedding") and ann["index_used"] in ann_section
 
+    # the cost of the run on the target's own tables: one memory_nodes for every scope, so the counters and sizes are
+    # the whole table's; its three HNSW indexes are listed; the API's processes are the target's, not known here
+    cost = json.loads((out / f"cost_{SCALE}.json").read_text())
+    rels = {r["name"]: r for r in cost["relations"]}
+    assert {"memory_nodes", "memory_edges"} <= set(rels) and all(r["shared"] for r in rels.values())
+    assert sum(r["method"] == "hnsw" for r in rels.values()) == 3 and COVER_INDEX in rels
+    assert set(cost["not_measured"]) == {"api"}
+    assert "every backend of the database but the sampler's" in cost["cpu"]["postgres"]  # its connections unnamed
+    recall = json.loads((out / f"locust_{SCALE}_summary.json").read_text())["cases"]["recall_text"]
+    before = [s for s in cost["samples"] if s["t"] <= recall["first_start"]][-1]
+    after = next(s for s in cost["samples"] if s["t"] >= recall["last_end"])
+    assert sum(after["blocks"]["memory_nodes"]) > sum(before["blocks"]["memory_nodes"])
+
     report = _report(out)
     target = _section(report, "Target")
     assert url in target and "external" in target.lower()

@@ -85,6 +85,7 @@ def test_matrix_profile_produces_consistent_artifacts(profile: str, fresh_db_url
         assert ann["recall_at_k_distance"] >= 0.95 and ann["ef_search_used"] == 100 and not ann["ef_search_tuned"]
         assert phases[f"ann_check_{scale}"]["ok"]
         assert phases[f"ann_check_{scale}"]["started_at"] < phases[f"benchmark_{scale}"]["started_at"]
+        _check_cost(out, scale, seed["scope"], _load(out / f"locust_{scale}_summary.json"))
     worker = out / "worker_baseline.json"
     assert worker.exists() == manifest["config"]["RUN_WORKER_BENCHMARK"]
     if worker.exists():
@@ -101,6 +102,30 @@ def test_matrix_profile_produces_consistent_artifacts(profile: str, fresh_db_url
             assert f"{case['latency_ms']['p95']:.2f} ms" in report, (case["name"], case["latency_ms"])
     plots = list((out / "plots").glob("*.png"))
     assert plots and all(p.stat().st_size > 1000 for p in plots)
+
+
+def _check_cost(out: Path, scale: int, scope: str, summary: dict) -> None:
+    """cost_<scale>.json lists the scope's own relations, samples every one of them throughout, and brackets the
+    recall case with samples between which the API's and PostgreSQL's CPU moved. (Block counters are asserted only
+    over longer cases: PostgreSQL publishes a backend's counts about once a second.)"""
+    cost = _load(out / f"cost_{scale}.json")
+    assert cost["scope"] == scope and cost["not_measured"] == {}, cost["not_measured"]
+    assert cost["memory"]["shared_buffers_mb"] > 0 and cost["memory"]["host_mem_mb"] > 0
+    rels = {r["name"]: r for r in cost["relations"]}
+    assert not any(r["shared"] for r in rels.values())  # the scope's own partitions
+    assert any(r["method"] == "hnsw" and r["mb"] > 0 for r in rels.values())
+    assert any(r["kind"] == "toast" and r["table"] == "memory_nodes" for r in rels.values())  # the embeddings
+    assert {r["table"] for r in rels.values()} == {"memory_nodes", "memory_edges"}
+    samples = cost["samples"]
+    assert [s["t"] for s in samples] == sorted(s["t"] for s in samples)
+    assert all(set(s["blocks"]) == set(rels) for s in samples)
+    for name, case in summary["cases"].items():
+        if not name.startswith("recall"):  # a few dozen writes may cost less than /proc's 10 ms ticks
+            continue
+        before = [s for s in samples if s["t"] <= case["first_start"]][-1]
+        after = next(s for s in samples if s["t"] >= case["last_end"])
+        for series in ("api", "postgres", "machine_busy"):
+            assert after["cpu_s"][series] > before["cpu_s"][series], (name, series)
 
 
 def test_interrupted_matrix_stops_its_processes_and_writes_partial_report(fresh_db_url: str, tmp_path: Path) -> None:
@@ -169,6 +194,10 @@ def test_matrix_targets_a_running_stack_and_starts_nothing(fresh_db_url: str, st
     assert "stack_up" not in {p["name"] for p in manifest["phases"]}
     assert _load(out / "benchmark_1000.json")["base_url"].rstrip("/") == api.base_url
     assert api.proc.poll() is None  # the target stack was left running
+    cost = _load(out / "cost_1000.json")  # an API not started here: its processes unknown, its backends counted
+    assert set(cost["not_measured"]) == {"api"} and cost["cpu"]["api"] is None
+    assert "backends named memload-api" in cost["cpu"]["postgres"]  # GET /health said memload's reference API
+    assert cost["samples"][-1]["cpu_s"]["postgres"] > cost["samples"][0]["cpu_s"]["postgres"]
     assert {c.pid for c in psutil.Process().children(recursive=True)} == before
 
 
