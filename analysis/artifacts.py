@@ -28,6 +28,7 @@ _BENCH_RE = re.compile(r"^benchmark_(?P<scale>.+)\.json$")
 _SEED_RE = re.compile(r"^seed_(?P<scale>.+)\.json$")
 _EXPLAIN_RE = re.compile(r"^explain_(?P<scale>.+)\.txt$")
 _ANN_RE = re.compile(r"^ann_check_(?P<scale>.+)\.json$")
+_COST_RE = re.compile(r"^cost_(?P<scale>.+)\.json$")
 _STATS_RE = re.compile(r"^(?P<prefix>.+)_stats\.csv$")
 PACING_COLUMNS = ("timestamp", "endpoint_class", "pace_ms", "count_429", "count_ok")
 
@@ -171,6 +172,7 @@ class Benchmark:
     requests_file: str | None = None  # `run.requests_file`: the per-request records beside the JSON
     base_url: str | None = None
     preflight: dict[str, Any] | None = None
+    summary_file: str | None = None  # `artifacts.summary`: the canonical run's Locust summary
 
 
 @dataclass
@@ -224,6 +226,7 @@ class ScaleFiles:
     requests: Path | None = None
     explain: Path | None = None
     ann_check: Path | None = None
+    cost: Path | None = None
 
 
 @dataclass
@@ -259,6 +262,8 @@ def discover(directory: Path) -> RunFiles:
             at(m["scale"]).explain = path
         elif m := _ANN_RE.match(name):
             at(m["scale"]).ann_check = path
+        elif m := _COST_RE.match(name):
+            at(m["scale"]).cost = path
     # Locust CSV prefixes: `locust_<scale>` by convention; any other prefix becomes its own "scale" label.
     for name in names:
         if (m := _STATS_RE.match(name)) and not _REP_PREFIX_RE.match(m["prefix"]):
@@ -434,6 +439,7 @@ def load_benchmark(path: Path) -> Benchmark:
         requests_file=run.str_("requests_file", required=False) if run else None,
         base_url=doc.str_("base_url", required=False),
         preflight=dict(preflight.value) if preflight else None,
+        summary_file=arts.str_("summary", required=False) if arts else None,
     )
 
 
@@ -610,3 +616,126 @@ def load_manifest(path: Path) -> dict[str, Any]:
         raise MalformedArtifact(path, "key <root>: expected an object")
     return value
 
+
+
+# ----------------------------------------------------------------------------------------------- scale cost
+RELATION_KINDS = ("heap", "toast", "index")
+CPU_GROUPS = ("api", "postgres", "machine")
+CPU_SERIES = ("api", "postgres", "machine_busy", "machine_total")
+
+
+@dataclass
+class CostRelation:
+    """A relation the recall path reads, its size at the start of the benchmark; `shared`: it also holds other
+    scopes, so its counters and size are the whole table's."""
+
+    name: str
+    table: str
+    kind: str  # heap / toast (the heap's out-of-line values: the embeddings) / index
+    method: str  # heap, hnsw, btree, …
+    mb: float | None
+    shared: bool
+
+
+@dataclass
+class CostSample:
+    t: float  # epoch seconds, the Locust summary's clock
+    cpu_s: dict[str, float]  # cumulative CPU seconds by series (CPU_SERIES); absent series left out
+    blocks: dict[str, tuple[int, int]] | None  # relation -> cumulative (blks_hit, blks_read); None: not sampled
+
+
+@dataclass
+class CostRecord:
+    """`cost_<scale>.json`: the raw cumulative counters the matrix sampled while the benchmark ran."""
+
+    path: Path
+    scale: str | None
+    scope: str | None
+    scope_key: str | None
+    interval_s: float | None
+    memory: dict[str, float | None]  # shared_buffers_mb, effective_cache_size_mb, host_mem_mb, cpu_cores
+    relations: list[CostRelation]
+    cpu: dict[str, str | None]  # what each CPU group counts (CPU_GROUPS); None: not sampled
+    not_measured: dict[str, str]
+    samples: list[CostSample]
+
+
+@dataclass
+class CaseWindow:
+    """A case of the Locust summary: its requests and the window [first_start, last_end] they ran in."""
+
+    total: int
+    first_start: float | None
+    last_end: float | None
+
+
+def load_cost(path: Path) -> CostRecord:
+    doc = Doc(path, load_json(path))
+    memory = doc.obj("memory")
+    assert memory is not None
+    mem = {k: memory.num(k, required=False, nullable=True)
+           for k in ("shared_buffers_mb", "effective_cache_size_mb", "host_mem_mb")}
+    mem["cpu_cores"] = memory.int_("cpu_cores", required=False)
+    relations: list[CostRelation] = []
+    for r in doc.items("relations"):
+        kind = r.str_("kind") or ""
+        if kind not in RELATION_KINDS:
+            raise MalformedArtifact(path, f"key {r.key}.kind: expected heap, toast or index, got {r.value['kind']!r}")
+        mb = r.num("mb", nullable=True)
+        if mb is not None and mb < 0:
+            raise MalformedArtifact(path, f"key {r.key}.mb: expected a size ≥ 0, got {r.value['mb']!r}")
+        rel = CostRelation(name=r.str_("name") or "", table=r.str_("table") or "", kind=kind,
+                           method=r.str_("method") or "", mb=mb, shared=bool(r.bool_("shared", required=False)))
+        if any(o.name == rel.name for o in relations):
+            raise MalformedArtifact(path, f"key {r.key}.name: relation {rel.name!r} is listed twice")
+        relations.append(rel)
+    cpu_doc = doc.obj("cpu")
+    assert cpu_doc is not None
+    cpu = {g: cpu_doc.str_(g, required=False) for g in CPU_GROUPS}
+    nm = doc.obj("not_measured", required=False)
+    not_measured = {str(k): nm.str_(str(k)) or "" for k in nm.value} if nm is not None else {}
+    names = {r.name for r in relations}
+    samples: list[CostSample] = []
+    for s in doc.items("samples"):
+        t = s.num("t")
+        assert t is not None
+        if samples and t <= samples[-1].t:
+            raise MalformedArtifact(path, f"key {s.key}.t: {s.value['t']!r} is not after the previous sample's")
+        cpu_s = s.obj("cpu_s", required=False)
+        series: dict[str, float] = {}
+        for name in (cpu_s.value if cpu_s is not None else {}):
+            value = cpu_s.num(str(name), nullable=True)
+            if value is not None:
+                series[str(name)] = value
+        blocks_doc = s.obj("blocks", required=False)
+        blocks: dict[str, tuple[int, int]] | None = None
+        if blocks_doc is not None:
+            blocks = {}
+            for name, pair in blocks_doc.value.items():
+                key = f"{blocks_doc.key}.{name}"
+                if (not isinstance(pair, list) or len(pair) != 2
+                        or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in pair)):
+                    raise MalformedArtifact(path, f"key {key}: expected [blks_hit, blks_read] (integers ≥ 0), "
+                                                  f"got {pair!r}")
+                if name in names:  # a relation the file no longer lists cannot be grouped or sized
+                    blocks[str(name)] = (pair[0], pair[1])
+        samples.append(CostSample(t, series, blocks))
+    return CostRecord(path=path, scale=doc.str_("scale", required=False), scope=doc.str_("scope", required=False),
+                      scope_key=doc.str_("scope_key", required=False),
+                      interval_s=doc.num("interval_s", required=False, nullable=True), memory=mem,
+                      relations=relations, cpu=cpu, not_measured=not_measured, samples=samples)
+
+
+def load_case_windows(path: Path) -> dict[str, CaseWindow]:
+    """`<prefix>_summary.json` → per endpoint (`recall_text` / `recall` / `write`) its total and window."""
+    doc = Doc(path, load_json(path))
+    cases = doc.obj("cases")
+    assert cases is not None
+    out: dict[str, CaseWindow] = {}
+    for name in cases.value:
+        c = cases.obj(str(name))
+        assert c is not None
+        out[endpoint_key(str(name))] = CaseWindow(total=c.int_("total") or 0,
+                                                  first_start=c.num("first_start", required=False, nullable=True),
+                                                  last_end=c.num("last_end", required=False, nullable=True))
+    return out

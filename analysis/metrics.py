@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 from analysis import artifacts as art
+from analysis.cost import ScaleCost, scale_cost
+from analysis.errors import MalformedArtifact
 from analysis.explain_parser import ExplainInfo, parse_explain
 from analysis.jsonio import dig
 from analysis.locust_csv import LocustRun, read_locust_run
@@ -183,6 +185,8 @@ class ScaleMetrics:
     explain: ExplainInfo | None = None
     ann: AnnMetrics | None = None  # ann_check_<scale>.json
     ann_failed: str | None = None
+    cost: ScaleCost | None = None  # cost_<scale>.json
+    cost_failed: str | None = None  # why the cost file could not be used (explanatory: never a failed stage)
     adapt: dict[str, Any] | None = None
     records: pd.DataFrame | None = None  # PREFIX_requests.csv
     seed_failed: str | None = None
@@ -402,6 +406,8 @@ def collect_scale(directory: Path, files: art.ScaleFiles) -> ScaleMetrics:
     if files.adapt:
         sm.adapt = art.load_adapt(files.adapt)
         sm.used.append(files.adapt.name)
+    if files.cost:
+        _collect_cost(directory, sm, files.cost)
     req_path = directory / f"{prefix}_requests.csv"
     if sm.benchmark and sm.benchmark.requests_file and (directory / sm.benchmark.requests_file).is_file():
         req_path = directory / sm.benchmark.requests_file
@@ -414,11 +420,28 @@ def collect_scale(directory: Path, files: art.ScaleFiles) -> ScaleMetrics:
     for label, present in ((f"seed_{files.scale}.json", files.seed), (f"benchmark_{files.scale}.json",
                            files.benchmark), (f"explain_{files.scale}.txt", files.explain),
                            (f"ann_check_{files.scale}.json", files.ann_check),
-                           (f"benchmark_adapt_{files.scale}.json", files.adapt)):
+                           (f"benchmark_adapt_{files.scale}.json", files.adapt),
+                           (f"cost_{files.scale}.json", files.cost)):
         if present is None:
             sm.missing.append(label)
     _build_endpoints(sm)
     return sm
+
+
+def _collect_cost(directory: Path, sm: ScaleMetrics, path: Path) -> None:
+    """The scale's cost explains the results and judges nothing: a malformed file is noted (naming the file and the
+    key), never a reason not to write the report."""
+    sm.used.append(path.name)
+    sm.cost_failed = art.empty_result(path)
+    if sm.cost_failed is not None:
+        return
+    try:
+        sm.cost = scale_cost(directory, art.load_cost(path), sm.benchmark, sm.benchmark_failed)
+    except MalformedArtifact as exc:
+        sm.cost_failed = str(exc)
+        return
+    if sm.cost.summary and sm.cost.summary not in sm.used:
+        sm.used.append(sm.cost.summary)
 
 
 def _build_endpoints(sm: ScaleMetrics) -> None:

@@ -512,6 +512,58 @@ def pace_over_time(sm: ScaleMetrics, path: Path) -> Plot | Skipped:
     return Plot(key, title, _save(fig, path), "The suite's pacing controller, one row per second per endpoint class.")
 
 
+CPU_COLORS = {"api": "#1f77b4", "postgres": "#2ca02c", "other": "#7f7f7f"}
+CPU_LABELS_PLOT = {"api": "API", "postgres": "PostgreSQL", "other": "other (load generator, rest of the machine)"}
+CPU_MACHINE_ONLY = "#c5b0d5"  # a scale whose CPU is known for the whole machine only
+
+
+def cpu_per_recall(scales: list[ScaleMetrics], path: Path) -> Plot | Skipped:
+    """CPU ms per recall by scale (`cost_<scale>.json`), stacked API / PostgreSQL / other; a scale whose CPU is not
+    split (an external target: only the machine's CPU is known) is one hatched bar of the machine's."""
+    key, title = "cpu_per_recall", "CPU per recall by scale"
+    bars: list[tuple[str, dict[str, float] | None, float]] = []  # scale, split (None: machine only), machine
+    unmeasured: list[str] = []
+    for sm in scales:
+        cc = sm.cost.cases["recall"] if sm.cost is not None else None
+        machine = cc.cpu_ms["machine"] if cc is not None else None
+        if cc is None or machine is None:
+            why = (sm.cost_failed or f"no cost_{sm.scale}.json") if cc is None else \
+                cc.why.get("window") or cc.why.get("cpu.machine", "not measured")
+            unmeasured.append(f"scale {sm.scale} ({why})")
+            continue
+        parts = {k: cc.cpu_ms[k] for k in ("api", "postgres", "other")}
+        split = {k: float(v) for k, v in parts.items() if v is not None}
+        bars.append((sm.scale, split if len(split) == 3 else None, float(machine)))
+    if not bars:
+        return Skipped(key, title, "no scale has its CPU per recall measured: " + "; ".join(unmeasured))
+    fig, (ax,) = _figure(1, height=4.0, width=9.0)
+    x = np.arange(len(bars), dtype=float)
+    bottom = np.zeros(len(bars))
+    for part, color in CPU_COLORS.items():
+        values = np.array([b[1][part] if b[1] is not None else 0.0 for b in bars])
+        if (values > 0).any():
+            ax.bar(x, values, bottom=bottom, color=color, width=0.6, label=CPU_LABELS_PLOT[part])
+        bottom += values
+    machine_only = np.array([b[2] if b[1] is None else 0.0 for b in bars])
+    if (machine_only > 0).any():
+        ax.bar(x, machine_only, bottom=bottom, color=CPU_MACHINE_ONLY, edgecolor="#555555", hatch="//", width=0.6,
+               label="machine, not split (API / PostgreSQL not sampled)")
+    for i, (_, _, machine) in enumerate(bars):
+        ax.text(x[i], machine, f"{machine:.2f} ms", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [b[0] for b in bars])
+    ax.set_xlim(-0.5 - max(0.0, (3 - len(bars)) / 2), len(bars) - 0.5 + max(0.0, (3 - len(bars)) / 2))
+    ax.set_xlabel("scale")
+    ax.set_ylabel("CPU ms per recall (all cores)")
+    ax.set_ylim(0, max(b[2] for b in bars) * 1.15 or 1)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=4, fontsize=8, frameon=False, handlelength=1.2)
+    fig.suptitle("CPU per recall by scale, recall window (cost_<scale>.json)", fontsize=11)
+    _layout(fig, suptitle=True)
+    caption = ("CPU seconds of each group over the recall case's window ÷ the recalls in it; other = machine busy − "
+               "API − PostgreSQL (the load generator and the rest of the machine); the label is the machine's total."
+               + (" Not measured: " + "; ".join(unmeasured) + "." if unmeasured else ""))
+    return Plot(key, title, _save(fig, path), caption)
+
+
 def draw_all(scales: list[ScaleMetrics], worker: WorkerBaseline | None, slo: SloTargets,
              plot_dir: Path) -> list[Plot | Skipped]:
     """Every plot of the report, in reading order."""
@@ -524,4 +576,6 @@ def draw_all(scales: list[ScaleMetrics], worker: WorkerBaseline | None, slo: Slo
     out.append(status_breakdown(scales, plot_dir / "status_codes.png"))
     out.append(p95_vs_size(scales, slo, plot_dir / "p95_vs_dataset_size.png"))
     out.append(worker_throughput(worker, slo, plot_dir / "worker_throughput.png"))
+    if any(sm.cost is not None or sm.cost_failed for sm in scales):  # no cost file at all: the section says so
+        out.append(cpu_per_recall(scales, plot_dir / "cpu_per_recall.png"))
     return out

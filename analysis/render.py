@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import rules as R
+from analysis.cost import CPU_LABELS, GROUP_LABELS, GROUPS, SIZE_LABELS, CaseCost, ScaleCost
 from analysis.errors import TemplateError
 from analysis.figures import Plot, Skipped
 from analysis.jsonio import dig
@@ -726,6 +727,153 @@ def _ann_block(ctx: ReportContext, sm: ScaleMetrics, a: AnnMetrics, nm: NotMeasu
     return out
 
 
+# ------------------------------------------------------------------------------------------------ scale cost
+COST_INTRO = (
+    "What each scale's benchmark cost the server, from `cost_<scale>.json`: cumulative CPU and buffer counters the "
+    "matrix sampled while the benchmark ran, interpolated at the bounds of each case's window ([first_start, "
+    "last_end] of the canonical run's Locust summary) and divided by the case's requests; between two samples a "
+    "counter is taken to grow evenly, so the sample interval around a bound may carry a little of the neighbouring "
+    "case's work. It explains the results and judges nothing: the SLO verdict does not read it. Hit % = blocks found "
+    "in shared_buffers ÷ blocks accessed; a read is a block from outside shared_buffers (the OS page cache or the "
+    "disk, 8 kB); embeddings = the nodes' TOAST, where each 1536-d vector (6 kB) is stored out of line and read "
+    "for every candidate the recall re-ranks (an edges TOAST counts with its heap). Other CPU = "
+    "machine busy − API − PostgreSQL: the load generator and the rest of the machine.")
+
+
+def f_scale_cost(ctx: ReportContext) -> str:
+    """Per scale, the recall case as a table row (sizes against shared_buffers, hit ratios, kB read and CPU per
+    recall, cores busy) and the write case as a line; one sentence when no scale has a cost file."""
+    scales = ctx.run.scales
+    if not any(sm.cost is not None or sm.cost_failed for sm in scales):
+        return ("Not measured: no `cost_<scale>.json` in the run directory (the matrix samples CPU and buffer "
+                "counters while the benchmark runs).")
+    rows, writes, notes = [], [], []
+    for sm in scales:
+        c = sm.cost
+        if c is None:
+            notes.append(f"- Scale {sm.scale}: NOT MEASURED — {sm.cost_failed or f'no cost_{sm.scale}.json'}")
+            continue
+        rc, wc = c.cases["recall"], c.cases["write"]
+        rows.append([sm.scale, _case_count(rc), _sizes_cell(c), _ratio(c.of_shared_buffers(c.hot_mb)),
+                     _ratio(c.of_shared_buffers(c.sizes_mb.get("total"))),
+                     f"{_mb(c.shared_buffers_mb)} / {_mb(c.host_mem_mb)}", _hits_cell(rc), _kb(rc), _cpu_cell(rc),
+                     _cores_cell(c, rc)])
+        writes.append(_write_line(sm.scale, c, wc))
+        notes += _cost_notes(sm.scale, c)
+    out = COST_INTRO
+    if rows:
+        out += ("\n\nRecall case:\n\n" + table(
+            ["scale", "recalls (window)", "MB: nodes heap / embeddings / HNSW / other nodes idx / edges = all",
+             "nodes heap + embeddings + HNSW ÷ shared_buffers", "all ÷ shared_buffers",
+             "shared_buffers / host RAM (MB)",
+             "hit %: nodes heap / embeddings / HNSW / other nodes idx / edges heap / edges idx", "kB read per recall",
+             "CPU ms per recall: API / PostgreSQL / other = machine", "cores busy"], rows))
+        out += "\n\nHit % below 99 are in bold.\n\nWrite case:\n\n" + "\n".join(writes)
+    if notes:
+        out += "\n\n" + "\n".join(notes)
+    return out
+
+
+def _mb(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _ratio(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def _opt(v: float | None, digits: int = 2) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def _case_count(cc: CaseCost) -> str:
+    if not cc.measured:
+        return "NOT MEASURED"
+    return f"{cc.requests:,} in {cc.window_s:.1f} s ({cc.endpoint})"
+
+
+def _sizes_cell(c: ScaleCost) -> str:
+    m = c.sizes_mb
+    return " / ".join(_mb(m.get(k)) for k in ("nodes_heap", "embeddings", "hnsw", "nodes_indexes", "edges")) + \
+        f" = {_mb(m.get('total'))}"
+
+
+def _hit(v: float | None) -> str:
+    if v is None:
+        return "–"
+    text = f"{100 * v:.2f}"
+    return f"**{text}**" if v < R.HIT_RATIO_MIN else text
+
+
+def _hits_cell(cc: CaseCost) -> str:
+    return "–" if not cc.measured else " / ".join(_hit(cc.hit_ratio[g]) for g in GROUPS)
+
+
+def _kb(cc: CaseCost) -> str:
+    return _opt(cc.read_kb)
+
+
+def _cpu_cell(cc: CaseCost) -> str:
+    if not cc.measured:
+        return "–"
+    ms_ = cc.cpu_ms
+    return " / ".join(_opt(ms_[k]) for k in ("api", "postgres", "other")) + f" = {_opt(ms_['machine'])}"
+
+
+def _cores_cell(c: ScaleCost, cc: CaseCost) -> str:
+    if cc.cores_busy is None:
+        return "–"
+    text = f"{cc.cores_busy:.2f}" + (f" of {c.cpu_cores}" if c.cpu_cores else "")
+    return text + (f" ({100 * cc.busy_share:.0f} %)" if cc.busy_share is not None else "")
+
+
+def _write_line(scale: str, c: ScaleCost, wc: CaseCost) -> str:
+    if not wc.measured:
+        return f"- Scale {scale}, write: NOT MEASURED — {wc.why['window']}"
+    hits = ", ".join(f"{GROUP_LABELS[g]} {_hit(wc.hit_ratio[g])}" for g in GROUPS if wc.hit_ratio[g] is not None)
+    return (f"- Scale {scale}, write ({wc.requests:,} writes in {wc.window_s:.1f} s): CPU ms per write "
+            f"{_cpu_cell(wc)} (API / PostgreSQL / other = machine); cores busy {_cores_cell(c, wc)}; "
+            + (f"{_kb(wc)} kB read per write from outside shared_buffers" if wc.read_kb is not None
+               else "kB read per write: not measured") + f"; hit % {hits or 'not measured'}")
+
+
+def _cost_notes(scale: str, c: ScaleCost) -> list[str]:
+    """How the scale was measured, what is whole-table, and why each missing figure is missing (grouped by reason)."""
+    r = c.record
+    series = "; ".join(f"{CPU_LABELS[g]} = {r.cpu[g]}" for g in ("api", "postgres", "machine") if r.cpu.get(g))
+    how = [f"`{r.path.name}`" + (f", a sample every {r.interval_s:g} s" if r.interval_s else "")
+           + (f", windows from `{c.summary}`" if c.summary else "")]
+    if r.memory.get("effective_cache_size_mb") is not None:
+        how.append(f"effective_cache_size {_mb(r.memory['effective_cache_size_mb'])} MB")
+    if series:
+        how.append(f"CPU: {series}")
+    notes = [f"- Scale {scale}: " + "; ".join(how)]
+    if c.shared_tables:
+        tables = ", ".join(f"`{t}`" for t in c.shared_tables)
+        notes.append(f"- Scale {scale}: {tables} also hold other scopes (`\"shared\": true`): their counters and sizes "
+                     "are the whole table's, other scopes included, not this scope's alone")
+    by_reason: dict[str, list[str]] = {}
+    for key, why in c.size_why.items():
+        if key not in ("total",):
+            by_reason.setdefault(why, []).append(f"{SIZE_LABELS[key]} MB")
+    for name, cc in c.cases.items():
+        if not cc.measured:
+            continue
+        for key, why in cc.why.items():
+            kind, _, part = key.partition(".")
+            label = {"cpu": f"{CPU_LABELS.get(part, part)} CPU", "hit": f"hit % {GROUP_LABELS.get(part, part)}",
+                     "read_kb": "kB read", "cores_busy": "cores busy", "busy_share": "busy share"}.get(kind, key)
+            by_reason.setdefault(why, []).append(f"{label} ({name})")
+    for why, labels in by_reason.items():
+        notes.append(f"- Scale {scale}, not measured: {', '.join(labels)} — {why}")
+    rc = c.cases["recall"]
+    if not rc.measured:
+        notes.append(f"- Scale {scale}, recall: NOT MEASURED — {rc.why['window']}")
+    return notes
+
+
 # ------------------------------------------------------------------------------------------------ conclusion
 def f_slo_verdict(ctx: ReportContext) -> str:
     v = ctx.verdict
@@ -1036,8 +1184,9 @@ def f_inputs(ctx: ReportContext) -> str:
                "`*_requests.csv` → the 1-second over-time plots and the server-time split; `*_pacing.csv` → the "
                "pace plot; `explain_*` → "
                "planner notes and the index rules; `ann_check_*` → the recall@k SLO check, the ANN Recall section "
-               "and the ann_recall rule; `worker_baseline.json` → the worker SLO; `manifest.json` → host, "
-               "versions, PG settings and phase timings.")
+               "and the ann_recall rule; `cost_*` → the Scale Cost section, the buffer_cache and cpu_growth rules "
+               "and the CPU-per-recall plot (explanatory: never the verdict); `worker_baseline.json` → the worker "
+               "SLO; `manifest.json` → host, versions, PG settings and phase timings.")
     return intro + table(["scale", "used", "missing"], rows) + effects
 
 

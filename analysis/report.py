@@ -53,6 +53,8 @@ class ReportResult:
                     "stage2_ms": sm.explain.stage2.execution_ms if sm.explain.stage2 else None,
                     "execution_times_ms": sm.explain.execution_times_ms},
                 "ann": _ann_summary(sm.ann),
+                "cost": sm.cost.as_dict() if sm.cost is not None else None,
+                "cost_not_measured": sm.cost_failed if sm.cost is None and sm.cost_failed else None,
                 "missing": sm.missing,
             })
         w = self.run.worker

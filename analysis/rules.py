@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from analysis.cost import CPU_LABELS, GROUP_LABELS
 from analysis.metrics import LOW_CONFIDENCE_SAMPLES, EndpointMetrics, NotMeasured, RunMetrics, ScaleMetrics
 
 # --------------------------------------------------------------------------------------------- thresholds
@@ -17,6 +18,8 @@ RATE_LIMIT_SHARE = 0.05  # 429s per request at or above which latency is not evi
 WRITE_429_OF_FAILURES = 0.50  # the Aionis kit's perf-report: flag writes whose failures are mostly 429
 LATE_SHARE = 0.01  # open model: late requests per request at or above which the generator is the suspect
 DB_SHARE_OF_P95 = 0.50  # EXPLAIN stage1+stage2 time at or above this share of recall p95 => database-dominated
+HIT_RATIO_MIN = 0.99  # recall path's HNSW / nodes-heap buffer hit ratio below which it reads outside shared_buffers
+CPU_GROWTH = 1.5  # CPU per recall from the smallest to the largest measured scale above this factor => it grows
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,72 @@ def _worker(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     return [Finding("worker", "run", "worker", evidence, action)]
 
 
+def _mb(v: float) -> str:
+    return f"{v:,.0f} MB"
+
+
+def _buffer_cache(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    """The recall path misses shared_buffers on the relations it reads most because they do not fit in it."""
+    out = []
+    for sm in run.scales:
+        c = sm.cost
+        if c is None or not c.cases["recall"].measured:
+            continue
+        rc = c.cases["recall"]
+        low = {g: v for g in ("hnsw", "nodes_heap", "embeddings")
+               if (v := rc.hit_ratio[g]) is not None and v < HIT_RATIO_MIN}
+        hot, sb = c.hot_mb, c.shared_buffers_mb
+        if not low or hot is None or sb is None or hot <= sb:
+            continue
+        hnsw, heap, vectors = (c.sizes_mb[k] for k in ("hnsw", "nodes_heap", "embeddings"))
+        ratios = ", ".join(f"{GROUP_LABELS[g]} {_pct(v)}" for g, v in low.items())
+        read = f"{rc.read_kb:,.1f} kB per recall" if rc.read_kb is not None else "an unmeasured amount"
+        shared = (" (whole-table sizes and counters: " + ", ".join(c.shared_tables) + " also hold other scopes)"
+                  if c.shared_tables else "")
+        evidence = (f"recall window: buffer hit ratio {ratios} < {_pct(HIT_RATIO_MIN)}; {read} read from outside "
+                    f"shared_buffers; HNSW {_mb(hnsw or 0.0)} + nodes heap {_mb(heap or 0.0)}"
+                    + (f" + embeddings {_mb(vectors)}" if vectors is not None else "")
+                    + f" = {_mb(hot)} > shared_buffers {_mb(sb)} ({hot / sb:.2f}×){shared}")
+        ram = c.host_mem_mb
+        room = (f" (host RAM {_mb(ram)}: they are {_pct(hot / ram)} of it)" if ram else
+                " (host RAM not recorded)")
+        precision = sm.ann.check.precision if sm.ann is not None else None
+        halfvec = ("the index is already halfvec, so only memory (or a smaller scope) helps" if precision == "halfvec"
+                   else "or build the HNSW index on halfvec (`memload seed --precision halfvec`): half the graph")
+        action = (f"raise shared_buffers above {_mb(hot)} so the HNSW graph, the nodes heap and the embeddings stay "
+                  f"cached, if RAM allows{room}; {halfvec}")
+        out.append(Finding("buffer_cache", sm.scale, rc.endpoint or "recall", evidence, action))
+    return out
+
+
+def _cpu_growth(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    """CPU per recall (all cores of the machine) from the smallest to the largest scale that measured it."""
+    measured = [(sm, sm.cost.cases["recall"]) for sm in run.scales
+                if sm.cost is not None and sm.cost.cases["recall"].cpu_ms["machine"] is not None]
+    if len(measured) < 2:
+        return []
+    (small, a), (large, b) = measured[0], measured[-1]
+    first, last = a.cpu_ms["machine"] or 0.0, b.cpu_ms["machine"] or 0.0
+    if first <= 0 or last <= CPU_GROWTH * first:
+        return []
+    parts = {k: (a.cpu_ms[k], b.cpu_ms[k]) for k in ("api", "postgres", "other")}
+    grown = {k: y - x for k, (x, y) in parts.items() if x is not None and y is not None}
+    where = "; ".join(f"{CPU_LABELS[k]} {parts[k][0]:.2f} → {parts[k][1]:.2f} ms ({d:+.2f})"
+                      for k, d in grown.items())
+    evidence = (f"CPU per recall {first:.2f} ms at scale {small.scale} → {last:.2f} ms at scale {large.scale} "
+                f"({last / first:.2f}× > {CPU_GROWTH:g}×)" + (f"; {where}" if where else
+                                                               "; not split between API and PostgreSQL (their CPU "
+                                                               "was not sampled)"))
+    action = None
+    if "api" in grown and "postgres" in grown:
+        top = max(("api", "postgres"), key=lambda k: grown[k])
+        share = grown[top] / (last - first)
+        action = (f"most of the growth is {CPU_LABELS[top]} ({_pct(share)} of it): "
+                  + ("profile the database side of a recall (stage-1 scan, hnsw.ef_search, buffer misses)"
+                     if top == "postgres" else "profile the API's work per recall (result size, re-ranking, JSON)"))
+    return [Finding("cpu_growth", large.scale, b.endpoint or "recall", evidence, action)]
+
+
 RULES: tuple[Rule, ...] = (
     Rule("rate_limit", "rate limiter (429-dominated run)",
          f"an endpoint's 429 share ≥ {_pct(RATE_LIMIT_SHARE)} of its requests → rate-limit dominated; its latency "
@@ -390,6 +459,15 @@ RULES: tuple[Rule, ...] = (
          "the error-rate SLO counts every 429", _rate_limit_minor),
     Rule("worker", "worker", "worker processed/s ≤ the worker SLO minimum (with jobs to claim)",
          "raise OUTBOX_BATCH_SIZE, run more worker processes, and check failed_marked", _worker),
+    Rule("buffer_cache", "buffer cache (the recall path reads outside shared_buffers)",
+         f"cost_<scale>.json: in the recall window the HNSW, nodes-heap or embeddings buffer hit ratio is below "
+         f"{_pct(HIT_RATIO_MIN)} and their MB together exceed shared_buffers",
+         "raise shared_buffers (if RAM allows) so the HNSW graph, the nodes heap and the embeddings stay cached, or "
+         "build the HNSW index on halfvec (half the graph)", _buffer_cache),
+    Rule("cpu_growth", "CPU per recall grows with the scale",
+         f"cost_<scale>.json: CPU ms per recall (all cores of the machine) at the largest measured scale is more "
+         f"than {CPU_GROWTH:g}× the smallest's",
+         "profile the part that grew (API or PostgreSQL, named in the evidence)", _cpu_growth),
 )
 
 NO_BOTTLENECK = Rule("none", "none reached at this load", "no rule above fired",

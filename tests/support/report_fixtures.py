@@ -262,6 +262,50 @@ def write_manifest(directory: Path) -> Path:
         "interrupted": False, "failed": None, "complete": True})
 
 
+def write_locust_summary(directory: Path, name: str, cases: dict[str, tuple[int, float | None, float | None]]) -> Path:
+    """`<prefix>_summary.json` reduced to what the cost figures read: per case (total, first_start, last_end)."""
+    return write_json(directory / name, {
+        "locust_version": "2.47.0", "completed": True,
+        "cases": {n: {"total": total, "ok": total, "failed": 0, "first_start": first, "last_end": last}
+                  for n, (total, first, last) in cases.items()}})
+
+
+def cost_samples(times: list[float], cpu: dict[str, list[float]],
+                 blocks: dict[str, list[tuple[int, int]]] | None = None) -> list[dict[str, Any]]:
+    """Samples of `cost_<scale>.json` from columns: one value per time for each CPU series and relation."""
+    out = []
+    for i, t in enumerate(times):
+        sample: dict[str, Any] = {"t": t, "cpu_s": {k: v[i] for k, v in cpu.items()}}
+        if blocks is not None:
+            sample["blocks"] = {k: list(v[i]) for k, v in blocks.items()}
+        out.append(sample)
+    return out
+
+
+def cost_relation(name: str, table: str, kind: str, method: str, mb: float | None, *,
+                  shared: bool = False) -> dict[str, Any]:
+    return {"name": name, "table": table, "kind": kind, "method": method, "mb": mb, "shared": shared}
+
+
+LOCAL_CPU = {"api": "the local API's process tree (pid 1234)",
+             "postgres": "the PostgreSQL server's processes on this machine (postmaster pid 99), other clients' "
+                         "backends excluded",
+             "machine": "all cores of this machine (/proc/stat)"}
+
+
+def write_cost(directory: Path, scale: str, samples: list[dict[str, Any]], relations: list[dict[str, Any]], *,
+               shared_buffers_mb: float | None = 8192.0, host_mem_mb: float | None = 32000.0, cpu_cores: int = 4,
+               cpu: dict[str, str | None] | None = None, not_measured: dict[str, str] | None = None) -> Path:
+    """`cost_<scale>.json` as the matrix writes it (docs/ARTIFACTS.md): exactly the given samples and relations."""
+    return write_json(directory / f"cost_{scale}.json", {
+        "scale": int(scale) if scale.isdigit() else scale, "scope": f"perf_{scale}", "scope_key": f"perf_{scale}",
+        "interval_s": 0.5,
+        "memory": {"shared_buffers_mb": shared_buffers_mb, "effective_cache_size_mb": 24576.0,
+                   "host_mem_mb": host_mem_mb, "cpu_cores": cpu_cores},
+        "relations": relations, "cpu": LOCAL_CPU if cpu is None else cpu, "not_measured": not_measured or {},
+        "samples": samples})
+
+
 REQUEST_HEADER = "t_s,endpoint,latency_ms,status,category,server_ms,db_ms\n"
 
 
