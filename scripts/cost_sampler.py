@@ -26,6 +26,9 @@ from scripts.pg_processes import CpuAccumulator, PgServer
 
 SAMPLER_APP = "memload-cost-sampler"
 INTERVAL_S = 0.5
+JOIN_S = 5.0
+# Every statement of the sampler is a catalog or statistics read: none may hold up the benchmark it watches.
+SESSION_SQL = "SET statement_timeout = '2s'; SET lock_timeout = '1s'"
 BLOCK_KB = 8
 
 _RELATION_SQL = """
@@ -150,15 +153,19 @@ class CostSampler:
         return self
 
     def stop(self) -> Path:
+        """The last sample, then the file. Bounded: a sampling thread that has not finished within JOIN_S is left to
+        die with the process (its connection is not shared, so nothing here waits on it) and the last sample is the
+        one it took."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
-        self._sample()
-        try:
-            if self._pg is not None:
-                self._pg.close()
-        except Exception:
-            pass
+            self._thread.join(timeout=JOIN_S)
+        if self._thread is None or not self._thread.is_alive():
+            self._sample()
+            try:
+                if self._pg is not None:
+                    self._pg.close()
+            except Exception:
+                pass
         self.out.write_text(json.dumps(self.doc, indent=1) + "\n")
         return self.out
 
@@ -185,6 +192,7 @@ class CostSampler:
             self._pg = None
             return
         try:
+            self._conn.execute(SESSION_SQL)
             doc["memory"]["shared_buffers_mb"] = _setting_mb(self._conn, "shared_buffers")
             doc["memory"]["effective_cache_size_mb"] = _setting_mb(self._conn, "effective_cache_size")
             doc["relations"] = scope_relations(self._conn, doc["scope_key"])
