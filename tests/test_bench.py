@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import time
 import uuid
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 
+from memload.config import REPO_ROOT
 from memload.errors import ExitCode
 from scripts.cli import build_parser
 from scripts.cli import main as cli_main
 from scripts.commands.bench import locust_commands, resolve_plan
 from tests.support.bench import HIGH_LIMITS, bench, locust_rows, query_set, seed_answers
+from tests.support.cli import PYTHON
 
 CASE_KEYS = {"name", "total", "ok", "failed", "rps", "latency_ms", "by_status", "transport_error_count",
              "transport_error_rate", "errors", "open_model", "pacing", "samples", "duration_s", "server_timing"}
@@ -208,3 +213,33 @@ def test_open_model_counts_late_requests_and_measures_from_intended_start(start_
     assert case["latency_ms"]["p95"] > 3 * delay
     assert data["params"]["arrival_rate"] == 40.0
     assert json.loads(Path(f"{prefix}_exact.json").read_text())["latency_from"] == "intended_start"
+
+
+def test_locust_dies_with_a_sigkilled_bench(start_api, tmp_path: Path) -> None:
+    """Load bounded in time: Locust runs in a session of its own, yet a `memload bench` killed without a chance to
+    clean up (SIGKILL) takes its Locust process with it."""
+    api = start_api(**HIGH_LIMITS)
+    scope = f"bench_{uuid.uuid4().hex[:8]}"
+    texts = ["perf topic #1", "perf topic #2"]
+    seed_answers(api.base_url, scope, texts)
+    qs = query_set(tmp_path / "query_set.json", scope, texts)
+    proc = subprocess.Popen([PYTHON, "-m", "scripts.cli", "bench", "--base-url", api.base_url, "--scope", scope,
+                             "--tenant-id", "default", "--mode", "recall", "--duration-s", "600", "--pace-ms", "50",
+                             "--query-set", str(qs), "--csv", str(tmp_path / "locust_k")],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locust: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not locust and time.monotonic() < deadline and proc.poll() is None:
+            locust = [c for c in psutil.Process(proc.pid).children(recursive=True) if "locust" in " ".join(c.cmdline())]
+            time.sleep(0.2)
+        assert locust, "bench never started Locust"
+        proc.kill()
+        proc.wait(30)
+        _, alive = psutil.wait_procs(locust, timeout=60)
+        assert alive == [], f"Locust outlived a SIGKILLed bench: {[p.pid for p in alive]}"
+    finally:
+        proc.kill()
+        for p in locust:
+            if p.is_running():
+                p.kill()

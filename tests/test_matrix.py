@@ -131,8 +131,11 @@ def _check_cost(out: Path, scale: int, scope: str, summary: dict) -> None:
 def test_interrupted_matrix_stops_its_processes_and_writes_partial_report(fresh_db_url: str, tmp_path: Path) -> None:
     out = tmp_path / "run_interrupted"
     env = _matrix_env(fresh_db_url, out, SCALES="3000", RECALL_REQUESTS="100000", BENCH_PACE_MS="20")
+    # SIGINT at its default: a test run in the background of a shell inherits it ignored, and a Python started
+    # with SIGINT ignored never turns it into KeyboardInterrupt (as a backgrounded `memload matrix &` rightly would)
     proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "matrix"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 300
     seen_children: set[int] = set()

@@ -43,6 +43,7 @@ from memload.errors import ConfigError, ExitCode, MemloadError
 from memload.net import free_port, is_loopback_host
 from scripts.common import log, print_json, settings_from_args
 from scripts.options import add_setting
+from scripts.stack import spawn
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "memory_users.py"
 # The seed document's job defaults and its profiles' mode/concurrency presets (memload.bench_settings); explicit flags
@@ -243,13 +244,15 @@ def run_locust(plan: Plan) -> tuple[int, float]:
     try:
         main_log = open(f"{prefix}_locust.log", "w")
         logs.append(main_log)
-        procs.append(subprocess.Popen(main_cmd, stdout=main_log, stderr=subprocess.STDOUT, env=env,
-                                      start_new_session=True))
+        # Each Locust process in a session of its own, told to die with this process however it ends (a SIGKILL
+        # included): a run bounded in time must not leave load running behind it.
+        procs.append(spawn("locust", main_cmd, cwd=Path.cwd(), env=env, stdout=main_log,
+                           stderr=subprocess.STDOUT).proc)
         for i, cmd in enumerate(worker_cmds):
             wlog = open(f"{prefix}_locust_worker{i}.log", "w")
             logs.append(wlog)
-            procs.append(subprocess.Popen(cmd, stdout=wlog, stderr=subprocess.STDOUT, env=env,
-                                          start_new_session=True))
+            procs.append(spawn(f"locust worker {i}", cmd, cwd=Path.cwd(), env=env, stdout=wlog,
+                               stderr=subprocess.STDOUT).proc)
         try:
             rc = procs[0].wait(timeout=plan.max_run_s + 90)
         except subprocess.TimeoutExpired:
