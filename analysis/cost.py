@@ -23,6 +23,9 @@ CASES: dict[str, tuple[str, ...]] = {"recall": art.RECALL_ENDPOINTS, "write": ar
 GROUPS = ("nodes_heap", "embeddings", "hnsw", "nodes_indexes", "edges_heap", "edges_indexes")
 GROUP_LABELS = {"nodes_heap": "nodes heap", "embeddings": "embeddings (nodes TOAST)", "hnsw": "HNSW",
                 "nodes_indexes": "other nodes indexes", "edges_heap": "edges heap", "edges_indexes": "edges indexes"}
+# What a recall's first stage reads per candidate: the row, its float32 vector, the graph. Their hit ratio in the first
+# and the second half of a case says whether the cache was still warming while it ran.
+HOT_GROUPS = ("nodes_heap", "embeddings", "hnsw")
 SIZES = ("nodes_heap", "embeddings", "hnsw", "nodes_indexes", "edges", "total")
 SIZE_LABELS = {"nodes_heap": "nodes heap", "embeddings": "embeddings (nodes TOAST)", "hnsw": "HNSW",
                "nodes_indexes": "other nodes indexes", "edges": "edges (heap + indexes)", "total": "all relations"}
@@ -108,6 +111,7 @@ class CaseCost:
     busy_share: float | None = None  # Δmachine_busy / Δmachine_total
     hit_ratio: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(GROUPS))
     read_kb: float | None = None  # kB per request read from outside shared_buffers
+    hot_hit_halves: tuple[float | None, float | None] = (None, None)  # HOT_GROUPS' hit ratio, first / second half
     why: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -161,7 +165,8 @@ class ScaleCost:
                 "cases": {name: {"endpoint": c.endpoint, "requests": c.requests, "window_s": c.window_s,
                                  "cpu_ms_per_request": dict(c.cpu_ms), "cores_busy": c.cores_busy,
                                  "busy_share": c.busy_share, "hit_ratio": dict(c.hit_ratio),
-                                 "read_kb_per_request": c.read_kb, "not_measured": dict(c.why)}
+                                 "read_kb_per_request": c.read_kb,
+                                 "hot_hit_ratio_halves": list(c.hot_hit_halves), "not_measured": dict(c.why)}
                           for name, c in self.cases.items()}}
 
 
@@ -260,7 +265,22 @@ def case_cost(record: art.CostRecord, case: str, endpoint: str | None, window: a
                         if f"cpu.{k}" in cc.why), "not measured")
         cc.why["cpu.other"] = f"machine busy − API − PostgreSQL needs all three ({missing})"
     _blocks(record, cc, start, end)
+    mid = (start + end) / 2
+    cc.hot_hit_halves = (_hot_hit(record, start, mid), _hot_hit(record, mid, end))
     return cc
+
+
+def _hot_hit(record: art.CostRecord, start: float, end: float) -> float | None:
+    """The hit ratio of HOT_GROUPS together over [start, end]; None when any of their counters cannot say."""
+    rels = [r for r in record.relations if group_of(r) in HOT_GROUPS]
+    if not rels or not any(s.blocks is not None for s in record.samples):
+        return None
+    deltas = _block_deltas(record, start, end)
+    if any(deltas[r.name][2] for r in rels):
+        return None
+    hit = sum(deltas[r.name][0] or 0.0 for r in rels)
+    read = sum(deltas[r.name][1] or 0.0 for r in rels)
+    return hit / (hit + read) if hit + read > 0 else None
 
 
 def _blocks(record: art.CostRecord, cc: CaseCost, start: float, end: float) -> None:

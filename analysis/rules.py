@@ -20,6 +20,7 @@ LATE_SHARE = 0.01  # open model: late requests per request at or above which the
 DB_SHARE_OF_P95 = 0.50  # EXPLAIN stage1+stage2 time at or above this share of recall p95 => database-dominated
 HIT_RATIO_MIN = 0.99  # recall path's HNSW / nodes-heap buffer hit ratio below which it reads outside shared_buffers
 CPU_GROWTH = 1.5  # CPU per recall from the smallest to the largest measured scale above this factor => it grows
+WARMING_MIN = 0.02  # hot hit ratio up by this much from a recall case's first half to its second => still warming
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,24 @@ def _mb(v: float) -> str:
     return f"{v:,.0f} MB"
 
 
+def _cache_warming(run: RunMetrics, slo: SloTargets) -> list[Finding]:
+    """The recall path's hit ratio rose within the case: it measured a cache filling up, not the steady state."""
+    out = []
+    for sm in run.scales:
+        if sm.cost is None or not sm.cost.cases["recall"].measured:
+            continue
+        rc = sm.cost.cases["recall"]
+        first, second = rc.hot_hit_halves
+        if first is None or second is None or second - first < WARMING_MIN:
+            continue
+        evidence = (f"recall window: buffer hit ratio of the nodes heap, embeddings and HNSW together {_pct(first)} "
+                    f"in its first half → {_pct(second)} in its second (+{100 * (second - first):.2f} points ≥ "
+                    f"{100 * WARMING_MIN:g}): the cache was still filling while the case ran, so its latency, "
+                    "throughput and CPU per recall are not the steady state")
+        out.append(Finding("cache_warming", sm.scale, rc.endpoint or "recall", evidence))
+    return out
+
+
 def _buffer_cache(run: RunMetrics, slo: SloTargets) -> list[Finding]:
     """The recall path misses shared_buffers on the relations it reads most because they do not fit in it."""
     out = []
@@ -459,6 +478,11 @@ RULES: tuple[Rule, ...] = (
          "the error-rate SLO counts every 429", _rate_limit_minor),
     Rule("worker", "worker", "worker processed/s ≤ the worker SLO minimum (with jobs to claim)",
          "raise OUTBOX_BATCH_SIZE, run more worker processes, and check failed_marked", _worker),
+    Rule("cache_warming", "a cache still warming (the recall figures are not the steady state)",
+         f"cost_<scale>.json: the recall path's hit ratio (nodes heap, embeddings, HNSW) rose by ≥ "
+         f"{100 * WARMING_MIN:g} points from the first half of the recall case to the second",
+         "warm the cache before measuring: raise BENCH_WARMUP (requests sent before the cases) or BENCH_DURATION_S, "
+         "or run REPEAT=2 and read the last repeat", _cache_warming),
     Rule("buffer_cache", "buffer cache (the recall path reads outside shared_buffers)",
          f"cost_<scale>.json: in the recall window the HNSW, nodes-heap or embeddings buffer hit ratio is below "
          f"{_pct(HIT_RATIO_MIN)} and their MB together exceed shared_buffers",

@@ -487,3 +487,49 @@ def test_cost_files_without_cpu_draw_no_plot(tmp_path: Path) -> None:
     assert "### CPU per recall by scale\n\nNot drawn: no scale has its CPU per recall measured" in \
         result.output.read_text()
     shutil.rmtree(d / "plots")
+
+
+# ------------------------------------------------------------------------------------------ a cache still warming
+HALVES = [T + x for x in (0.0, 0.25, 5.375, 10.5, 11.0, 16.0)]  # samples on the recall window's bounds and middle
+
+
+def _halves_blocks(first: tuple[int, int], second: tuple[int, int]) -> dict:
+    """Blocks (hit, read) of the nodes heap and of HNSW alike: `first` in the recall case's first half, `second` in
+    its second; nothing else is read."""
+    (h1, r1), (h2, r2) = first, second
+    hot = [(0, 0), (0, 0), (h1, r1), (h1 + h2, r1 + r2), (h1 + h2, r1 + r2), (h1 + h2, r1 + r2)]
+    idle = [(0, 0)] * 6
+    return {NODES: hot, HNSW: hot, PKEY: idle, EDGES: idle, EDGES_IDX: idle}
+
+
+@pytest.mark.parametrize(("first", "second", "fires"), [
+    ((900, 100), (1000, 0), True),  # 90 % → 100 %
+    ((970, 30), (990, 10), True),  # +2.0 points: the threshold
+    ((971, 29), (990, 10), False),  # +1.9 points
+    ((950, 50), (950, 50), False),  # steady, even if low (that is buffer_cache's business)
+    ((1000, 0), (900, 100), False),  # falling is not warming
+])
+def test_a_hit_ratio_rising_within_the_recall_case_is_a_cache_still_warming(
+        tmp_path: Path, first: tuple[int, int], second: tuple[int, int], fires: bool) -> None:
+    d = cost_run(tmp_path / "run", blocks=_halves_blocks(first, second), times=HALVES)
+    rc = collect_run(d).scales[0].cost.cases["recall"]
+    assert rc.hot_hit_halves == (pytest.approx(first[0] / sum(first)), pytest.approx(second[0] / sum(second)))
+    result = build_report(d, plots=False)
+    found = result.diagnosis.findings["cache_warming"]
+    assert bool(found) == fires
+    if first == (900, 100):
+        (f,) = found
+        assert (f.scale, f.subject) == ("1000", "recall_text")
+        assert f.evidence == ("recall window: buffer hit ratio of the nodes heap, embeddings and HNSW together "
+                              "90.00 % in its first half → 100.00 % in its second (+10.00 points ≥ 2): the cache was "
+                              "still filling while the case ran, so its latency, throughput and CPU per recall are "
+                              "not the steady state")
+        assert result.verdict.status == "PASS"  # it says what the figures are; the gates judge them
+        assert "REPEAT=2" in result.output.read_text()
+
+
+def test_warming_is_not_judged_without_block_counters(tmp_path: Path) -> None:
+    d = cost_run(tmp_path / "run", blocks={}, times=HALVES)
+    rc = collect_run(d).scales[0].cost.cases["recall"]
+    assert rc.hot_hit_halves == (None, None)
+    assert build_report(d, plots=False).diagnosis.findings["cache_warming"] == []

@@ -63,8 +63,8 @@ def fired(d: Path) -> set[str]:
 def test_rules_are_data_listed_in_order() -> None:
     ids = [r.id for r in R.RULES]
     assert ids == ["rate_limit", "transport", "server_errors", "client_errors", "ann_starvation", "ann_recall",
-                   "index_planner", "generator", "api_db_latency", "rate_limit_minor", "worker", "buffer_cache",
-                   "cpu_growth"]
+                   "index_planner", "generator", "api_db_latency", "rate_limit_minor", "worker", "cache_warming",
+                   "buffer_cache", "cpu_growth"]
     assert all(r.condition and r.action and r.bottleneck for r in R.RULES)
 
 
