@@ -50,7 +50,7 @@ from memload.db import API_APPLICATION_NAME
 from memload.errors import MemloadError
 from memload.net import free_port
 from scripts import stack
-from scripts.pg_processes import PgServer
+from scripts.pg_processes import CpuAccumulator, PgServer
 from scripts.stack import ApiServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,30 +190,23 @@ class CpuMeter:
     def __init__(self, api_pid: int, pg: PgServer | None = None) -> None:
         self.api_pid = api_pid
         self.pg = pg if pg is not None and pg.postmaster is not None else None
+        self.pg_cpu = CpuAccumulator(self.pg.own_cpu()) if self.pg is not None else None
         self.before = self._sample()
 
-    def _sample(self) -> dict[str, Any]:
+    def _sample(self) -> dict[str, float]:
         table = proc.process_table()
-        api_tree = proc.descendants(table, self.api_pid)  # the uvicorn supervisor and its worker processes
         me = os.getpid()
-        out: dict[str, Any] = {
-            "api": sum(t[2] for pid, t in table.items() if pid in api_tree),
-            "load_generator": table[me][2] if me in table else 0.0,
-        }
-        if self.pg is not None:
-            out["postgres_pids"] = self.pg.own_cpu()
-        else:
+        out = {"api": proc.tree_seconds(table, self.api_pid),  # the uvicorn supervisor and its worker processes
+               "load_generator": table[me][2] if me in table else 0.0}
+        if self.pg_cpu is None:
             out["postgres"] = sum(t[2] for t in table.values() if t[0] == "postgres")
         return out
 
     def result(self, requests: int, wall_s: float) -> dict[str, Any]:
         after = self._sample()
-        used = {k: max(0.0, after[k] - self.before[k]) for k in ("api", "load_generator")}
-        if self.pg is not None:
-            pids = after["postgres_pids"]
-            used["postgres"] = sum(max(0.0, v - self.before["postgres_pids"].get(pid, 0.0)) for pid, v in pids.items())
-        else:
-            used["postgres"] = max(0.0, after["postgres"] - self.before["postgres"])
+        used = {k: max(0.0, after[k] - self.before[k]) for k in after}
+        if self.pg is not None and self.pg_cpu is not None:
+            used["postgres"] = self.pg_cpu.add(self.pg.own_cpu())
         total = sum(used.values())
         per = {k: round(v * 1000 / requests, 2) for k, v in used.items()} if requests else {}
         per["total"] = round(total * 1000 / requests, 2) if requests else 0.0

@@ -62,6 +62,11 @@ def descendants(table: ProcTable, root: int) -> set[int]:
     return tree
 
 
+def tree_seconds(table: ProcTable, root: int) -> float:
+    """CPU seconds of `root` and every process below it in `table` (0 when root is not there)."""
+    return sum(table[pid][2] for pid in descendants(table, root) if pid in table)
+
+
 def machine_cpu() -> tuple[float, float] | None:
     """(busy, total) CPU seconds of all cores since boot, from /proc/stat; busy excludes idle and iowait. None where
     /proc/stat is missing."""

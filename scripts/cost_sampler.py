@@ -23,25 +23,19 @@ from typing import Any
 
 from memload import proc
 from scripts.pg_processes import CpuAccumulator, PgServer
+from seeding.schema import scope_partitions, table_kind
 
 SAMPLER_APP = "memload-cost-sampler"
 INTERVAL_S = 0.5
 JOIN_S = 5.0
 # Every statement of the sampler is a catalog or statistics read: none may hold up the benchmark it watches.
 SESSION_SQL = "SET statement_timeout = '2s'; SET lock_timeout = '1s'"
-BLOCK_KB = 8
 
 _RELATION_SQL = """
 SELECT tableoid::regclass::text FROM {table} WHERE scope = %(scope)s LIMIT 1
 """
-_OWN_PARTITION_SQL = """
-SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-JOIN pg_class c ON c.oid = i.inhrelid
-WHERE p.oid = to_regclass(%(table)s)
-  AND pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (%%L)', %(scope)s::text)
-"""
 _SIZES_SQL = """
-SELECT c.relkind::text, pg_relation_size(c.oid),
+SELECT pg_relation_size(c.oid),
        COALESCE(pg_relation_size(c.reltoastrelid), 0)
        + COALESCE((SELECT sum(pg_relation_size(ti.indexrelid)) FROM pg_index ti
                    WHERE ti.indrelid = c.reltoastrelid), 0),
@@ -82,17 +76,18 @@ def scope_relations(conn: Any, scope_key: str) -> list[dict[str, Any]]:
     scopes); each with its TOAST table and its indexes, sized now."""
     out: list[dict[str, Any]] = []
     for table in ("memory_nodes", "memory_edges"):
-        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+        kind = table_kind(conn, table)
+        if kind is None:
             continue
-        own = conn.execute(_OWN_PARTITION_SQL, {"table": table, "scope": scope_key}).fetchone()
-        if own is not None:
+        own = scope_partitions(conn, table, scope_key) if kind == "p" else []
+        if own:
             rel, shared = own[0], False
         else:
             row = conn.execute(_RELATION_SQL.format(table=table), {"scope": scope_key}).fetchone()
+            if row is None and kind == "p":  # a partitioned parent holds no rows: nothing of it is read
+                continue
             rel, shared = (row[0] if row else table), True
-        kind, heap_bytes, toast_bytes, has_toast = conn.execute(_SIZES_SQL, {"rel": rel}).fetchone()
-        if kind == "p":  # a partitioned parent holds no rows: nothing of it is read
-            continue
+        heap_bytes, toast_bytes, has_toast = conn.execute(_SIZES_SQL, {"rel": rel}).fetchone()
         out.append({"name": rel, "table": table, "kind": "heap", "method": "heap", "mb": _mb(heap_bytes),
                     "shared": shared})
         if has_toast:
@@ -216,9 +211,7 @@ class CostSampler:
             sample["cpu_s"]["machine_busy"], sample["cpu_s"]["machine_total"] = round(machine[0], 2), round(
                 machine[1], 2)
         if doc["cpu"]["api"] is not None:
-            table = proc.process_table()
-            sample["cpu_s"]["api"] = round(sum(table[p][2] for p in proc.descendants(table, self.api_pid)
-                                               if p in table), 3)
+            sample["cpu_s"]["api"] = round(proc.tree_seconds(proc.process_table(), self.api_pid), 3)
         if self._pg is not None and self.doc["cpu"]["postgres"] is not None:
             try:
                 own = self._pg.own_cpu()
