@@ -326,14 +326,10 @@ def find_summary(directory: Path, scale: str, benchmark: art.Benchmark | None,
         return None, f"no Locust summary to take the windows from ({why}; its `artifacts.summary` names it)"
     if not benchmark.summary_file:
         return None, f"{benchmark.path.name} has no `artifacts.summary` (the Locust summary with the case windows)"
-    named = Path(benchmark.summary_file)
-    here = directory / named.name
-    candidates = [named, here] if not named.is_absolute() else [here, named]
-    for path in candidates:
-        path = path if path.is_absolute() else directory / path
-        if path.is_file():
-            return path, None
-    return None, f"{named.name} (named by {benchmark.path.name} `artifacts.summary`) is not in the run directory"
+    path = directory / Path(benchmark.summary_file).name  # beside the benchmark JSON, as its other artifacts
+    if path.is_file():
+        return path, None
+    return None, f"{path.name} (named by {benchmark.path.name} `artifacts.summary`) is not in the run directory"
 
 
 def scale_cost(directory: Path, record: art.CostRecord, benchmark: art.Benchmark | None,

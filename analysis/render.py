@@ -90,8 +90,8 @@ def pct(value: float | None) -> str:
     return NR if value is None else f"{100 * value:.2f} %"
 
 
-def num(value: float | None, digits: int = 1) -> str:
-    return NR if value is None else f"{value:,.{digits}f}"
+def num(value: float | None, digits: int = 1, missing: str = NR) -> str:
+    return missing if value is None else f"{value:,.{digits}f}"
 
 
 def _short_source(source: str) -> str:
@@ -784,10 +784,6 @@ def _ratio(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
 
-def _opt(v: float | None, digits: int = 2) -> str:
-    return "–" if v is None else f"{v:,.{digits}f}"
-
-
 def _case_count(cc: CaseCost) -> str:
     if not cc.measured:
         return "NOT MEASURED"
@@ -812,14 +808,14 @@ def _hits_cell(cc: CaseCost) -> str:
 
 
 def _kb(cc: CaseCost) -> str:
-    return _opt(cc.read_kb)
+    return num(cc.read_kb, 2, "–")
 
 
 def _cpu_cell(cc: CaseCost) -> str:
     if not cc.measured:
         return "–"
     ms_ = cc.cpu_ms
-    return " / ".join(_opt(ms_[k]) for k in ("api", "postgres", "other")) + f" = {_opt(ms_['machine'])}"
+    return " / ".join(num(ms_[k], 2, "–") for k in ("api", "postgres", "other")) + f" = {num(ms_['machine'], 2, '–')}"
 
 
 def _cores_cell(c: ScaleCost, cc: CaseCost) -> str:
