@@ -7,7 +7,9 @@ pgserver's inter-process lock serialises starts: two commands starting it at onc
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -18,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memload.config import Settings
+from memload.contract import EMBEDDING_DIM
 from memload.db import connect
 from memload.errors import DatabaseUnavailable
+from memload.precision import check as check_precision
+from seeding.build_sizing import MiB, build_budget_mb, estimated_hot_set_bytes, reserve_mb, total_mb
 
 DB_NAME = "memload"
 STOP_WAIT_S = 300  # pg_ctl stop -t: the shutdown checkpoint of a loaded machine can take minutes
@@ -45,22 +50,82 @@ AUTO_CONF, USER_CONF = "memload.auto.conf", "memload.conf"
 MAX_CONNECTIONS = 200
 
 
+DATASET_FILE = "embedded_dataset.json"  # in MEMLOAD_HOME: the largest scope the server is sized for
+POOL_HEADROOM = 1.05  # shared_buffers = hot set × this, when it fits
+PROCESS_MB = 2048  # the API, the seeder, Locust and the OS beside the server
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The largest scope the embedded server is sized for: its nodes (events + topics) and HNSW index precision."""
+
+    nodes: int
+    precision: str
+
+    @property
+    def hot_set_mb(self) -> int:
+        """What a recall of the scope reads: heap, embeddings, HNSW, btrees and edges (estimated)."""
+        return math.ceil(estimated_hot_set_bytes(self.nodes, self.precision) / MiB)
+
+    @property
+    def build_mb(self) -> int:
+        """maintenance_work_mem the scope's HNSW build takes to hold its graph."""
+        return build_budget_mb(self.nodes, EMBEDDING_DIM, self.precision)
+
+    def as_json(self) -> dict[str, object]:
+        return {"nodes": self.nodes, "precision": self.precision, "hot_set_mb": self.hot_set_mb,
+                "build_mb": self.build_mb}
+
+
 @dataclass(frozen=True)
 class ServerSizing:
-    """Memory settings of the embedded server, from this machine: it shares the box with the API, the worker and
-    Locust, so PostgreSQL takes a quarter of RAM as shared_buffers (at most 8GB: the rest is the OS page cache,
-    which effective_cache_size counts), and work_mem leaves room for every connection sorting at once."""
+    """Memory settings of the embedded server, from this machine and the largest scope it will hold.
+
+    It shares the box with the API, the worker and Locust, so PostgreSQL takes a quarter of RAM as shared_buffers (at
+    most 8GB: the rest is the OS page cache, which effective_cache_size counts). A scope whose hot set (what a recall
+    reads) is larger gets shared_buffers to hold it, when RAM allows that beside the scope's HNSW build, the build's
+    reserve and the other processes: a recall path that outgrows shared_buffers copies its pages in from the page
+    cache at a CPU cost per recall (measured at 10^6: 2.1 ms of PostgreSQL CPU, 17–20 % of the throughput). work_mem
+    leaves room for every connection sorting at once."""
 
     mem_mb: int
     cores: int
+    dataset: Dataset | None = None
 
     @property
-    def shared_buffers_mb(self) -> int:
+    def machine_pool_mb(self) -> int:
         return max(128, min(8192, self.mem_mb // 4))
 
     @property
+    def pool_cap_mb(self) -> int:
+        """The most shared_buffers can take and still leave the dataset's build its memory."""
+        build = self.dataset.build_mb if self.dataset else 0
+        return self.mem_mb - build - reserve_mb(self.mem_mb) - PROCESS_MB
+
+    @property
+    def shared_buffers_mb(self) -> int:
+        base = self.machine_pool_mb
+        if self.dataset is None:
+            return base
+        return max(base, min(math.ceil(self.dataset.hot_set_mb * POOL_HEADROOM), self.pool_cap_mb))
+
+    @property
+    def pool_reason(self) -> str:
+        base = f"RAM/4 (<= 8GB) = {self.machine_pool_mb}MB"
+        if self.dataset is None:
+            return base
+        ds = self.dataset
+        scope = f"a scope of {ds.nodes:,} nodes ({ds.precision} HNSW) reads ~{ds.hot_set_mb}MB"
+        if self.shared_buffers_mb == self.machine_pool_mb:
+            return (f"{base}: {scope}, which fits" if ds.hot_set_mb * POOL_HEADROOM <= self.machine_pool_mb
+                    else f"{base}: {scope}; RAM leaves no more beside its {ds.build_mb}MB HNSW build")
+        fits = "which it holds" if self.shared_buffers_mb >= ds.hot_set_mb else "more than RAM allows"
+        return (f"{self.shared_buffers_mb}MB: {scope}, {fits} (at most RAM − its {ds.build_mb}MB HNSW build − "
+                f"{reserve_mb(self.mem_mb)}MB reserve − {PROCESS_MB}MB for the other processes)")
+
+    @property
     def effective_cache_size_mb(self) -> int:
-        return max(256, self.mem_mb * 2 // 3)
+        return max(256, self.mem_mb * 2 // 3, self.shared_buffers_mb)
 
     @property
     def work_mem_mb(self) -> int:
@@ -78,8 +143,11 @@ class ServerSizing:
                 "max_parallel_maintenance_workers": str(max(0, min(8, self.cores - 1)))}
 
     def conf_text(self) -> str:
-        lines = [f"# written by memload at each start from this machine ({self.mem_mb} MB RAM, {self.cores} cores):",
-                 "# shared_buffers = RAM/4 (<= 8GB), effective_cache_size = 2/3 RAM, work_mem = what is left after",
+        lines = [f"# written by memload at each start from this machine ({self.mem_mb} MB RAM, {self.cores} cores)"
+                 + (f" and the largest scope planned here ({self.dataset.nodes:,} nodes, "
+                    f"{self.dataset.precision})" if self.dataset else "") + ":",
+                 f"# shared_buffers = {self.pool_reason};",
+                 "# effective_cache_size = 2/3 RAM, work_mem = what is left after",
                  f"# shared_buffers / ({MAX_CONNECTIONS} connections x 3) (4..64MB), maintenance_work_mem = RAM/16 "
                  "(<= 2GB; the seeder sizes its own HNSW builds). Override in memload.conf.",
                  f"max_connections = {MAX_CONNECTIONS}"]
@@ -89,15 +157,26 @@ class ServerSizing:
         return "\n".join(lines) + "\n"
 
 
-def machine_sizing() -> ServerSizing:
-    mem_mb = 4096
+def machine_sizing(dataset: Dataset | None = None) -> ServerSizing:
+    return ServerSizing(total_mb() or 4096, os.cpu_count() or 1, dataset)
+
+
+def planned_dataset(settings: Settings) -> Dataset | None:
+    """The largest scope recorded for this MEMLOAD_HOME's embedded server (None: size from the machine only)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_mb = int(line.split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return ServerSizing(mem_mb, os.cpu_count() or 1)
+        data = json.loads((settings.memload_home / DATASET_FILE).read_text())
+        return Dataset(int(data["nodes"]), check_precision(str(data["precision"]), DATASET_FILE))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record_dataset(settings: Settings, dataset: Dataset | None) -> None:
+    path = settings.memload_home / DATASET_FILE
+    if dataset is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataset.as_json(), indent=2) + "\n")
 
 
 def write_conf(pgdata: Path, sizing: ServerSizing) -> None:
@@ -166,14 +245,15 @@ def _read_postmaster(pgdata: Path) -> tuple[int, str] | None:
 def start(settings: Settings) -> str:
     """Start (or reuse) the embedded server, create the `memload` database, return its URL."""
     server = _server(settings)
-    sizing = machine_sizing()
+    sizing = machine_sizing(planned_dataset(settings))
     with server._lock:  # pgserver's inter-process lock: concurrent starts are serialised
         server.ensure_pgdata_inited()
         was_running = _read_postmaster(settings.pgdata) is not None
         write_conf(settings.pgdata, sizing)
         server.ensure_postgres_running()
     if not was_running:
-        print("[memload] embedded PostgreSQL sized from this machine: "
+        print("[memload] embedded PostgreSQL sized from this machine"
+              + (f" and a scope of {sizing.dataset.nodes:,} nodes" if sizing.dataset else "") + ": "
               + ", ".join(f"{k}={v}" for k, v in sizing.settings().items())
               + f" (see {settings.pgdata / AUTO_CONF})", file=sys.stderr)
     info = _read_postmaster(settings.pgdata)
@@ -182,6 +262,41 @@ def start(settings: Settings) -> str:
     url = _url_for(info[1])
     _ensure_database(info[1])
     return url
+
+
+def size_for(settings: Settings, dataset: Dataset | None) -> str:
+    """Size the embedded server for a scope of `dataset`'s size, and say what was done.
+
+    The largest scope recorded wins (None forgets them all); sizing applies at the server's next start. A running
+    server whose shared_buffers is below the new size is restarted now, unless other clients are connected (their
+    work is not cut off) or the user's memload.conf sets shared_buffers."""
+    stored = planned_dataset(settings)
+    plan = dataset
+    if dataset is not None and stored is not None and stored.hot_set_mb >= dataset.hot_set_mb:
+        plan = stored
+    if plan != stored:
+        _record_dataset(settings, plan)
+    sizing = machine_sizing(plan)
+    want = f"shared_buffers {sizing.pool_reason}"
+    current = status(settings)
+    if not current.running or current.url is None:
+        return f"embedded server sized at its next start: {want}"
+    with connect(current.url, autocommit=True) as conn:
+        live_mb, source = conn.execute(
+            "SELECT setting::bigint * 8192 / 1048576, coalesce(sourcefile, '') FROM pg_settings "
+            "WHERE name = 'shared_buffers'").fetchone()
+        others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                              "AND pid <> pg_backend_pid()").fetchone()[0]
+    if Path(source).name == USER_CONF:
+        return f"embedded server keeps shared_buffers {live_mb}MB from {USER_CONF} (memload would choose {want})"
+    if live_mb >= sizing.shared_buffers_mb:
+        return f"embedded server already sized: shared_buffers {live_mb}MB (memload's choice: {want})"
+    if others:
+        return (f"embedded server NOT restarted: {others} other client(s) connected; it keeps shared_buffers "
+                f"{live_mb}MB until its next start (memload db stop; memload db start) gives {want}")
+    stop(settings)
+    start(settings)
+    return f"embedded server restarted: {want}"
 
 
 def _ensure_database(socket_dir: str) -> None:

@@ -342,6 +342,7 @@ class Matrix:
         self.hygiene: dict[str, Any] | None = None
         self.ef_search = settings.hnsw_ef_search  # the local API's hnsw.ef_search; raised by the recall check
         self._database_info: dict[str, Any] | None = None
+        self.server_sizing: str | None = None  # what sizing the embedded server for the largest scale did
 
     @property
     def log_path(self) -> Path:
@@ -418,6 +419,9 @@ class Matrix:
             with self.state.phase("stack_up", hint="PORT / DATABASE_URL; the API's log is under logs/"):
                 from scripts.stack import LocalStack
 
+                if not self.settings.database_url:
+                    self._size_embedded_server()
+
                 self.stack = LocalStack(self.settings, worker=False, api_env=LIMIT_PROFILES[self.local_limits],
                                         log_dir=self.state.out_dir / "logs")
                 self.stack.start()
@@ -428,6 +432,16 @@ class Matrix:
                 self.state.stop_reason = "the local stack did not start"
                 raise StopRun("the local stack did not start")
         self._probe()
+
+    def _size_embedded_server(self) -> None:
+        """Size the embedded server for the largest scale before anything connects to it: a restart later would
+        cut the API off, and the seed of the largest scope then already builds beside the pool it will use."""
+        from scripts import embedded_db
+
+        scale = max(self.cfg["SCALES"])
+        dataset = embedded_db.Dataset(scale + self.cfg.topics_for(scale), self.cfg["SEED_PRECISION"])
+        self.server_sizing = embedded_db.size_for(self.settings, dataset)
+        _say(self.server_sizing)
 
     def _probe(self) -> None:
         """GET /health before the first phase: record who the target is; a dead target ends the run (exit 2)."""
@@ -564,8 +578,8 @@ class Matrix:
         cfg, out = self.cfg, self.state.out_dir
         args = ["seed", "--scope", cfg.scope_for(scale), "--tenant-id", cfg["TENANT_ID"], "--src-scope",
                 cfg["SRC_SCOPE"], "--src-tenant-id", cfg["SRC_TENANT_ID"], "--events", str(scale), "--topics",
-                str(cfg.topics_for(scale)), "--vectors", cfg["SEED_VECTORS"], "--seed",
-                str(cfg["SEED_RANDOM_SEED"]), "--query-set-out", str(out / f"query_set_{scale}.json")]
+                str(cfg.topics_for(scale)), "--vectors", cfg["SEED_VECTORS"], "--precision", cfg["SEED_PRECISION"],
+                "--seed", str(cfg["SEED_RANDOM_SEED"]), "--query-set-out", str(out / f"query_set_{scale}.json")]
         if cfg.should_reset() and cfg["RESET_IMPL"] == "perf_seed":
             args.append("--reset")
         if cfg["SEED_COMMAND"]:
@@ -849,7 +863,8 @@ class Matrix:
             "config_sources": self.cfg.sources,
             "target": self.target,
             "local_stack": {"rate_limit_profile": self.local_limits,
-                            "rate_limits": LIMIT_PROFILES[self.local_limits] or None}
+                            "rate_limits": LIMIT_PROFILES[self.local_limits] or None,
+                            "embedded_server": self.server_sizing}
             if local else None,
             "host": host_info(),
             "database": self._database_info,

@@ -209,6 +209,8 @@ VARS: list[Var] = [
     Var("KEEP_RUNS", "2", _int(0, 10_000), "keep the scopes of the last N matrix runs, purge older ones "
         "(partition drop); 0 = keep all"),
     Var("SEED_VECTORS", "clustered", _choice("clustered", "copy"), "seeded vectors (copy = the Aionis kit's dataset)"),
+    Var("SEED_PRECISION", "halfvec", _choice("halfvec", "vector"),
+        "seeder --precision: the scopes' HNSW index (halfvec: half the graph); the embedded server is sized for it"),
     Var("SEED_RANDOM_SEED", "42", _int(0, 2**31 - 1), "seeder --seed"),
     Var("LOCAL_RATE_LIMIT_PROFILE", "off", _choice(*LIMIT_PROFILES, "default"),
         "local stack only: rate limits of the API it starts. off: the reference API's capacity (time-based cases "

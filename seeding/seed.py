@@ -48,7 +48,7 @@ from memload.errors import ConfigError, MemloadError
 from memload.identity import commit_hash, sha256_hex, stable_stringify
 from memload.precision import INDEX_FUNCTION, VECTOR, scope_precision
 from seeding import query_set
-from seeding.build_sizing import BuildPlan, ServerCpu, plan_build, server_is_local
+from seeding.build_sizing import BuildPlan, ServerCpu, plan_build, server_is_local, unfilled_pool_mb
 from seeding.layout import PARTITIONED, SHARED_TABLE, Layout, check_columns, detect
 from seeding.params import SeedParams
 from seeding.partitions import StandaloneTable, create_empty_partition, unattached_index_count
@@ -143,9 +143,11 @@ def run_seed(url: str, params: SeedParams, settings: Settings) -> dict[str, Any]
             raw: psycopg.Connection = sa.connection.driver_connection  # type: ignore[assignment]
             register_vector(raw)
             raw.add_notice_handler(lambda diag: _notice(run, diag))
+            local = server_is_local(raw)
             run.build = plan_build(topics + events, EMBEDDING_DIM, params.precision,
                                    requested_mem=params.maintenance_work_mem,
-                                   requested_workers=params.parallel_workers, local=server_is_local(raw))
+                                   requested_workers=params.parallel_workers, local=local,
+                                   pool_mb=unfilled_pool_mb(raw) if local else 0)
             raw.execute(f"SET LOCAL maintenance_work_mem = '{run.build.maintenance_work_mem}'")
             raw.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(run.build.parallel_workers)}")
             raw.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")

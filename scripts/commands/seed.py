@@ -188,6 +188,18 @@ def _url(settings: Settings) -> str:
     return resolve_database_url(settings)
 
 
+def _size_embedded_server(settings: Settings, nodes: int, precision: str) -> str | None:
+    """On the embedded server, size its memory for this scope before seeding it (None on another server)."""
+    if settings.database_url:
+        return None
+    from scripts import embedded_db
+    from seeding.progress import log
+
+    done = embedded_db.size_for(settings, embedded_db.Dataset(nodes, precision))
+    log(done)
+    return done
+
+
 def run_seed_cmd(args: argparse.Namespace) -> int:
     import secrets
 
@@ -210,7 +222,10 @@ def run_seed_cmd(args: argparse.Namespace) -> int:
     if args.seed_command is not None:
         summary = _run_command(args, params, settings)
     else:
+        sizing = _size_embedded_server(settings, params.topic_count + params.events, params.precision)
         summary = run_seed(_url(settings), params, settings)
+        if sizing:
+            summary["embedded_server"] = sizing
     _emit(summary, args.out)
     return 0
 
