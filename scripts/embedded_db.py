@@ -22,7 +22,7 @@ from pathlib import Path
 from memload.config import Settings
 from memload.contract import EMBEDDING_DIM
 from memload.db import connect
-from memload.errors import DatabaseUnavailable
+from memload.errors import ConfigError, DatabaseUnavailable
 from memload.precision import check as check_precision
 from seeding.build_sizing import MiB, build_budget_mb, estimated_hot_set_bytes, reserve_mb, total_mb
 
@@ -163,11 +163,18 @@ def machine_sizing(dataset: Dataset | None = None) -> ServerSizing:
 
 def planned_dataset(settings: Settings) -> Dataset | None:
     """The largest scope recorded for this MEMLOAD_HOME's embedded server (None: size from the machine only)."""
+    path = settings.memload_home / DATASET_FILE
     try:
-        data = json.loads((settings.memload_home / DATASET_FILE).read_text())
-        return Dataset(int(data["nodes"]), check_precision(str(data["precision"]), DATASET_FILE))
-    except (OSError, ValueError, KeyError, TypeError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
+    try:
+        data = json.loads(text)
+        nodes = int(data["nodes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a dataset record ({exc!r}); delete it to size the embedded server from "
+                          "the machine only") from None
+    return Dataset(nodes, check_precision(str(data["precision"]), str(path)))
 
 
 def _record_dataset(settings: Settings, dataset: Dataset | None) -> None:

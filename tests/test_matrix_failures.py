@@ -136,10 +136,21 @@ def test_target_commands_are_passed_through(external_url: str, tmp_path: Path,
     assert explain is not None and explain[explain.index("--sql") + 1] == str(sql)
     seed = m.seed_args(1000)
     assert seed[seed.index("--command") + 1] == "npm run job:perf-seed --"
+    assert seed[seed.index("--precision") + 1] == "halfvec"  # the seed's default, spelled out
     assert "WORKER_COMMAND" not in m.env  # only as the flag, never inherited by e.g. the backlog writer
     observe = _matrix({"BASE_URL": external_url, "WORKER_OBSERVE": "true"}, tmp_path)
     _manifest_for(observe, external_url)
     assert "--observe" in (observe.worker_args() or [])
+
+
+def test_the_embedded_server_is_sized_for_the_largest_scale(tmp_path: Path) -> None:
+    m = _matrix({"SCALES": "1000 300000 20000", "SEED_PRECISION": "vector", "TOPIC_RATIO": "100"}, tmp_path)
+    assert m.seed_args(1000)[m.seed_args(1000).index("--precision") + 1] == "vector"
+    m._size_embedded_server()  # the server in this home is not running: sized at its next start
+    assert m.server_sizing is not None and m.server_sizing.startswith("embedded server sized at its next start")
+    assert "303,000 nodes (vector HNSW)" in m.server_sizing
+    recorded = json.loads((tmp_path / "home" / "embedded_dataset.json").read_text())
+    assert recorded["nodes"] == 303_000 and recorded["precision"] == "vector"
 
 
 # --------------------------------------------------------------------------------------- child stderr pump
