@@ -153,6 +153,8 @@ def test_a_stopped_server_is_sized_at_its_next_start(tmp_path: Path) -> None:
     big = _dataset_that_raises_the_pool()
     said = embedded_db.size_for(settings, big)
     assert said.startswith("embedded server sized at its next start"), said
+    status = run_cli("db", "status", env={"MEMLOAD_HOME": str(settings.memload_home), "DATABASE_URL": ""})
+    assert f"embedded shared_buffers: {embedded_db.machine_sizing(big).shared_buffers_mb}MB" in status.stdout
     try:
         url = embedded_db.start(settings)
         assert _live_pool_mb(url) == embedded_db.machine_sizing(big).shared_buffers_mb

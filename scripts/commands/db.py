@@ -48,6 +48,9 @@ def run_db(args: argparse.Namespace) -> int:
         print(f"external DATABASE_URL={redact_url(settings.database_url)}")
     print(f"embedded: {'running' if st.running else 'stopped'} pgdata={st.pgdata}"
           + (f" pid={st.pid} url={st.url}" if st.running else ""))
+    if not settings.database_url:
+        sizing = embedded_db.machine_sizing(embedded_db.planned_dataset(settings))
+        print(f"embedded shared_buffers: {sizing.pool_reason} (at its start; memload.conf overrides)")
     return ExitCode.OK if st.running or settings.database_url else ExitCode.ERROR
 
 
