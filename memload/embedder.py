@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-EMBEDDING_DIM = 1536
+from memload.contract import EMBEDDING_DIM
+
 PROVIDER_NAME = "fake:deterministic"
 
 _MASK = np.uint64(0xFFFFFFFF)
