@@ -2,8 +2,8 @@
 [--precisions vector halfvec]`.
 
 For each scale × precision: `memload seed`'s own code path (clustered vectors, the build sized by seeding.build_sizing)
-into a scratch database of its own (created on the server of DATABASE_URL, else the embedded one, dropped after the
-row), then ann-check's recall@10 (the recall path's, and the bare index's LIMIT 10) against exact search (numpy
+into a scratch database of its own (created on the server of DATABASE_URL, else the embedded one, sized first so its
+shared_buffers leaves the largest row's HNSW build its memory; dropped after the row), then ann-check's recall@10 (the recall path's, and the bare index's LIMIT 10) against exact search (numpy
 ground truth over every vector, 200 queries). It prints one table: load s, index s (all indexes) and HNSW s with
 the server's CPU seconds for the HNSW build, the ready index's size, both recalls, the build plan
 (maintenance_work_mem, workers, whether the graph spilled to disk) and the 1-minute load average before and after (a
@@ -30,10 +30,10 @@ from memload.config import Settings
 from memload.db import connect
 from memload.embedder import fake_embed
 from memload.precision import PRECISIONS
-from scripts.embedded_db import resolve_database_url
+from scripts.embedded_db import Dataset, resolve_database_url, size_for
 from scripts.migrate import migrate
 from seeding.ann_check import HnswSettings, run_ann_check
-from seeding.params import SeedParams, Tenancy
+from seeding.params import SeedParams, Tenancy, default_topics
 from seeding.seed import run_seed
 
 SCALES = (100_000, 300_000, 1_000_000)
@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jsonl-out", default=None, help="append each finished row here as one JSON line")
     args = ap.parse_args(argv)
     settings = Settings.from_env()
+    if not settings.database_url:  # the embedded server: shared_buffers leaves the largest build its memory
+        largest = max((Dataset(e + default_topics(e), p) for e in args.scales for p in args.precisions),
+                      key=lambda d: d.build_mb)
+        _log(size_for(settings, largest, replace=True))
     server = _with_db(resolve_database_url(settings), "postgres")
     rows: list[dict[str, Any]] = []
     for events in args.scales:

@@ -271,15 +271,17 @@ def start(settings: Settings) -> str:
     return url
 
 
-def size_for(settings: Settings, dataset: Dataset | None) -> str:
+def size_for(settings: Settings, dataset: Dataset | None, *, replace: bool = False) -> str:
     """Size the embedded server for a scope of `dataset`'s size, and say what was done.
 
-    The largest scope recorded wins (None forgets them all); sizing applies at the server's next start. A running
-    server whose shared_buffers is below the new size is restarted now, unless other clients are connected (their
-    work is not cut off) or the user's memload.conf sets shared_buffers."""
+    A seed only raises the recorded scope (a small scope seeded beside a large one takes nothing from it); `replace`
+    records this one whatever it is (a run that declares the largest scope it will hold, and so what its builds
+    need); None forgets it. Sizing applies at the server's next start. A running server whose shared_buffers differs
+    from the new size is restarted now, unless other clients are connected (their work is not cut off) or the user's
+    memload.conf sets shared_buffers."""
     stored = planned_dataset(settings)
     plan = dataset
-    if dataset is not None and stored is not None and stored.hot_set_mb >= dataset.hot_set_mb:
+    if not replace and dataset is not None and stored is not None and stored.hot_set_mb >= dataset.hot_set_mb:
         plan = stored
     if plan != stored:
         _record_dataset(settings, plan)
@@ -296,8 +298,8 @@ def size_for(settings: Settings, dataset: Dataset | None) -> str:
                               "AND pid <> pg_backend_pid()").fetchone()[0]
     if Path(source).name == USER_CONF:
         return f"embedded server keeps shared_buffers {live_mb}MB from {USER_CONF} (memload would choose {want})"
-    if live_mb >= sizing.shared_buffers_mb:
-        return f"embedded server already sized: shared_buffers {live_mb}MB (memload's choice: {want})"
+    if live_mb == sizing.shared_buffers_mb:
+        return f"embedded server already sized: {want}"
     if others:
         return (f"embedded server NOT restarted: {others} other client(s) connected; it keeps shared_buffers "
                 f"{live_mb}MB until its next start (memload db stop; memload db start) gives {want}")

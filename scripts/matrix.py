@@ -434,13 +434,13 @@ class Matrix:
         self._probe()
 
     def _size_embedded_server(self) -> None:
-        """Size the embedded server for the largest scale before anything connects to it: a restart later would
-        cut the API off, and the seed of the largest scope then already builds beside the pool it will use."""
+        """Size the embedded server for this run's largest scale before anything connects to it: a restart later
+        would cut the API off, and the seed of the largest scope then builds beside the pool it will use."""
         from scripts import embedded_db
 
         scale = max(self.cfg["SCALES"])
         dataset = embedded_db.Dataset(scale + self.cfg.topics_for(scale), self.cfg["SEED_PRECISION"])
-        self.server_sizing = embedded_db.size_for(self.settings, dataset)
+        self.server_sizing = embedded_db.size_for(self.settings, dataset, replace=True)
         _say(self.server_sizing)
 
     def _probe(self) -> None:

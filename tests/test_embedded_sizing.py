@@ -1,8 +1,9 @@
 """The embedded server's memory, sized from the machine and the largest scope planned on it.
 
 shared_buffers holds a scope's hot set when RAM allows it beside the scope's HNSW build; the build counts the
-shared_buffers still to fill as taken; a running server is restarted to apply a larger size only when no other
-client is connected and the user's memload.conf does not set shared_buffers.
+shared_buffers still to fill as taken; a seed only raises the recorded scope, a run replaces it; a running server
+is restarted to apply a new size only when no other client is connected and the user's memload.conf does not set
+shared_buffers.
 """
 
 from __future__ import annotations
@@ -133,6 +134,12 @@ def test_a_running_server_is_resized_only_when_nobody_else_uses_it(tmp_path: Pat
         embedded_db.stop(settings)  # a later start keeps the recorded size
         url = embedded_db.start(settings)
         assert _live_pool_mb(url) == want
+
+        small = Dataset(1_000, HALFVEC)  # a run that declares a small scope: the pool goes back to the machine's
+        said = embedded_db.size_for(settings, small, replace=True)
+        assert said.startswith(f"embedded server restarted: shared_buffers RAM/4 (<= 8GB) = {base}MB"), said
+        url = embedded_db.status(settings).url
+        assert _live_pool_mb(url) == base and embedded_db.planned_dataset(settings) == small
 
         (settings.pgdata / embedded_db.USER_CONF).write_text("shared_buffers = '256MB'\n")
         embedded_db.stop(settings)

@@ -146,6 +146,8 @@ def test_target_commands_are_passed_through(external_url: str, tmp_path: Path,
 def test_the_embedded_server_is_sized_for_the_largest_scale(tmp_path: Path) -> None:
     m = _matrix({"SCALES": "1000 300000 20000", "SEED_PRECISION": "vector", "TOPIC_RATIO": "100"}, tmp_path)
     assert m.seed_args(1000)[m.seed_args(1000).index("--precision") + 1] == "vector"
+    (tmp_path / "home").mkdir()  # an earlier, larger plan: this run declares its own largest scope
+    (tmp_path / "home" / "embedded_dataset.json").write_text('{"nodes": 2000000, "precision": "halfvec"}')
     m._size_embedded_server()  # the server in this home is not running: sized at its next start
     assert m.server_sizing is not None and m.server_sizing.startswith("embedded server sized at its next start")
     assert "303,000 nodes (vector HNSW)" in m.server_sizing
