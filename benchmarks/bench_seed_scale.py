@@ -2,13 +2,14 @@
 [--precisions vector halfvec]`.
 
 For each scale × precision: `memload seed`'s own code path (clustered vectors, the build sized by seeding.build_sizing)
-into a scratch database of its own (created on the server of DATABASE_URL, else the embedded one, sized first so its
-shared_buffers leaves the largest row's HNSW build its memory; dropped after the row), then ann-check's recall@10 (the recall path's, and the bare index's LIMIT 10) against exact search (numpy
-ground truth over every vector, 200 queries). It prints one table: load s, index s (all indexes) and HNSW s with
-the server's CPU seconds for the HNSW build, the ready index's size, both recalls, the build plan
-(maintenance_work_mem, workers, whether the graph spilled to disk) and the 1-minute load average before and after (a
-shared machine inflates wall times; CPU seconds much less). Each finished row is also appended to --jsonl-out as it
-completes, so a long run can be watched. Asserts nothing.
+into a scratch database of its own (created on the server of DATABASE_URL, else the embedded one, sized first so
+its shared_buffers leaves the largest row's HNSW build its memory; dropped after the row), then ann-check's
+recall@10 (the recall path's, and the bare index's LIMIT 10) against exact search (numpy ground truth over every
+vector, 200 queries). It prints one table: load s, index s (all indexes) and HNSW s with the server's CPU seconds
+for the HNSW build, the ready index's size, both recalls, the build plan (maintenance_work_mem, workers, whether the
+graph spilled to disk) and the 1-minute load average before and after (a shared machine inflates wall times; CPU
+seconds much less). Each finished row is also appended to --jsonl-out as it completes, so a long run can be
+watched. Asserts nothing.
 """
 
 from __future__ import annotations
