@@ -18,6 +18,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from memload.config import Settings
 from memload.contract import EMBEDDING_DIM
@@ -53,6 +54,7 @@ MAX_CONNECTIONS = 200
 DATASET_FILE = "embedded_dataset.json"  # in MEMLOAD_HOME: the largest scope the server is sized for
 POOL_HEADROOM = 1.05  # shared_buffers = hot set × this, when it fits
 PROCESS_MB = 2048  # the API, the seeder, Locust and the OS beside the server
+OTHERS_WAIT_S = 5.0  # how long a backend listed as another client may take to exit before it counts as one
 
 
 @dataclass(frozen=True)
@@ -294,18 +296,30 @@ def size_for(settings: Settings, dataset: Dataset | None, *, replace: bool = Fal
         live_mb, source = conn.execute(
             "SELECT setting::bigint * 8192 / 1048576, coalesce(sourcefile, '') FROM pg_settings "
             "WHERE name = 'shared_buffers'").fetchone()
-        others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                              "AND pid <> pg_backend_pid()").fetchone()[0]
-    if Path(source).name == USER_CONF:
-        return f"embedded server keeps shared_buffers {live_mb}MB from {USER_CONF} (memload would choose {want})"
-    if live_mb == sizing.shared_buffers_mb:
-        return f"embedded server already sized: {want}"
+        if Path(source).name == USER_CONF:
+            return f"embedded server keeps shared_buffers {live_mb}MB from {USER_CONF} (memload would choose {want})"
+        if live_mb == sizing.shared_buffers_mb:
+            return f"embedded server already sized: {want}"
+        others = _other_clients(conn)
     if others:
         return (f"embedded server NOT restarted: {others} other client(s) connected; it keeps shared_buffers "
                 f"{live_mb}MB until its next start (memload db stop; memload db start) gives {want}")
     stop(settings)
     start(settings)
     return f"embedded server restarted: {want}"
+
+
+def _other_clients(conn: Any) -> int:
+    """Client backends other than `conn`'s. A client that has just closed its connection is listed until its
+    backend exits: such a backend is waited for (OTHERS_WAIT_S at most), a connected client is counted."""
+    query = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+             "AND pid <> pg_backend_pid()")
+    deadline = time.monotonic() + OTHERS_WAIT_S
+    others = conn.execute(query).fetchone()[0]
+    while others and time.monotonic() < deadline:
+        time.sleep(0.1)
+        others = conn.execute(query).fetchone()[0]
+    return int(others)
 
 
 def _ensure_database(socket_dir: str) -> None:
