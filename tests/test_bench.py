@@ -16,6 +16,7 @@ import psutil
 import psycopg
 import pytest
 
+from locustfiles.exact_stats import SIGNIFICANT_DIGITS
 from memload.config import REPO_ROOT
 from memload.errors import ExitCode
 from scripts.cli import build_parser
@@ -175,10 +176,11 @@ def test_distributed_master_and_two_workers_sum_up(start_api, tmp_path: Path) ->
 
 
 def test_exact_p50_of_injected_delay_and_latency_slo(start_api, tmp_path: Path) -> None:
-    """A 5 s server-side delay: the exact p50 lands within 1 % (Locust's own buckets are 100 ms wide there).
+    """A 5 s server-side delay: the exact p50 is the median of the suite's own records, unrounded, where Locust's
+    own buckets are 100 ms wide.
 
     The requests arrive staggered (open model, 3/s, one user each) so they do not queue behind each other in the
-    server: what is left beyond the delay is the server's own few milliseconds, not measurement error."""
+    server. How far beyond the delay they land depends on the machine's load, so only the records bound it."""
     delay = 5000.0
     api = start_api(memload_inject_delay_ms=str(delay), **HIGH_LIMITS)
     prefix = tmp_path / "locust_d"
@@ -189,7 +191,12 @@ def test_exact_p50_of_injected_delay_and_latency_slo(start_api, tmp_path: Path) 
     (case,) = data["cases"]
     assert case["ok"] == 6 and case["open_model"]["dropped"] == 0
     p50 = case["latency_ms"]["p50"]
-    assert delay <= p50 <= delay * 1.01, p50
+    with open(f"{prefix}_requests.csv", newline="") as fh:
+        measured = sorted(float(r["latency_ms"]) for r in csv.DictReader(fh) if r["endpoint"] == "recall_text")
+    assert len(measured) == 6 and measured[0] >= delay
+    # the median of 6 whatever the interpolation, within the exact histogram's resolution (3 significant digits)
+    resolution = 10.0 ** -SIGNIFICANT_DIGITS
+    assert measured[2] * (1 - resolution) <= p50 <= measured[3] * (1 + resolution), (p50, measured)
     assert p50 != round(p50, -2)  # an unrounded figure, not one of Locust's 100 ms buckets (1..10 s)
     assert int(locust_rows(prefix)["recall_text"]["50%"]) % 100 == 0  # Locust's CSV: 100 ms buckets in 1..10 s
     assert data["quality"]["slo"]["breaches"] == [
