@@ -31,6 +31,13 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "meml
         raise DatabaseUnavailable(f"cannot connect to database {redact_url(url)}: {reason}") from None
 
 
+def setting_bytes(conn: psycopg.Connection, name: str) -> int | None:
+    """A server setting with a size unit (shared_buffers, work_mem...) in bytes; None when the server has none."""
+    row = conn.execute("SELECT setting::bigint * pg_size_bytes(COALESCE(NULLIF(unit, ''), '1B'))"
+                       " FROM pg_settings WHERE name = %s", (name,)).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
 @contextmanager
 def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     conn = connect(url, autocommit=autocommit)

@@ -1,17 +1,30 @@
-"""CPU seconds from /proc (Linux): of one process, of a process tree, of the whole machine.
+"""CPU seconds from /proc (Linux): of one process, of a process tree, of the whole machine; and its memory.
 
 One reader for every place the kit prices work in CPU: the load generator's own cost, the HNSW build, the API and
 PostgreSQL per request. /proc counts clock ticks (usually 10 ms), so a figure is exact only over many ticks.
+/proc/meminfo sizes the embedded server and the HNSW build, and describes the host.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 # Fields of /proc/<pid>/stat after the command name, index 0 = state (man 5 proc numbers them from 3).
 PPID, UTIME, STIME, CUTIME, CSTIME = 1, 11, 12, 13, 14
+
+
+def meminfo_mb(field: str, meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """A /proc/meminfo field (MemTotal, MemAvailable, Shmem...) in MiB; None when unknown."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def stat_fields(pid: int | str = "self") -> list[str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from memload import proc
+from memload.db import setting_bytes
 from scripts.pg_processes import CpuAccumulator, PgServer
 from seeding.schema import scope_partitions, table_kind
 
@@ -65,9 +66,7 @@ def _mb(n: int | float | None) -> float | None:
 
 
 def _setting_mb(conn: Any, name: str) -> float | None:
-    row = conn.execute("SELECT setting::bigint * pg_size_bytes(COALESCE(NULLIF(unit, ''), '1B'))"
-                       " FROM pg_settings WHERE name = %s", (name,)).fetchone()
-    return _mb(row[0]) if row and row[0] is not None else None
+    return _mb(setting_bytes(conn, name))
 
 
 def scope_relations(conn: Any, scope_key: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from memload.config import Settings
 from memload.contract import EMBEDDING_DIM
-from memload.db import connect
+from memload.db import connect, setting_bytes
 from memload.errors import ConfigError, DatabaseUnavailable
 from memload.precision import check as check_precision
 from seeding.build_sizing import MiB, build_budget_mb, estimated_hot_set_bytes, reserve_mb, total_mb
@@ -293,9 +293,9 @@ def size_for(settings: Settings, dataset: Dataset | None, *, replace: bool = Fal
     if not current.running or current.url is None:
         return f"embedded server sized at its next start: {want}"
     with connect(current.url, autocommit=True) as conn:
-        live_mb, source = conn.execute(
-            "SELECT setting::bigint * 8192 / 1048576, coalesce(sourcefile, '') FROM pg_settings "
-            "WHERE name = 'shared_buffers'").fetchone()
+        live_mb = (setting_bytes(conn, "shared_buffers") or 0) // MiB
+        source = conn.execute("SELECT coalesce(sourcefile, '') FROM pg_settings WHERE name = 'shared_buffers'"
+                              ).fetchone()[0]
         if Path(source).name == USER_CONF:
             return f"embedded server keeps shared_buffers {live_mb}MB from {USER_CONF} (memload would choose {want})"
         if live_mb == sizing.shared_buffers_mb:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from memload.config import REPO_ROOT
+from memload.proc import meminfo_mb
 
 
 def _git(*args: str) -> str | None:
@@ -32,8 +33,8 @@ def _proc_field(path: str, prefix: str) -> str | None:
 
 def host_info() -> dict[str, Any]:
     """Host and code metadata, as recorded in manifest.json."""
-    mem = _proc_field("/proc/meminfo", "MemTotal:")
-    mem_gib = round(int(mem.split()[0]) / 1024 / 1024, 1) if mem and mem.split()[0].isdigit() else None
+    mem_mb = meminfo_mb("MemTotal")
+    mem_gib = round(mem_mb / 1024, 1) if mem_mb is not None else None
     return {"hostname": platform.node(), "cpu_model": _proc_field("/proc/cpuinfo", "model name") or "unknown",
             "cpu_cores": os.cpu_count(), "mem_gib": mem_gib, "os": platform.platform(),
             "python": platform.python_version(), "git_commit": _git("rev-parse", "--short", "HEAD") or "unknown",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from memload import proc
+from memload.db import setting_bytes
 from memload.precision import ELEMENT_BYTES, HALFVEC, VECTOR
 
 AUTO = "auto"
@@ -65,32 +66,20 @@ def estimated_hot_set_bytes(n: int, precision: str) -> int:
     return n * (sum(HOT_BYTES_PER_NODE.values()) + HNSW_BYTES_PER_NODE[precision])
 
 
-def _meminfo_mb(field: str, meminfo: Path) -> int | None:
-    try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def available_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     """MemAvailable in MiB (None when unknown)."""
-    return _meminfo_mb("MemAvailable", meminfo)
+    return proc.meminfo_mb("MemAvailable", meminfo)
 
 
 def total_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     """MemTotal in MiB (None when unknown)."""
-    return _meminfo_mb("MemTotal", meminfo)
+    return proc.meminfo_mb("MemTotal", meminfo)
 
 
 def unfilled_pool_mb(conn: Any, meminfo: Path = Path("/proc/meminfo")) -> int:
     """shared_buffers a local server may still fill: its size minus the shared memory already resident (Shmem)."""
-    pool = conn.execute("SELECT setting::bigint * 8192 / 1048576 FROM pg_settings WHERE name = 'shared_buffers'"
-                        ).fetchone()[0]
-    resident = _meminfo_mb("Shmem", meminfo)
-    return max(0, int(pool) - resident) if resident is not None else 0
+    pool, resident = (setting_bytes(conn, "shared_buffers") or 0) // MiB, proc.meminfo_mb("Shmem", meminfo)
+    return max(0, pool - resident) if resident is not None else 0
 
 
 def server_is_local(conn: Any) -> bool:

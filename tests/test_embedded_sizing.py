@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from memload.config import Settings
+from memload.db import setting_bytes
 from memload.precision import HALFVEC, VECTOR
 from scripts import embedded_db
 from scripts.embedded_db import Dataset, ServerSizing
@@ -102,8 +103,7 @@ def _dataset_that_raises_the_pool() -> Dataset:
 
 def _live_pool_mb(url: str) -> int:
     with psycopg.connect(url) as conn:
-        return int(conn.execute("SELECT setting::bigint * 8192 / 1048576 FROM pg_settings "
-                                "WHERE name = 'shared_buffers'").fetchone()[0])
+        return (setting_bytes(conn, "shared_buffers") or 0) // MiB
 
 
 def test_a_running_server_is_resized_only_when_nobody_else_uses_it(tmp_path: Path) -> None:
